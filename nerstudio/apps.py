@@ -1,0 +1,5 @@
+from django.contrib.admin.apps import AdminConfig
+
+
+class NerStudioAdminConfig(AdminConfig):
+    default_site = "nerstudio.admin.NerStudioAdminSite"

@@ -1,0 +1,149 @@
+from django import forms
+from django.contrib import admin, messages
+
+from orgs import services
+from orgs.access import get_membership
+from orgs.models import Invitation, Membership, Organization, OrgError
+
+
+class OrgScopedAdmin(admin.ModelAdmin):
+    """A ModelAdmin that organization admins may use, limited to their own organization's rows.
+
+    Superusers keep Django's normal behaviour. `org_field` is the lookup from the model to its
+    organization.
+    """
+
+    org_field = "org"
+    org_admin_can_add = False
+    org_admin_can_delete = False
+
+    def _admin_org(self, request):
+        membership = get_membership(request)
+        return membership.org if membership and membership.is_admin else None
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        if request.user.is_superuser:
+            return qs
+        org = self._admin_org(request)
+        return qs.filter(**{self.org_field: org}) if org else qs.none()
+
+    def _allowed(self, request, obj=None):
+        org = self._admin_org(request)
+        if org is None:
+            return False
+        if obj is None:
+            return True
+        return self.get_queryset(request).filter(pk=obj.pk).exists()
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser or self._admin_org(request) is not None
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or self._allowed(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) or self._allowed(request, obj)
+
+    def has_add_permission(self, request):
+        if request.user.is_superuser:
+            return super().has_add_permission(request)
+        return self.org_admin_can_add and self._allowed(request)
+
+    def has_delete_permission(self, request, obj=None):
+        if request.user.is_superuser:
+            return super().has_delete_permission(request, obj)
+        return self.org_admin_can_delete and self._allowed(request, obj)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(OrgScopedAdmin):
+    org_field = "pk"
+    list_display = ["name", "public_id", "created_at"]
+    search_fields = ["name"]
+    readonly_fields = ["public_id", "created_at"]
+
+
+class MembershipAdminForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["role"]
+
+    def clean_role(self):
+        role = self.cleaned_data["role"]
+        if self.instance.pk and role != Membership.Role.ADMIN:
+            try:
+                self.instance.ensure_not_last_admin()  # the admin view runs in a transaction
+            except OrgError as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return role
+
+
+@admin.register(Membership)
+class MembershipAdmin(OrgScopedAdmin):
+    form = MembershipAdminForm
+    org_admin_can_delete = True
+    list_display = ["user", "user_email", "role", "org", "joined_at"]
+    list_filter = ["role"]
+    search_fields = ["user__email", "user__name"]
+    list_select_related = ["user", "org"]
+    readonly_fields = ["user", "org", "joined_at"]
+    fields = ["user", "org", "role", "joined_at"]
+    actions = None  # removal goes through the last-admin rule one member at a time
+
+    @admin.display(description="Email", ordering="user__email")
+    def user_email(self, obj):
+        return obj.user.email
+
+    def has_add_permission(self, request):
+        return False  # people join through invitations
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.is_admin and obj.org.memberships.admins().count() == 1:
+            return False  # the last admin stays
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request, obj):
+        services.remove_member(membership=obj)
+
+
+@admin.register(Invitation)
+class InvitationAdmin(OrgScopedAdmin):
+    list_display = ["email", "role", "status_label", "org", "invited_by", "sent_at", "expires_at"]
+    list_filter = ["role"]
+    search_fields = ["email"]
+    list_select_related = ["org", "invited_by"]
+    readonly_fields = [
+        "org", "email", "role", "invited_by", "sent_at", "expires_at", "accepted_at",
+        "accepted_by", "revoked_at",
+    ]  # fmt: skip
+    fields = readonly_fields
+    actions = ["resend", "revoke"]
+
+    @admin.display(description="Status")
+    def status_label(self, obj):
+        return obj.get_status_display()
+
+    def has_add_permission(self, request):
+        return False  # invitations are sent from the Members page, which emails the link
+
+    @admin.action(description="Re-send selected invitations")
+    def resend(self, request, queryset):
+        self._each(request, queryset, lambda inv: services.resend_invitation(
+            invitation=inv, invited_by=request.user), "re-sent")
+
+    @admin.action(description="Revoke selected invitations")
+    def revoke(self, request, queryset):
+        self._each(request, queryset, lambda inv: services.revoke_invitation(invitation=inv),
+                   "revoked")
+
+    def _each(self, request, queryset, action, verb):
+        done = 0
+        for invitation in queryset:
+            try:
+                action(invitation)
+                done += 1
+            except OrgError as exc:
+                self.message_user(request, f"{invitation.email}: {exc}", messages.WARNING)
+        if done:
+            self.message_user(request, f"{done} invitation(s) {verb}.", messages.SUCCESS)

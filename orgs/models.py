@@ -1,0 +1,163 @@
+import hashlib
+import secrets
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+
+class OrgError(Exception):
+    """A refused organization change, with a message safe to show the user."""
+
+
+class Organization(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=120)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class MembershipQuerySet(models.QuerySet):
+    def for_org(self, org):
+        return self.filter(org=org)
+
+    def admins(self):
+        return self.filter(role=Membership.Role.ADMIN)
+
+
+class Membership(models.Model):
+    """A user's place in their one organization."""
+
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        MEMBER = "member", "Member"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    joined_at = models.DateTimeField(default=timezone.now)
+
+    objects = MembershipQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["joined_at"]
+
+    def __str__(self):
+        return f"{self.user} ({self.get_role_display()}, {self.org})"
+
+    @property
+    def is_admin(self):
+        return self.role == self.Role.ADMIN
+
+    def ensure_not_last_admin(self):
+        """Every organization keeps at least one admin. Call inside a transaction; it locks the
+        org's admin rows so two admins demoting each other at once cannot both succeed."""
+        if not self.is_admin:
+            return
+        admin_ids = list(
+            Membership.objects.select_for_update()
+            .filter(org_id=self.org_id, role=self.Role.ADMIN)
+            .values_list("pk", flat=True)
+        )
+        if admin_ids == [self.pk]:
+            raise OrgError(
+                "An organization needs at least one admin: make someone else an admin first."
+            )
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class InvitationQuerySet(models.QuerySet):
+    def for_org(self, org):
+        return self.filter(org=org)
+
+    def pending(self):
+        return self.filter(
+            accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+        )
+
+    def for_email(self, email):
+        return self.filter(email__iexact=email)
+
+
+class Invitation(models.Model):
+    """An emailed, single-use, expiring invitation. Only the token's hash is stored."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        REVOKED = "revoked", "Revoked"
+        EXPIRED = "expired", "Expired"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(
+        max_length=10, choices=Membership.Role.choices, default=Membership.Role.MEMBER
+    )
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                "org",
+                Lower("email"),
+                condition=models.Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                name="invitation_one_open_per_email",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.email} → {self.org}"
+
+    def new_token(self) -> str:
+        """Give the invitation a fresh token and expiry; returns the token, which is never stored."""
+        token = secrets.token_urlsafe(32)
+        self.token_hash = hash_token(token)
+        self.sent_at = timezone.now()
+        self.expires_at = self.sent_at + timedelta(days=settings.NERSTUDIO_INVITATION_DAYS)
+        return token
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at:
+            return self.Status.ACCEPTED
+        if self.revoked_at:
+            return self.Status.REVOKED
+        if self.expires_at <= timezone.now():
+            return self.Status.EXPIRED
+        return self.Status.PENDING
+
+    @property
+    def is_pending(self):
+        return self.status == self.Status.PENDING
+
+    def get_status_display(self):
+        return self.Status(self.status).label

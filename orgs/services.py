@@ -1,0 +1,182 @@
+"""Organization services: every change to orgs, memberships and invitations goes through here."""
+
+from allauth.account.models import EmailAddress
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from orgs.models import Invitation, Membership, Organization, OrgError, hash_token
+
+
+def verified_emails(user) -> set[str]:
+    """The emails a provider (Google) or a sign-in code has proven the user owns, lower-cased."""
+    return {
+        e.lower()
+        for e in EmailAddress.objects.filter(user=user, verified=True).values_list(
+            "email", flat=True
+        )
+    }
+
+
+@transaction.atomic
+def create_organization(*, user, name: str) -> Organization:
+    if Membership.objects.filter(user=user).exists():
+        raise OrgError("You already belong to an organization.")
+    org = Organization.objects.create(name=name.strip())
+    Membership.objects.create(org=org, user=user, role=Membership.Role.ADMIN)
+    return org
+
+
+def invite_member(*, org: Organization, email: str, role: str, invited_by) -> Invitation:
+    """Invite `email`, or re-send the open invitation that already exists for it."""
+    email = email.strip()
+    if Membership.objects.for_org(org).filter(user__email__iexact=email).exists():
+        raise OrgError(f"{email} is already a member of {org}.")
+    with transaction.atomic():
+        invitation = (
+            Invitation.objects.for_org(org)
+            .for_email(email)
+            .filter(accepted_at__isnull=True, revoked_at__isnull=True)
+            .select_for_update()
+            .first()
+        ) or Invitation(org=org, email=email)
+        invitation.role = role
+        invitation.invited_by = invited_by
+        token = invitation.new_token()
+        try:
+            with transaction.atomic():
+                invitation.save()
+        except IntegrityError as exc:  # a concurrent invite of the same email won the race
+            raise OrgError(f"{email} was invited a moment ago.") from exc
+    _send_invitation_email(invitation, token)
+    return invitation
+
+
+def resend_invitation(*, invitation: Invitation, invited_by) -> Invitation:
+    if invitation.accepted_at or invitation.revoked_at:
+        raise OrgError("Only open invitations can be re-sent.")
+    invitation.invited_by = invited_by
+    token = invitation.new_token()
+    invitation.save(update_fields=["token_hash", "sent_at", "expires_at", "invited_by"])
+    _send_invitation_email(invitation, token)
+    return invitation
+
+
+def revoke_invitation(*, invitation: Invitation) -> None:
+    updated = Invitation.objects.filter(
+        pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True
+    ).update(revoked_at=timezone.now())
+    if not updated:
+        raise OrgError("This invitation was already used or revoked.")
+
+
+def invitation_url(token: str) -> str:
+    return settings.NERSTUDIO_PUBLIC_URL + reverse("orgs:invitation", args=[token])
+
+
+def _send_invitation_email(invitation: Invitation, token: str) -> None:
+    context = {
+        "invitation": invitation,
+        "inviter": invitation.invited_by,
+        "url": invitation_url(token),
+    }
+    send_mail(
+        subject=f"You're invited to {invitation.org} on NER Studio",
+        message=render_to_string("orgs/email/invitation.txt", context),
+        from_email=None,
+        recipient_list=[invitation.email],
+    )
+
+
+def find_invitation(token: str) -> Invitation | None:
+    return Invitation.objects.select_related("org", "invited_by").filter(
+        token_hash=hash_token(token)
+    ).first()
+
+
+def check_invitation_open(invitation: Invitation) -> None:
+    status = invitation.status
+    if status == Invitation.Status.ACCEPTED:
+        raise OrgError("This invitation has already been used.")
+    if status == Invitation.Status.REVOKED:
+        raise OrgError("This invitation was revoked by an admin of the organization.")
+    if status == Invitation.Status.EXPIRED:
+        raise OrgError("This invitation has expired. Ask an admin to send you a new one.")
+
+
+def check_invitation_for(invitation: Invitation, user) -> None:
+    """Raise OrgError with the reason `user` cannot accept `invitation`."""
+    check_invitation_open(invitation)
+    membership = Membership.objects.filter(user=user).select_related("org").first()
+    if membership:
+        if membership.org_id == invitation.org_id:
+            raise OrgError(f"You are already a member of {membership.org}.")
+        raise OrgError(
+            f"You already belong to {membership.org}. An account belongs to one organization."
+        )
+    if invitation.email.lower() not in verified_emails(user):
+        raise OrgError(
+            f"This invitation was sent to {invitation.email}, but you are signed in as "
+            f"{user.email}. Sign out and sign in with {invitation.email} to accept it."
+        )
+
+
+def accept_invitation(*, invitation: Invitation, user) -> Membership:
+    with transaction.atomic():
+        invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        check_invitation_for(invitation, user)
+        try:
+            with transaction.atomic():
+                membership = Membership.objects.create(
+                    org_id=invitation.org_id, user=user, role=invitation.role
+                )
+        except IntegrityError as exc:
+            raise OrgError("You already belong to an organization.") from exc
+        invitation.accepted_at = timezone.now()
+        invitation.accepted_by = user
+        invitation.save(update_fields=["accepted_at", "accepted_by"])
+    return membership
+
+
+def join_invited_organization(*, user) -> Membership | None:
+    """On sign-in, a user without an organization joins the newest pending invitation for one of
+    their verified emails."""
+    if Membership.objects.filter(user=user).exists():
+        return None
+    emails = verified_emails(user)
+    if not emails:
+        return None
+    for_any_email = Q()
+    for email in emails:
+        for_any_email |= Q(email__iexact=email)
+    for invitation in Invitation.objects.pending().filter(for_any_email).order_by("-sent_at"):
+        try:
+            return accept_invitation(invitation=invitation, user=user)
+        except OrgError:
+            continue
+    return None
+
+
+@transaction.atomic
+def change_role(*, membership: Membership, role: str) -> Membership:
+    if role not in Membership.Role.values:
+        raise OrgError("Unknown role.")
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if membership.role == role:
+        return membership
+    if role != Membership.Role.ADMIN:
+        membership.ensure_not_last_admin()
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def remove_member(*, membership: Membership) -> None:
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    membership.ensure_not_last_admin()
+    membership.delete()

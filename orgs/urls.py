@@ -1,0 +1,17 @@
+from django.urls import path
+
+from orgs import views
+
+app_name = "orgs"
+
+urlpatterns = [
+    path("dashboard/", views.dashboard, name="dashboard"),
+    path("welcome/", views.onboarding, name="onboarding"),
+    path("invite/<str:token>/", views.invitation, name="invitation"),
+    path("members/", views.members, name="members"),
+    path("members/invite/", views.invite, name="invite"),
+    path("members/<uuid:public_id>/role/", views.change_role, name="change-role"),
+    path("members/<uuid:public_id>/remove/", views.remove_member, name="remove-member"),
+    path("invitations/<uuid:public_id>/resend/", views.resend_invitation, name="resend-invitation"),
+    path("invitations/<uuid:public_id>/revoke/", views.revoke_invitation, name="revoke-invitation"),
+]

@@ -1,0 +1,164 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from orgs import services
+from orgs.access import get_membership, org_admin_required, org_member_required
+from orgs.forms import InviteForm, OrganizationForm, RoleForm
+from orgs.models import Invitation, Membership, OrgError
+
+
+@org_member_required
+def home(request):
+    if request.membership.is_admin:
+        return redirect("orgs:dashboard")
+    return redirect("generation:generate")
+
+
+@org_admin_required
+def dashboard(request):
+    org = request.org
+    context = {
+        "member_count": org.memberships.count(),
+        "admin_count": org.memberships.admins().count(),
+        "pending_invitations": org.invitations.pending().count(),
+        "recent_members": org.memberships.select_related("user").order_by("-joined_at")[:5],
+    }
+    return render(request, "orgs/dashboard.html", context)
+
+
+@login_required
+def onboarding(request):
+    """First sign-in without an invitation: name a new organization and become its admin."""
+    if get_membership(request):
+        return redirect("home")
+    form = OrganizationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            org = services.create_organization(user=request.user, name=form.cleaned_data["name"])
+        except OrgError as exc:
+            messages.error(request, str(exc))
+            return redirect("home")
+        messages.success(request, f"{org} is ready. Invite your team from Members.")
+        return redirect("home")
+    return render(request, "orgs/onboarding.html", {"form": form})
+
+
+def invitation(request, token):
+    """The link in an invitation email: explains the invitation, or why it cannot be used."""
+    invitation = services.find_invitation(token)
+    if invitation is None:
+        return render(request, "orgs/invitation.html", {"invalid": True}, status=404)
+    problem = None
+    try:
+        if not request.user.is_authenticated:
+            services.check_invitation_open(invitation)
+        else:
+            services.check_invitation_for(invitation, request.user)
+            if request.method == "POST":
+                membership = services.accept_invitation(invitation=invitation, user=request.user)
+                messages.success(request, f"Welcome to {membership.org}!")
+                return redirect("home")
+    except OrgError as exc:
+        problem = str(exc)
+    status = 200 if problem is None else 410 if not invitation.is_pending else 403
+    return render(
+        request, "orgs/invitation.html", {"invitation": invitation, "problem": problem}, status=status
+    )
+
+
+@org_admin_required
+def members(request):
+    return _render_members(request, InviteForm())
+
+
+def _render_members(request, invite_form, status=200):
+    org = request.org
+    context = {
+        "memberships": Membership.objects.for_org(org).select_related("user").order_by("joined_at"),
+        "invitations": Invitation.objects.for_org(org)
+        .filter(accepted_at__isnull=True, revoked_at__isnull=True)
+        .select_related("invited_by")
+        .order_by("-sent_at"),
+        "invite_form": invite_form,
+        "roles": Membership.Role.choices,
+    }
+    return render(request, "orgs/members.html", context, status=status)
+
+
+@require_POST
+@org_admin_required
+def invite(request):
+    form = InviteForm(request.POST)
+    if form.is_valid():
+        try:
+            invitation = services.invite_member(
+                org=request.org, invited_by=request.user, **form.cleaned_data
+            )
+        except OrgError as exc:
+            form.add_error("email", str(exc))
+        else:
+            messages.success(request, f"Invitation sent to {invitation.email}.")
+            return redirect("orgs:members")
+    return _render_members(request, form, status=422)
+
+
+@require_POST
+@org_admin_required
+def change_role(request, public_id):
+    membership = get_object_or_404(Membership.objects.for_org(request.org), public_id=public_id)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a valid role.")
+        return redirect("orgs:members")
+    try:
+        membership = services.change_role(membership=membership, role=form.cleaned_data["role"])
+    except OrgError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request, f"{membership.user} is now {membership.get_role_display().lower()}."
+        )
+    return redirect("orgs:members")
+
+
+@require_POST
+@org_admin_required
+def remove_member(request, public_id):
+    membership = get_object_or_404(
+        Membership.objects.for_org(request.org).select_related("user"), public_id=public_id
+    )
+    try:
+        services.remove_member(membership=membership)
+    except OrgError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{membership.user} was removed from {request.org}.")
+    return redirect("orgs:members")
+
+
+@require_POST
+@org_admin_required
+def resend_invitation(request, public_id):
+    invitation = get_object_or_404(Invitation.objects.for_org(request.org), public_id=public_id)
+    try:
+        services.resend_invitation(invitation=invitation, invited_by=request.user)
+    except OrgError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Invitation re-sent to {invitation.email}.")
+    return redirect("orgs:members")
+
+
+@require_POST
+@org_admin_required
+def revoke_invitation(request, public_id):
+    invitation = get_object_or_404(Invitation.objects.for_org(request.org), public_id=public_id)
+    try:
+        services.revoke_invitation(invitation=invitation)
+    except OrgError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Invitation for {invitation.email} revoked.")
+    return redirect("orgs:members")
