@@ -61,16 +61,14 @@ class Membership(models.Model):
         return self.role == self.Role.ADMIN
 
     def ensure_not_last_admin(self):
-        """Every organization keeps at least one admin. Call inside a transaction; it locks the
-        org's admin rows so two admins demoting each other at once cannot both succeed."""
-        if not self.is_admin:
-            return
-        admin_ids = list(
-            Membership.objects.select_for_update()
-            .filter(org_id=self.org_id, role=self.Role.ADMIN)
-            .values_list("pk", flat=True)
-        )
-        if admin_ids == [self.pk]:
+        """Every organization keeps at least one admin.
+
+        Call inside a transaction, before demoting or removing: it locks the organization row, so
+        two admins demoting each other at once queue up and the second one is refused.
+        """
+        list(Organization.objects.select_for_update().filter(pk=self.org_id).values_list("pk"))
+        admins = Membership.objects.filter(org_id=self.org_id, role=self.Role.ADMIN)
+        if admins.filter(pk=self.pk).exists() and not admins.exclude(pk=self.pk).exists():
             raise OrgError(
                 "An organization needs at least one admin: make someone else an admin first."
             )

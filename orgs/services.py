@@ -165,18 +165,14 @@ def join_invited_organization(*, user) -> Membership | None:
 def change_role(*, membership: Membership, role: str) -> Membership:
     if role not in Membership.Role.values:
         raise OrgError("Unknown role.")
-    membership = Membership.objects.select_for_update().get(pk=membership.pk)
-    if membership.role == role:
-        return membership
     if role != Membership.Role.ADMIN:
         membership.ensure_not_last_admin()
-    membership.role = role
-    membership.save(update_fields=["role"])
+    Membership.objects.filter(pk=membership.pk).update(role=role)
+    membership.refresh_from_db()
     return membership
 
 
 @transaction.atomic
 def remove_member(*, membership: Membership) -> None:
-    membership = Membership.objects.select_for_update().get(pk=membership.pk)
     membership.ensure_not_last_admin()
     membership.delete()

@@ -12,4 +12,5 @@ def join_invited_organization_on_sign_in(sender, request, user, **kwargs):
         messages.success(
             request,
             f"Welcome! You joined {membership.org} as {membership.get_role_display().lower()}.",
+            fail_silently=True,  # sign-ins without the messages middleware (e.g. the test client)
         )

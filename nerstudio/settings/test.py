@@ -9,8 +9,8 @@ import os
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdefghijklmnop")
 os.environ.setdefault("NERSTUDIO_ENCRYPTION_KEYS", "BkXREigNFE4jR97C8y5WNf6n5Ax5z7QOW_q5-4RcNec=")
 
-from nerstudio.settings import *  # noqa: E402,F403
-from nerstudio.settings import SOCIALACCOUNT_PROVIDERS  # noqa: E402
+from nerstudio.settings.base import *  # noqa: E402,F403
+from nerstudio.settings.base import SOCIALACCOUNT_PROVIDERS  # noqa: E402
 
 SOCIALACCOUNT_PROVIDERS["google"]["APPS"] = [
     {"client_id": "test-client-id.apps.googleusercontent.com", "secret": "test-secret", "key": ""}
@@ -24,7 +24,7 @@ ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED = True
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 SECURE_SSL_REDIRECT = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405

@@ -1,0 +1,314 @@
+"""NER Studio settings, read from the environment.
+
+With no environment at all (plus DEBUG=true, which `make run` sets) this is the embedded default:
+SQLite, local media, an in-process channel layer and background tasks in the web process.
+Production sets the variables documented in `.env.example`; secrets there have no default so a
+missing one fails at start-up instead of at the first request.
+"""
+
+import base64
+import hashlib
+from pathlib import Path
+
+import environ
+from botocore.config import Config as BotoConfig
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+
+if DEBUG:
+    SECRET_KEY = env("SECRET_KEY", default="django-insecure-embedded-development-key-only")
+else:
+    SECRET_KEY = env("SECRET_KEY")  # required in production: no default
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Where providers call us back; must be reachable from the internet in production.
+NERSTUDIO_PUBLIC_URL = env("NERSTUDIO_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "daphne",
+    "nerstudio.apps.NerStudioAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "channels",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.google",
+    "accounts",
+    "orgs",
+    "providers",
+    "generation",
+    "gallery",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "nerstudio.urls"
+ASGI_APPLICATION = "nerstudio.asgi.application"
+WSGI_APPLICATION = "nerstudio.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "orgs.context_processors.membership",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Under ASGI every request may run on a different thread: a pool, not persistent connections.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    if env.bool("NERSTUDIO_DB_POOL", default=True):
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env.int("NERSTUDIO_DB_POOL_MIN", default=1),
+            "max_size": env.int("NERSTUDIO_DB_POOL_MAX", default=10),
+            "timeout": 10,
+        }
+else:
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: cache, Celery broker, channel layer ----------------------------------------------------
+REDIS_URL = env("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "nerstudio"},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Without a broker, tasks run on a thread pool inside the web process (see nerstudio.tasks).
+CELERY_BROKER_URL = REDIS_URL or None
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = 300
+CELERY_TASK_TIME_LIMIT = 360
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+NERSTUDIO_EMBEDDED_WORKERS = env.int("NERSTUDIO_EMBEDDED_WORKERS", default=8)
+
+# --- Storage: local media by default, Cloudflare R2 / any S3 endpoint when a bucket is set --------
+MEDIA_URL = "/media/"
+MEDIA_ROOT = env.path("NERSTUDIO_MEDIA_ROOT", default=BASE_DIR / "media")
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+NERSTUDIO_S3_BUCKET = env("NERSTUDIO_S3_BUCKET", default="")
+if NERSTUDIO_S3_BUCKET:
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": NERSTUDIO_S3_BUCKET,
+            "endpoint_url": env("NERSTUDIO_S3_ENDPOINT_URL"),
+            "access_key": env("NERSTUDIO_S3_ACCESS_KEY_ID"),
+            "secret_key": env("NERSTUDIO_S3_SECRET_ACCESS_KEY"),
+            "region_name": env("NERSTUDIO_S3_REGION", default="auto"),
+            "default_acl": None,  # R2 implements no ACLs
+            "querystring_auth": True,  # private bucket: presigned GET URLs
+            "querystring_expire": env.int("NERSTUDIO_S3_URL_EXPIRY", default=3600),
+            "file_overwrite": False,
+            "client_config": BotoConfig(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                # boto3 >= 1.36 adds CRC32 trailers that R2 rejects.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                connect_timeout=5,
+                read_timeout=30,
+                retries={"max_attempts": 3, "mode": "standard"},
+            ),
+        },
+    }
+else:
+    _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# --- Auth: Google SSO through allauth --------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "home"
+ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*"]
+ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "accounts.adapters.SocialAccountAdapter"
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_REQUESTS_TIMEOUT = 10
+
+NERSTUDIO_GOOGLE_CLIENT_ID = env("NERSTUDIO_GOOGLE_CLIENT_ID", default="")
+NERSTUDIO_GOOGLE_CLIENT_SECRET = env("NERSTUDIO_GOOGLE_CLIENT_SECRET", default="")
+SOCIALACCOUNT_PROVIDERS = {
+    "google": {
+        "APPS": [
+            {
+                "client_id": NERSTUDIO_GOOGLE_CLIENT_ID,
+                "secret": NERSTUDIO_GOOGLE_CLIENT_SECRET,
+                "key": "",
+            }
+        ]
+        if NERSTUDIO_GOOGLE_CLIENT_ID
+        else [],
+        "SCOPE": ["profile", "email"],
+        "AUTH_PARAMS": {"access_type": "online", "prompt": "select_account"},
+        "OAUTH_PKCE_ENABLED": True,
+        "EMAIL_AUTHENTICATION": True,  # Google-verified email may sign in to a matching account
+        "VERIFIED_EMAIL": False,  # trust Google's own email_verified claim, nothing more
+    }
+}
+
+
+def signin_settings(*, debug: bool, google_configured: bool) -> dict:
+    """Production is Google-only. The development sign-in (an emailed code, printed on the
+    console) exists only with DEBUG on and no Google credentials, so production settings can never
+    turn it on."""
+    dev_signin = debug and not google_configured
+    if dev_signin:
+        return {
+            "NERSTUDIO_DEV_SIGNIN": True,
+            "SOCIALACCOUNT_ONLY": False,
+            "ACCOUNT_LOGIN_BY_CODE_ENABLED": True,
+            "ACCOUNT_EMAIL_VERIFICATION": "mandatory",
+            "ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED": True,
+            "SOCIALACCOUNT_EMAIL_VERIFICATION": "none",
+        }
+    return {
+        "NERSTUDIO_DEV_SIGNIN": False,
+        "SOCIALACCOUNT_ONLY": True,
+        "ACCOUNT_LOGIN_BY_CODE_ENABLED": False,
+        "ACCOUNT_EMAIL_VERIFICATION": "none",
+        "ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED": False,
+        "SOCIALACCOUNT_EMAIL_VERIFICATION": "none",
+    }
+
+
+globals().update(signin_settings(debug=DEBUG, google_configured=bool(NERSTUDIO_GOOGLE_CLIENT_ID)))
+
+# --- Organizations ----------------------------------------------------------------------------------
+NERSTUDIO_INVITATION_DAYS = env.int("NERSTUDIO_INVITATION_DAYS", default=7)
+
+# --- Provider API keys at rest: Fernet keys, newest first; older ones only decrypt (rotation) ------
+NERSTUDIO_ENCRYPTION_KEYS = env.list("NERSTUDIO_ENCRYPTION_KEYS", default=[])
+if not NERSTUDIO_ENCRYPTION_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "Set NERSTUDIO_ENCRYPTION_KEYS (comma-separated Fernet keys) to encrypt provider API keys."
+        )
+    _derived = hashlib.sha256(f"nerstudio-dev-encryption:{SECRET_KEY}".encode()).digest()
+    NERSTUDIO_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(_derived).decode()]
+
+# --- Email -------------------------------------------------------------------------------------------
+_email = env.email_url("EMAIL_URL", default="consolemail://")
+MAILERS = {
+    "default": {
+        "BACKEND": _email["EMAIL_BACKEND"],
+        "OPTIONS": {
+            key: value
+            for key, value in {
+                "host": _email.get("EMAIL_HOST"),
+                "port": _email.get("EMAIL_PORT"),
+                "username": _email.get("EMAIL_HOST_USER"),
+                "password": _email.get("EMAIL_HOST_PASSWORD"),
+                "use_tls": _email.get("EMAIL_USE_TLS"),
+                "use_ssl": _email.get("EMAIL_USE_SSL"),
+                "timeout": 10,
+            }.items()
+            if value is not None and value != ""
+        }
+        if "smtp" in _email["EMAIL_BACKEND"]
+        else {},
+    }
+}
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="NER Studio <noreply@nerstudio.local>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- Security -----------------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("NERSTUDIO_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("NERSTUDIO_HSTS_SECONDS", default=60 * 60 * 24 * 365)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env.bool("NERSTUDIO_HSTS_PRELOAD", default=False)
+
+# Uploads: the request body cap; per-file limits are checked by the upload forms.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,121 @@
+"""The permission matrix: every org-scoped view against admin, member, another org's admin and an
+anonymous visitor."""
+
+import pytest
+from django.urls import reverse
+
+from tests.factories import InvitationFactory, MembershipFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def objects(org, admin_membership, member_membership):
+    """One object of each kind in `org`, for URLs that take an id."""
+    return {
+        "membership": MembershipFactory(org=org),
+        "invitation": InvitationFactory(org=org),
+    }
+
+
+# (url name, kwargs key, method, admin, member): expected status for each role.
+# "ok" means the admin's request is served (200, or a redirect back after a POST).
+VIEWS = [
+    ("home", None, "get", 302, 302),
+    ("orgs:dashboard", None, "get", 200, 403),
+    ("orgs:members", None, "get", 200, 403),
+    ("orgs:invite", None, "post", 302, 403),
+    ("orgs:change-role", "membership", "post", 302, 403),
+    ("orgs:remove-member", "membership", "post", 302, 403),
+    ("orgs:resend-invitation", "invitation", "post", 302, 403),
+    ("orgs:revoke-invitation", "invitation", "post", 302, 403),
+    ("generation:generate", None, "get", 200, 200),
+    ("generation:history", None, "get", 200, 200),
+    ("gallery:index", None, "get", 200, 200),
+]
+
+POST_DATA = {
+    "orgs:invite": {"email": "new@acme.test", "role": "member"},
+    "orgs:change-role": {"role": "admin"},
+}
+
+
+def _request(client, name, key, method, objects):
+    args = [objects[key].public_id] if key else []
+    url = reverse(name, args=args)
+    if method == "post":
+        return client.post(url, POST_DATA.get(name, {}))
+    return client.get(url)
+
+
+@pytest.mark.parametrize(("name", "key", "method", "admin_status", "member_status"), VIEWS)
+def test_an_admin_can_use_every_org_view(client, admin, objects, name, key, method, admin_status,
+                                         member_status):
+    client.force_login(admin)
+    assert _request(client, name, key, method, objects).status_code == admin_status
+
+
+@pytest.mark.parametrize(("name", "key", "method", "admin_status", "member_status"), VIEWS)
+def test_a_member_is_refused_admin_views(client, member, objects, name, key, method, admin_status,
+                                         member_status):
+    client.force_login(member)
+    assert _request(client, name, key, method, objects).status_code == member_status
+
+
+@pytest.mark.parametrize(("name", "key", "method", "admin_status", "member_status"), VIEWS)
+def test_an_anonymous_visitor_is_sent_to_sign_in(client, objects, name, key, method, admin_status,
+                                                 member_status):
+    response = _request(client, name, key, method, objects)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("account_login"))
+
+
+@pytest.mark.parametrize(
+    ("name", "key"), [(name, key) for name, key, *_ in VIEWS if key is not None]
+)
+def test_another_orgs_admin_gets_404_for_this_orgs_objects(client, other_admin, objects, name,
+                                                           key):
+    client.force_login(other_admin)
+    before = (objects["membership"].role, objects["invitation"].revoked_at)
+    response = _request(client, name, key, "post", objects)
+    assert response.status_code == 404
+    objects["membership"].refresh_from_db()
+    objects["invitation"].refresh_from_db()
+    assert (objects["membership"].role, objects["invitation"].revoked_at) == before
+
+
+def test_a_user_without_an_organization_is_sent_to_onboarding(client, django_user_model):
+    user = django_user_model.objects.create_user(email="new@example.com")
+    client.force_login(user)
+    response = client.get(reverse("generation:generate"))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("orgs:onboarding")
+
+
+def test_the_403_page_is_friendly(member_client):
+    response = member_client.get(reverse("orgs:members"))
+    assert response.status_code == 403
+    assert b"have access to this" in response.content
+
+
+def test_the_404_page_is_friendly(admin_client):
+    response = admin_client.post(
+        reverse("orgs:remove-member", args=["00000000-0000-0000-0000-000000000000"])
+    )
+    assert response.status_code == 404
+    assert b"find that" in response.content
+
+
+def test_the_admin_navigation_is_shown_to_admins_only(admin_client, client, member):
+    admin_page = admin_client.get(reverse("generation:generate")).content.decode()
+    assert 'href="/members/"' in admin_page and 'href="/admin/"' in admin_page
+    client.force_login(member)
+    member_page = client.get(reverse("generation:generate")).content.decode()
+    assert 'href="/gallery/"' in member_page
+    assert 'href="/members/"' not in member_page and 'href="/admin/"' not in member_page
+
+
+def test_home_sends_admins_to_the_dashboard_and_members_to_generate(admin_client, client, member):
+    assert admin_client.get("/")["Location"] == reverse("orgs:dashboard")
+    client.force_login(member)
+    assert client.get("/")["Location"] == reverse("generation:generate")

@@ -1,0 +1,83 @@
+"""Background tasks and the channel layer, in the embedded default and against real Redis."""
+
+import os
+import threading
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.test import override_settings
+
+from nerstudio.celery import app as celery_app
+from nerstudio.tasks import enqueue
+from orgs.models import Organization
+from tests import tasks_for_tests
+from tests.factories import OrganizationFactory
+
+REDIS_URL = os.environ.get("REDIS_URL")
+needs_redis = pytest.mark.skipif(not REDIS_URL, reason="needs REDIS_URL (CI sets it)")
+
+
+@pytest.fixture(autouse=True)
+def _reset_task_log():
+    tasks_for_tests.runs.clear()
+    tasks_for_tests.ran.clear()
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(CELERY_BROKER_URL=None)
+def test_without_a_broker_a_task_runs_in_the_background_after_commit():
+    org = OrganizationFactory(name="Before")
+    with transaction.atomic():
+        enqueue(tasks_for_tests.rename_org, org_id=org.pk, name="After")
+        assert not tasks_for_tests.ran.wait(0.2), "ran before the transaction committed"
+    assert tasks_for_tests.ran.wait(5)
+    thread_name, _ = tasks_for_tests.runs[0]
+    assert thread_name.startswith("nerstudio-task")
+    assert thread_name != threading.current_thread().name
+    org.refresh_from_db()
+    assert org.name == "After"
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(CELERY_BROKER_URL=None)
+def test_a_rolled_back_transaction_sends_no_task():
+    org = OrganizationFactory(name="Before")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        enqueue(tasks_for_tests.rename_org, org_id=org.pk, name="After")
+        raise RuntimeError
+    assert not tasks_for_tests.ran.wait(0.3)
+
+
+@pytest.mark.django_db
+def test_the_channel_layer_delivers_a_group_message():
+    layer = get_channel_layer()
+
+    async def roundtrip():
+        channel = await layer.new_channel()
+        await layer.group_add("org.test", channel)
+        await layer.group_send("org.test", {"type": "gen.update", "html": "<p>hi</p>"})
+        message = await layer.receive(channel)
+        await layer.group_discard("org.test", channel)
+        return message
+
+    assert async_to_sync(roundtrip)() == {"type": "gen.update", "html": "<p>hi</p>"}
+
+
+@needs_redis
+def test_with_redis_the_channel_layer_is_channels_redis():
+    assert type(get_channel_layer()).__module__ == "channels_redis.core"
+
+
+@needs_redis
+@pytest.mark.django_db(transaction=True)
+def test_with_redis_a_celery_worker_runs_the_enqueued_task():
+    from celery.contrib.testing.worker import start_worker
+
+    org = OrganizationFactory(name="Before")
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        with transaction.atomic():
+            enqueue(tasks_for_tests.rename_org, org_id=org.pk, name="Via Redis")
+        assert tasks_for_tests.ran.wait(20)
+    assert Organization.objects.get(pk=org.pk).name == "Via Redis"

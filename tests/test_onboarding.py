@@ -1,0 +1,71 @@
+import pytest
+from django.urls import reverse
+
+from orgs.models import Invitation, Membership, Organization
+from tests.factories import InvitationFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_new_user_names_an_organization_and_becomes_its_admin(client):
+    user = UserFactory(email="founder@new.test")
+    client.force_login(user)
+
+    response = client.post(reverse("orgs:onboarding"), {"name": "  Northwind Studio "})
+
+    assert response.status_code == 302
+    membership = Membership.objects.get(user=user)
+    assert membership.org.name == "Northwind Studio"
+    assert membership.role == Membership.Role.ADMIN
+    assert client.get(response["Location"])["Location"] == reverse("orgs:dashboard")
+
+
+def test_an_organization_needs_a_name(client):
+    client.force_login(UserFactory())
+    response = client.post(reverse("orgs:onboarding"), {"name": "   "})
+    assert response.status_code == 200
+    assert b"Give your organization a name" in response.content or b"required" in response.content
+    assert not Organization.objects.exists()
+
+
+def test_a_member_cannot_create_a_second_organization(member_client, member):
+    response = member_client.post(reverse("orgs:onboarding"), {"name": "Side project"})
+    assert response.status_code == 302
+    assert Organization.objects.count() == 1
+    assert Membership.objects.get(user=member).org.name == "Acme Creative"
+
+
+def test_signing_in_with_a_pending_invitation_joins_that_organization(client, org):
+    invitation = InvitationFactory(org=org, email="Invitee@Example.com", role="admin")
+    user = UserFactory(email="invitee@example.com")
+
+    client.force_login(user)  # sends user_logged_in, as allauth does after Google sign-in
+
+    membership = Membership.objects.get(user=user)
+    assert (membership.org, membership.role) == (org, "admin")
+    invitation.refresh_from_db()
+    assert invitation.accepted_by == user and invitation.accepted_at is not None
+    assert client.get("/")["Location"] == reverse("orgs:dashboard")
+
+
+def test_an_unverified_email_does_not_join_an_invited_organization(client, org):
+    InvitationFactory(org=org, email="unverified@example.com")
+    user = UserFactory(email="unverified@example.com", verified=False)
+    client.force_login(user)
+    assert not Membership.objects.filter(user=user).exists()
+    assert client.get("/")["Location"] == reverse("orgs:onboarding")
+
+
+def test_expired_or_revoked_invitations_are_not_joined_on_sign_in(client, org):
+    from django.utils import timezone
+
+    InvitationFactory(org=org, email="late@example.com", expires_at=timezone.now())
+    InvitationFactory(org=org, email="late@example.com", revoked_at=timezone.now())
+    user = UserFactory(email="late@example.com")
+    client.force_login(user)
+    assert not Membership.objects.filter(user=user).exists()
+    assert Invitation.objects.filter(accepted_at__isnull=False).count() == 0
+
+
+def test_onboarding_redirects_a_member_home(member_client):
+    assert member_client.get(reverse("orgs:onboarding"))["Location"] == "/"
