@@ -256,7 +256,8 @@ if not NERSTUDIO_ENCRYPTION_KEYS:
     NERSTUDIO_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(_derived).decode()]
 
 # --- Email -------------------------------------------------------------------------------------------
-_email = env.email_url("EMAIL_URL", default="consolemail://")
+# Development prints email on the console; production must name a real mail server.
+_email = env.email_url("EMAIL_URL", default="consolemail://") if DEBUG else env.email_url("EMAIL_URL")
 MAILERS = {
     "default": {
         "BACKEND": _email["EMAIL_BACKEND"],
@@ -293,7 +294,7 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("NERSTUDIO_HSTS_SECONDS", default=60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = env.bool("NERSTUDIO_HSTS_PRELOAD", default=False)
+    SECURE_HSTS_PRELOAD = env.bool("NERSTUDIO_HSTS_PRELOAD", default=True)
 
 # Uploads: the request body cap; per-file limits are checked by the upload forms.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024

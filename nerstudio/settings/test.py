@@ -7,6 +7,7 @@ sign-in; tests/test_settings.py proves production settings can only be SSO.
 import os
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdefghijklmnop")
+os.environ.setdefault("EMAIL_URL", "smtp://localhost:25")  # replaced by locmem below
 os.environ.setdefault("NERSTUDIO_ENCRYPTION_KEYS", "BkXREigNFE4jR97C8y5WNf6n5Ax5z7QOW_q5-4RcNec=")
 
 from nerstudio.settings.base import *  # noqa: E402,F403
