@@ -18,6 +18,7 @@ urlpatterns = [
     path("", include("orgs.urls")),
     path("", include("generation.urls")),
     path("", include("gallery.urls")),
+    path("", include("providers.urls")),
 ]
 
 if settings.DEBUG:

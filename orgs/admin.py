@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 
 from orgs import services
 from orgs.access import get_membership
@@ -26,7 +27,7 @@ class OrgScopedAdmin(admin.ModelAdmin):
         if request.user.is_superuser:
             return qs
         org = self._admin_org(request)
-        return qs.filter(**{self.org_field: org}) if org else qs.none()
+        return qs.filter(**{self.org_field: org.pk}) if org else qs.none()
 
     def _allowed(self, request, obj=None):
         org = self._admin_org(request)
@@ -35,6 +36,32 @@ class OrgScopedAdmin(admin.ModelAdmin):
         if obj is None:
             return True
         return self.get_queryset(request).filter(pk=obj.pk).exists()
+
+    def _scoped_choices(self, db_field, request):
+        """For an org admin, a foreign key may only point at their own organization's rows: the
+        organization itself, another org-scoped model's rows, or the organization's members."""
+        if request.user.is_superuser:
+            return None
+        org = self._admin_org(request)
+        related = db_field.remote_field.model
+        if related is get_user_model():
+            return related.objects.filter(membership__org=org) if org else related.objects.none()
+        related_admin = self.admin_site._registry.get(related)
+        if isinstance(related_admin, OrgScopedAdmin):
+            return related_admin.get_queryset(request)
+        return None
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        queryset = self._scoped_choices(db_field, request)
+        if queryset is not None:
+            kwargs.setdefault("queryset", queryset)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        queryset = self._scoped_choices(db_field, request)
+        if queryset is not None:
+            kwargs.setdefault("queryset", queryset)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def has_module_permission(self, request):
         return request.user.is_superuser or self._admin_org(request) is not None

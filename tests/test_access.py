@@ -15,6 +15,7 @@ def objects(org, admin_membership, member_membership):
     return {
         "membership": MembershipFactory(org=org),
         "invitation": InvitationFactory(org=org),
+        "provider": org.providers.get(adapter="local-image"),
     }
 
 
@@ -32,6 +33,8 @@ VIEWS = [
     ("generation:generate", None, "get", 200, 200),
     ("generation:history", None, "get", 200, 200),
     ("gallery:index", None, "get", 200, 200),
+    ("providers:index", None, "get", 200, 403),
+    ("providers:test-connection", "provider", "post", 302, 403),
 ]
 
 POST_DATA = {
@@ -76,12 +79,15 @@ def test_an_anonymous_visitor_is_sent_to_sign_in(client, objects, name, key, met
 def test_another_orgs_admin_gets_404_for_this_orgs_objects(client, other_admin, objects, name,
                                                            key):
     client.force_login(other_admin)
+    from providers.models import ProviderAttempt
+
     before = (objects["membership"].role, objects["invitation"].revoked_at)
     response = _request(client, name, key, "post", objects)
     assert response.status_code == 404
     objects["membership"].refresh_from_db()
     objects["invitation"].refresh_from_db()
     assert (objects["membership"].role, objects["invitation"].revoked_at) == before
+    assert not ProviderAttempt.objects.exists()
 
 
 def test_a_user_without_an_organization_is_sent_to_onboarding(client, django_user_model):

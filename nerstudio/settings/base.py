@@ -255,6 +255,18 @@ if not NERSTUDIO_ENCRYPTION_KEYS:
     _derived = hashlib.sha256(f"nerstudio-dev-encryption:{SECRET_KEY}".encode()).digest()
     NERSTUDIO_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(_derived).decode()]
 
+# --- AI providers ------------------------------------------------------------------------------------
+# Platform keys, used by provider rows whose own API key is blank. With one set, new organizations
+# start with that provider's models enabled; without any, the offline local providers are active.
+NERSTUDIO_PLATFORM_KEYS = {
+    name: env(name, default="")
+    for name in ("NERSTUDIO_KIE_API_KEY", "NERSTUDIO_OPENAI_API_KEY", "NERSTUDIO_GEMINI_API_KEY")
+}
+# How often a process re-checks whether an org's provider configuration changed (seconds).
+NERSTUDIO_PROVIDER_REFRESH_SECONDS = env.float("NERSTUDIO_PROVIDER_REFRESH_SECONDS", default=0.5)
+# Total time the prompt-writer fallback chain may take (PRD §6: under 30 s).
+NERSTUDIO_LLM_CHAIN_DEADLINE = env.float("NERSTUDIO_LLM_CHAIN_DEADLINE", default=30.0)
+
 # --- Email -------------------------------------------------------------------------------------------
 # Development prints email on the console; production must name a real mail server.
 _email = env.email_url("EMAIL_URL", default="consolemail://") if DEBUG else env.email_url("EMAIL_URL")

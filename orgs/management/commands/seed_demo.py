@@ -6,6 +6,7 @@ from django.db import transaction
 
 from accounts.models import User
 from orgs.models import Membership, Organization
+from providers.defaults import install_default_providers
 
 DEMO_ORG = "Demo Studio"
 DEMO_USERS = [
@@ -21,7 +22,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         org = Organization.objects.filter(name=DEMO_ORG).order_by("pk").first()
         if org is None:
-            org = Organization.objects.create(name=DEMO_ORG)
+            org = Organization.objects.create(name=DEMO_ORG)  # gets the default providers
+        elif not org.providers.exists():
+            install_default_providers(org)
         for email, name, role in DEMO_USERS:
             user = User.objects.filter(email__iexact=email).first()
             if user is None:

@@ -1,0 +1,187 @@
+"""Google Gemini API direct: generateContent with JSON output constrained by a response schema.
+
+Shapes follow ../shared/PROVIDERS.md §3. Gemini answers HTTP 200 for a blocked prompt (no
+candidates, `promptFeedback.blockReason`) and HTTP 400 for a bad key (`API_KEY_INVALID`).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any, ClassVar
+
+from .base import (
+    VARIANTS_SYSTEM,
+    VISION_INSTRUCTION,
+    Adapter,
+    ChatResult,
+    HttpReply,
+    InvalidOutput,
+    LLMAdapter,
+    PermanentError,
+    ProviderError,
+    RetryableError,
+    VariantsRequest,
+    VisionAdapter,
+    VisionResult,
+    image_mime_type,
+    parse_variants,
+    parse_vision,
+    provider_message,
+    retry_after_seconds,
+    variants_user_text,
+)
+
+GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
+GEMINI_KEY_ENV = "NERSTUDIO_GEMINI_API_KEY"
+INLINE_LIMIT = 14 * 1024 * 1024  # inline requests must stay under 20 MB once base64-encoded
+
+VISION_SCHEMA = {
+    "type": "OBJECT",
+    "properties": {
+        "description": {"type": "STRING"},
+        "palette": {"type": "ARRAY", "items": {"type": "STRING"}},
+    },
+    "required": ["description", "palette"],
+}
+
+
+def variants_schema(n: int) -> dict[str, Any]:
+    return {
+        "type": "OBJECT",
+        "properties": {
+            "variants": {"type": "ARRAY", "items": {"type": "STRING"}, "minItems": n, "maxItems": n}
+        },
+        "required": ["variants"],
+    }
+
+
+def gemini_error(reply: HttpReply) -> ProviderError:
+    body = reply.json()
+    error = body.get("error") if isinstance(body, dict) else None
+    error = error if isinstance(error, dict) else {}
+    details = error.get("details") if isinstance(error.get("details"), list) else []
+    reasons = {d.get("reason") for d in details if isinstance(d, dict)}
+    message = provider_message(error.get("message"), f"Gemini answered HTTP {reply.status}.")
+    status = error.get("status") or reply.status
+    if "API_KEY_INVALID" in reasons:
+        return PermanentError(f"Google rejected the API key. {message}", code="API_KEY_INVALID")
+    if reply.status in (408, 429, 499) or reply.status >= 500:
+        return RetryableError(message, code=status, retry_after=retry_after_seconds(reply.headers))
+    return PermanentError(message, code=status)
+
+
+def candidate_text(payload: Any) -> str:
+    """The first candidate's answer text; anything but a clean STOP is unusable JSON."""
+    if not isinstance(payload, dict):
+        raise InvalidOutput("Gemini sent an unexpected response.", code="bad_response")
+    feedback = payload.get("promptFeedback")
+    block = feedback.get("blockReason") if isinstance(feedback, dict) else None
+    if block:
+        raise InvalidOutput(f"Gemini blocked the prompt ({block}).", code="blocked")
+    candidates = payload.get("candidates")
+    if not isinstance(candidates, list) or not candidates or not isinstance(candidates[0], dict):
+        raise InvalidOutput("Gemini returned no answer.", code="no_candidates")
+    first = candidates[0]
+    finish = first.get("finishReason")
+    if finish and finish != "STOP":
+        raise InvalidOutput(f"Gemini stopped early ({finish}).", code=finish)
+    content = first.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    # Thinking models may add thought parts; they are not the answer.
+    return "".join(
+        p["text"]
+        for p in (parts if isinstance(parts, list) else [])
+        if isinstance(p, dict) and not p.get("thought") and isinstance(p.get("text"), str)
+    )
+
+
+class _GeminiClient(Adapter):
+    default_base_url: ClassVar[str] = GEMINI_BASE_URL
+    default_model: ClassVar[str] = "gemini-2.5-pro"
+    platform_key_env: ClassVar[str | None] = GEMINI_KEY_ENV
+
+    @property
+    def model(self) -> str:
+        return super().model.removeprefix("models/")
+
+    def _headers(self) -> dict[str, str]:
+        if not self.config.api_key:
+            raise PermanentError(f"No API key configured for {self.label}.", code="no_key")
+        return {"x-goog-api-key": self.config.api_key}  # header, so keys stay out of URL logs
+
+    def _generate(self, body: dict[str, Any], timeout: float | None) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.model):
+            raise PermanentError(f"Invalid Gemini model id '{self.model}'.", code="config")
+        reply = self._send(
+            "POST",
+            f"{self.base_url}/models/{self.model}:generateContent",
+            json=body,
+            headers=self._headers(),
+            timeout=timeout,
+        )
+        if not reply.ok:
+            raise gemini_error(reply)
+        return candidate_text(reply.json())
+
+    def _probe(self) -> str:
+        reply = self._send(
+            "GET", f"{self.base_url}/models", params={"pageSize": 1000}, headers=self._headers()
+        )
+        if not reply.ok:
+            raise gemini_error(reply)
+        payload = reply.json()
+        models = payload.get("models") if isinstance(payload, dict) else None
+        if not isinstance(models, list):
+            raise InvalidOutput("Gemini sent an unexpected model list.")
+        names = {m.get("name") for m in models if isinstance(m, dict)}
+        if f"models/{self.model}" not in names:
+            raise PermanentError(f"Connected, but model '{self.model}' is not available.")
+        return f"Connected; model '{self.model}' is available."
+
+
+class GeminiLLMAdapter(_GeminiClient, LLMAdapter):
+    slug = "gemini-chat"
+    label = "Google Gemini"
+
+    def generate_variants(
+        self, request: VariantsRequest, *, timeout: float | None = None
+    ) -> ChatResult:
+        text = self._generate(
+            {
+                "systemInstruction": {"parts": [{"text": VARIANTS_SYSTEM}]},
+                "contents": [{"role": "user", "parts": [{"text": variants_user_text(request)}]}],
+                "generationConfig": {
+                    "responseMimeType": "application/json",
+                    "responseSchema": variants_schema(request.n),
+                },
+            },
+            timeout,
+        )
+        return ChatResult(parse_variants(text, request.n), model=self.model)
+
+
+class GeminiVisionAdapter(_GeminiClient, VisionAdapter):
+    slug = "gemini-vision"
+    label = "Google Gemini vision"
+
+    def describe(self, image: bytes, *, timeout: float | None = None) -> VisionResult:
+        if len(image) > INLINE_LIMIT:
+            raise PermanentError("The image is too large for Gemini (about 14 MB at most).")
+        inline = {"mime_type": image_mime_type(image), "data": base64.b64encode(image).decode()}
+        text = self._generate(
+            {
+                "contents": [
+                    {
+                        "role": "user",
+                        "parts": [{"inline_data": inline}, {"text": VISION_INSTRUCTION}],
+                    }
+                ],
+                "generationConfig": {
+                    "responseMimeType": "application/json",
+                    "responseSchema": VISION_SCHEMA,
+                },
+            },
+            timeout,
+        )
+        return parse_vision(text)

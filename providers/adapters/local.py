@@ -1,0 +1,463 @@
+"""Offline providers: the embedded default, so the product works without any API key.
+
+They do real work with Pillow (render, analyse) and deterministic text (prompt variants), so demos,
+tests and air-gapped installs exercise the same flow as the remote providers.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import io
+import math
+import random
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import (
+    Image,
+    ImageDraw,
+    ImageFilter,
+    ImageFont,
+    ImageOps,
+    ImageStat,
+    UnidentifiedImageError,
+)
+
+from .base import (
+    ChatResult,
+    GenerationFailed,
+    ImageAdapter,
+    ImageJobRequest,
+    ImageJobSubmitted,
+    LLMAdapter,
+    PermanentError,
+    VariantsRequest,
+    VisionAdapter,
+    VisionResult,
+    check_variants,
+    number_range,
+)
+
+RGB = tuple[int, int, int]
+
+# --- Image rendering ----------------------------------------------------------------------------
+
+QUALITY_SIDES = {"draft": 512, "standard": 768}
+
+
+def size_for(aspect_ratio: str | None, max_side: int = 768) -> tuple[int, int]:
+    """Size for "W:H" with the long side at `max_side`; unknown ratios and "auto" are square."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*", aspect_ratio or "")
+    w, h = (float(match.group(1)), float(match.group(2))) if match else (1.0, 1.0)
+    if w <= 0 or h <= 0:
+        w = h = 1.0
+    scale = max_side / max(w, h)
+    return max(64, round(w * scale / 8) * 8), max(64, round(h * scale / 8) * 8)
+
+
+def hex_to_rgb(value: str) -> RGB | None:
+    match = re.fullmatch(r"#?([0-9a-fA-F]{6})", value.strip())
+    if not match:
+        return None
+    n = int(match.group(1), 16)
+    return (n >> 16) & 255, (n >> 8) & 255, n & 255
+
+
+def rgb_to_hex(rgb: Sequence[int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb[:3])
+
+
+def _mix(a: RGB, b: RGB, t: float) -> RGB:
+    return tuple(round(x + (y - x) * t) for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
+
+
+def _luminance(c: RGB) -> float:
+    return (0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]) / 255
+
+
+def _palette(reference_palette: Sequence[str] | None, rng: random.Random) -> list[RGB]:
+    """The reference colours, or a harmonious pair picked from the prompt when there are none."""
+    colours = [c for c in (hex_to_rgb(v) for v in reference_palette or ()) if c]
+    if not colours:
+        hue = rng.random()
+        for dh, s, v in ((0.0, 0.35, 0.92), (0.07, 0.55, 0.62), (0.5, 0.4, 0.85)):
+            r, g, b = colorsys.hsv_to_rgb((hue + dh) % 1, s, v)
+            colours.append((round(r * 255), round(g * 255), round(b * 255)))
+    if len(colours) == 1:
+        colours.append(_mix(colours[0], (0, 0, 0), 0.35))
+    return colours
+
+
+def _gradient(size: tuple[int, int], start: RGB, end: RGB, angle: float) -> Image.Image:
+    """A linear gradient at any angle, rendered small (it is smooth) and scaled up."""
+    sw, sh = max(1, size[0] // 4), max(1, size[1] // 4)
+    side = math.ceil(math.hypot(sw, sh))  # the crop's corners stay inside the rotated square
+    mask = Image.linear_gradient("L").resize((side, side))
+    mask = mask.rotate(angle, resample=Image.Resampling.BICUBIC)
+    left, top = (side - sw) // 2, (side - sh) // 2
+    mask = mask.crop((left, top, left + sw, top + sh)).resize(size, Image.Resampling.BILINEAR)
+    return Image.composite(Image.new("RGB", size, end), Image.new("RGB", size, start), mask)
+
+
+def _bokeh(size: tuple[int, int], colours: list[RGB], rng: random.Random) -> Image.Image:
+    """Soft out-of-focus circles: texture that varies with prompt and seed."""
+    layer = Image.new("RGBA", size, (0, 0, 0, 0))
+    w, h = size
+    for _ in range(rng.randint(6, 12)):
+        r = rng.uniform(0.03, 0.12) * max(w, h)
+        x, y = rng.uniform(0, w), rng.uniform(0, h)
+        colour = _mix(rng.choice(colours), (255, 255, 255), rng.uniform(0.3, 0.7))
+        circle = Image.new("RGBA", size, (0, 0, 0, 0))
+        ImageDraw.Draw(circle).ellipse(
+            (x - r, y - r, x + r, y + r), fill=(*colour, rng.randint(30, 70))
+        )
+        layer.alpha_composite(circle)  # drawn one by one so overlaps blend instead of cutting holes
+    return layer.filter(ImageFilter.GaussianBlur(max(w, h) / 60))
+
+
+def _grain(size: tuple[int, int], rng: random.Random) -> Image.Image:
+    """Fine film grain from a seeded tile (Pillow's own noise is not seedable)."""
+    tile = Image.frombytes("L", (64, 64), rng.randbytes(64 * 64))
+    grain = Image.new("L", size)
+    for x in range(0, size[0], 64):
+        for y in range(0, size[1], 64):
+            grain.paste(tile, (x, y))
+    return grain
+
+
+def _load_product(data: bytes, box: tuple[int, int]) -> Image.Image:
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.draft("RGB", box)  # cheap downscale for large JPEGs
+            img = ImageOps.exif_transpose(opened).convert("RGBA")
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
+        raise GenerationFailed("A product image could not be read.", code="bad_image") from None
+    img = ImageOps.contain(img, box, Image.Resampling.LANCZOS)
+    if img.getchannel("A").getextrema()[0] == 255:
+        # An opaque photo: round its corners so it sits on the backdrop like a print.
+        mask = Image.new("L", img.size, 0)
+        radius = min(img.size) // 12
+        ImageDraw.Draw(mask).rounded_rectangle((0, 0, *img.size), radius=radius, fill=255)
+        img.putalpha(mask)
+    return img
+
+
+def _shadow(product: Image.Image, blur: float) -> Image.Image:
+    alpha = product.getchannel("A").point(lambda a: a * 0.45)
+    pad = round(blur * 3)
+    shadow = Image.new("RGBA", (product.width + 2 * pad, product.height + 2 * pad), (0, 0, 0, 0))
+    dark = Image.new("RGBA", product.size, (20, 16, 12, 255))
+    dark.putalpha(alpha)
+    shadow.paste(dark, (pad, pad))
+    return shadow.filter(ImageFilter.GaussianBlur(blur))
+
+
+def _caption(prompt: str) -> str:
+    words = re.findall(r"[\w'-]+", prompt)
+    text = " ".join(words[:8])
+    return text[:60].upper()
+
+
+def render_image(
+    prompt: str,
+    product_images: Sequence[bytes],
+    reference_palette: Sequence[str] | None = None,
+    aspect_ratio: str | None = "1:1",
+    seed: int = 0,
+    *,
+    max_side: int = 768,
+) -> bytes:
+    """A PNG: palette gradient, bokeh and grain, the products with soft shadows, a caption.
+
+    Deterministic for the same inputs, so a retried job produces the same picture.
+    """
+    rng = random.Random(f"{seed}:{prompt}")
+    size = size_for(aspect_ratio, max_side)
+    w, h = size
+    colours = _palette(reference_palette, rng)
+    light, deep = sorted(colours[:2], key=_luminance, reverse=True)
+    light = _mix(light, (255, 255, 255), 0.25)
+
+    canvas = _gradient(size, light, deep, rng.uniform(0, 360)).convert("RGBA")
+    # A soft light behind the subject.
+    glow = Image.radial_gradient("L").resize(size).point(lambda v: round((255 - v) * 0.35))
+    highlight = Image.new("RGBA", size, (*_mix(light, (255, 255, 255), 0.5), 255))
+    canvas = Image.composite(highlight, canvas, glow)
+    canvas.alpha_composite(_bokeh(size, colours, rng))
+
+    products = list(product_images)[:4]
+    if products:
+        gap = w * 0.03
+        slot_w = (w * 0.72 - gap * (len(products) - 1)) / len(products)
+        loaded = [_load_product(p, (round(slot_w), round(h * 0.6))) for p in products]
+        x = (w - sum(p.width for p in loaded) - gap * (len(loaded) - 1)) / 2
+        for product in loaded:
+            top = round(h * 0.5 - product.height / 2)
+            shadow = _shadow(product, max(w, h) / 45)
+            pad = (shadow.width - product.width) // 2
+            canvas.alpha_composite(shadow, (round(x) - pad, top - pad + round(h * 0.025)))
+            canvas.alpha_composite(product, (round(x), top))
+            x += product.width + gap
+    else:
+        # No product yet: an empty podium keeps the composition balanced.
+        layer = Image.new("RGBA", size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(layer)
+        rx, ry, cy, drop = w * 0.22, h * 0.05, h * 0.62, h * 0.02
+        draw.ellipse((w / 2 - rx, cy - ry + drop, w / 2 + rx, cy + ry + drop), fill=(0, 0, 0, 50))
+        draw.ellipse(
+            (w / 2 - rx, cy - ry, w / 2 + rx, cy + ry),
+            fill=(*_mix(light, (255, 255, 255), 0.4), 255),
+        )
+        canvas.alpha_composite(layer.filter(ImageFilter.GaussianBlur(1)))
+
+    grain = _grain(size, rng).point(lambda v: v // 24)  # at most ~4% lighter
+    canvas = Image.composite(Image.new("RGBA", size, (255, 255, 255, 255)), canvas, grain)
+
+    caption = _caption(prompt)
+    if caption:
+        layer = Image.new("RGBA", size, (0, 0, 0, 0))
+        font = ImageFont.load_default(size=max(11, min(w, h) // 40))
+        ink = (255, 255, 255) if _luminance(deep) < 0.5 else (30, 30, 30)
+        margin = round(min(w, h) * 0.05)
+        ImageDraw.Draw(layer).text(
+            (margin, h - margin), caption, font=font, fill=(*ink, 170), anchor="ls"
+        )
+        canvas.alpha_composite(layer)
+
+    out = io.BytesIO()
+    canvas.convert("RGB").save(out, "PNG", compress_level=1)  # grain compresses poorly; favour speed
+    return out.getvalue()
+
+
+class LocalImageAdapter(ImageAdapter):
+    """Submit returns at once; the job runner renders with `render_image` after `delay_seconds`
+    and completes the job through the same path a remote callback would."""
+
+    slug = "local-image"
+    label = "Local renderer (offline)"
+    default_model = "local-render"
+    aspect_ratios = ("1:1", "4:5", "3:4", "2:3", "9:16", "5:4", "4:3", "3:2", "16:9", "21:9")
+    default_aspect_ratio = "1:1"
+    qualities = tuple(QUALITY_SIDES)
+    default_quality = "standard"
+    max_images = 4
+    options_spec = {"delay_seconds": number_range(0, 60)}
+
+    @property
+    def delay_seconds(self) -> float:
+        return self.options.get("delay_seconds", 2.0)
+
+    def max_side(self, quality: str | None) -> int:
+        return QUALITY_SIDES.get(quality or self.default_quality, QUALITY_SIDES["standard"])
+
+    def submit(
+        self, request: ImageJobRequest, *, timeout: float | None = None
+    ) -> ImageJobSubmitted:
+        if (request.aspect_ratio or self.default_aspect_ratio) not in self.aspect_ratios:
+            raise PermanentError(
+                f"{self.label} does not support aspect ratio {request.aspect_ratio}.",
+                code="invalid_request",
+            )
+        if (request.quality or self.default_quality) not in self.qualities:
+            raise PermanentError(
+                f"{self.label} does not support quality {request.quality}.", code="invalid_request"
+            )
+        return ImageJobSubmitted(f"local-{uuid.uuid4().hex}")
+
+    def _probe(self) -> str:
+        return "The local renderer is built in and ready."
+
+
+# --- Vision -------------------------------------------------------------------------------------
+
+NAMED_COLOURS: dict[str, RGB] = {
+    "white": (245, 245, 245),
+    "black": (15, 15, 15),
+    "charcoal": (55, 55, 60),
+    "grey": (128, 128, 128),
+    "taupe": (170, 140, 120),
+    "cream": (240, 230, 205),
+    "silver": (192, 192, 192),
+    "red": (200, 30, 30),
+    "burgundy": (120, 20, 40),
+    "orange": (240, 130, 30),
+    "yellow": (240, 210, 40),
+    "gold": (200, 160, 50),
+    "beige": (220, 200, 160),
+    "brown": (120, 75, 40),
+    "green": (50, 150, 60),
+    "olive": (110, 120, 50),
+    "teal": (20, 130, 130),
+    "sky blue": (110, 180, 230),
+    "blue": (40, 80, 200),
+    "navy": (20, 30, 80),
+    "purple": (120, 50, 160),
+    "pink": (235, 130, 170),
+}
+
+
+EXIF_ORIENTATION = 0x0112
+
+
+def colour_name(rgb: RGB) -> str:
+    return min(
+        NAMED_COLOURS,
+        key=lambda n: sum((a - b) ** 2 for a, b in zip(rgb, NAMED_COLOURS[n], strict=True)),
+    )
+
+
+@dataclass(frozen=True)
+class ImageAnalysis:
+    width: int
+    height: int
+    palette: tuple[tuple[str, float], ...]  # (hex, share of pixels), most dominant first
+    brightness: float  # 0 = black, 1 = white
+    contrast: float  # luminance standard deviation, 0..1
+    saturation: float  # mean HSV saturation, 0..1
+    warmth: float  # mean red minus mean blue, -1..1
+
+    @property
+    def orientation(self) -> str:
+        ratio = self.width / self.height
+        return "square" if 0.95 <= ratio <= 1.05 else "landscape" if ratio > 1 else "portrait"
+
+
+def analyse_image(data: bytes, colours: int = 5) -> ImageAnalysis:
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            width, height = opened.size
+            if opened.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8):
+                width, height = height, width  # shown rotated by a quarter turn
+            opened.draft("RGB", (256, 256))
+            img = ImageOps.exif_transpose(opened).convert("RGB")
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
+        raise PermanentError("The image could not be read.", code="bad_image") from None
+    img.thumbnail((160, 160))
+    quantized = img.quantize(colors=colours, method=Image.Quantize.MEDIANCUT)
+    flat = quantized.getpalette() or []
+    counts = sorted(quantized.getcolors() or [], reverse=True)
+    total = sum(count for count, _ in counts)
+    palette = tuple(
+        (rgb_to_hex(flat[index * 3 : index * 3 + 3]), count / total)
+        for count, index in counts
+        if count / total >= 0.02
+    )
+    grey = ImageStat.Stat(img.convert("L"))
+    hsv = ImageStat.Stat(img.convert("HSV"))
+    rgb = ImageStat.Stat(img)
+    return ImageAnalysis(
+        width=width,
+        height=height,
+        palette=palette,
+        brightness=grey.mean[0] / 255,
+        contrast=min(1.0, grey.stddev[0] / 127.5),
+        saturation=hsv.mean[1] / 255,
+        warmth=(rgb.mean[0] - rgb.mean[2]) / 255,
+    )
+
+
+def describe_analysis(a: ImageAnalysis) -> str:
+    """Look first: the local prompt writer quotes the first sentence of a reference."""
+    tone = "Bright" if a.brightness > 0.65 else "Dark" if a.brightness < 0.35 else "Mid-toned"
+    contrast = "high" if a.contrast > 0.3 else "low" if a.contrast < 0.12 else "moderate"
+    vividness = "vivid" if a.saturation > 0.5 else "muted" if a.saturation < 0.2 else "balanced"
+    warmth = "warm" if a.warmth > 0.08 else "cool" if a.warmth < -0.08 else "neutral"
+    colours = ", ".join(
+        f"{colour_name(hex_to_rgb(hex_) or (0, 0, 0))} {hex_} ({share:.0%})"
+        for hex_, share in a.palette
+    )
+    return (
+        f"{tone} and {contrast}-contrast, with {vividness}, {warmth} colours. "
+        f"{a.orientation.capitalize()} format, {a.width}x{a.height} px. "
+        f"Dominant colours: {colours}."
+    )
+
+
+class LocalVisionAdapter(VisionAdapter):
+    slug = "local-vision"
+    label = "Local image analysis (offline)"
+    default_model = "local-pillow"
+
+    def describe(self, image: bytes, *, timeout: float | None = None) -> VisionResult:
+        analysis = analyse_image(image)
+        return VisionResult(describe_analysis(analysis), tuple(h for h, _ in analysis.palette))
+
+    def _probe(self) -> str:
+        return "Local image analysis is built in and ready."
+
+
+# --- Prompt variants ----------------------------------------------------------------------------
+
+SHOTS = (
+    "Eye-level hero shot",
+    "Three-quarter view from slightly above",
+    "Close-up detail shot",
+    "Top-down flat lay",
+    "Low-angle shot that makes the product feel monumental",
+    "Wide shot with generous negative space",
+)
+SETTINGS = (
+    "on a clean seamless backdrop",
+    "on a natural stone surface",
+    "in a styled lifestyle scene",
+    "on a minimalist pedestal",
+    "surrounded by complementary props",
+    "against a bold colour-block background",
+)
+LIGHTS = (
+    "soft diffused window light",
+    "warm golden-hour sunlight",
+    "crisp studio lighting with a gentle rim light",
+    "moody low-key lighting",
+    "bright high-key lighting",
+    "dappled natural light",
+)
+
+
+def _reference_clause(references: Sequence[str]) -> str:
+    colours = list(dict.fromkeys(re.findall(r"#[0-9a-fA-F]{6}", " ".join(references))))[:4]
+    first = next((r.strip() for r in references if r.strip()), "")
+    sentence = re.split(r"(?<=[.!?])\s", first, maxsplit=1)[0].rstrip(".!? ")
+    clause = f" Echo the references: {sentence[0].lower()}{sentence[1:]}." if sentence else ""
+    if colours:
+        clause += f" Palette: {', '.join(colours)}."
+    return clause
+
+
+def local_variants(request: VariantsRequest) -> tuple[str, ...]:
+    """`n` distinct prompts: the brief crossed with shot, setting and light, in a prompt-seeded
+    order so different briefs do not all start with the same shot."""
+    brief = " ".join(request.prompt.split()).rstrip(".")
+    if not brief:
+        raise PermanentError("The prompt is empty.", code="invalid_request")
+    rng = random.Random(brief)
+    shots, settings, lights = (rng.sample(axis, len(axis)) for axis in (SHOTS, SETTINGS, LIGHTS))
+    tail = _reference_clause(request.references)
+    variants = []
+    for i in range(request.n):
+        q, r = divmod(i, len(shots))
+        text = (
+            f"{brief}. {shots[r]} {settings[(r + q) % len(settings)]}, "
+            f"{lights[(r + 2 * q) % len(lights)]}.{tail} Professional product photography, "
+            f"sharp focus, on-brand."
+        )
+        if q >= len(settings):  # beyond 36 combinations the wording would repeat
+            text += f" Variation {i + 1}."
+        variants.append(text)
+    return tuple(variants)
+
+
+class LocalLLMAdapter(LLMAdapter):
+    slug = "local-llm"
+    label = "Local prompt writer (offline)"
+    default_model = "local-variants"
+
+    def generate_variants(
+        self, request: VariantsRequest, *, timeout: float | None = None
+    ) -> ChatResult:
+        return ChatResult(check_variants(local_variants(request), request.n), model=self.model)
+
+    def _probe(self) -> str:
+        return "The local prompt writer is built in and ready."

@@ -1,0 +1,227 @@
+"""Provider services: the per-process registry, the fallback chains, connection tests, health.
+
+The registry keeps each organization's resolved provider configuration in memory and re-checks the
+organization's `config_version` at most every NERSTUDIO_PROVIDER_REFRESH_SECONDS, so a change
+saved in the admin reaches every web and worker process within that time, without a restart.
+"""
+
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.cache import cache
+from django.utils import timezone
+
+from orgs.models import Organization
+from providers import chain
+from providers.adapters.base import ConnectionTestResult, VariantsRequest
+from providers.models import Kind, Provider, ProviderAttempt
+
+# --- Registry -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrgProviders:
+    """An organization's enabled providers, each kind in priority order."""
+
+    version: int
+    image: tuple[Provider, ...]
+    llm: tuple[Provider, ...]
+    vision: tuple[Provider, ...]
+
+    @property
+    def default_image(self) -> Provider | None:
+        return next((p for p in self.image if p.is_default), self.image[0] if self.image else None)
+
+    def image_by_public_id(self, public_id) -> Provider | None:
+        return next((p for p in self.image if str(p.public_id) == str(public_id)), None)
+
+
+_registry: dict[int, tuple[float, OrgProviders]] = {}
+_registry_lock = threading.Lock()
+
+
+def providers_for(org_id: int) -> OrgProviders:
+    now = time.monotonic()
+    entry = _registry.get(org_id)
+    if entry and now - entry[0] < settings.NERSTUDIO_PROVIDER_REFRESH_SECONDS:
+        return entry[1]
+    version = (
+        Organization.objects.filter(pk=org_id).values_list("config_version", flat=True).first()
+    )
+    if entry and entry[1].version == version:
+        resolved = entry[1]
+    else:
+        # Read the version before the rows: a change committed in between makes the next check
+        # reload again, never the reverse.
+        rows = list(Provider.objects.filter(org_id=org_id, enabled=True).order_by("priority", "pk"))
+        resolved = OrgProviders(
+            version=version or 0,
+            image=tuple(p for p in rows if p.kind == Kind.IMAGE),
+            llm=tuple(p for p in rows if p.kind == Kind.LLM),
+            vision=tuple(p for p in rows if p.kind == Kind.VISION),
+        )
+    with _registry_lock:
+        _registry[org_id] = (now, resolved)
+    return resolved
+
+
+def clear_registry() -> None:
+    with _registry_lock:
+        _registry.clear()
+
+
+# --- Fallback chains ------------------------------------------------------------------------------
+
+
+class CacheCooldownStore:
+    """Cooldown state in the Django cache: shared by every process when the cache is Redis."""
+
+    ttl = 3600
+
+    def _key(self, provider_id) -> str:
+        return f"nerstudio:provider-cooldown:{provider_id}"
+
+    def get(self, provider_id):
+        return cache.get(self._key(provider_id))
+
+    def set(self, provider_id, state) -> None:
+        cache.set(self._key(provider_id), state, self.ttl)
+
+    def delete(self, provider_id) -> None:
+        cache.delete(self._key(provider_id))
+
+
+cooldowns = chain.Cooldowns(CacheCooldownStore())
+
+
+def _record(purpose: str):
+    def on_attempt(attempt: chain.Attempt) -> None:
+        ProviderAttempt.objects.create(
+            provider_id=attempt.provider_id,
+            purpose=purpose,
+            outcome=attempt.outcome,
+            latency_ms=attempt.latency_ms,
+            error=attempt.error[:2000],
+        )
+
+    return on_attempt
+
+
+def write_variants(
+    *, org_id: int, prompt: str, n: int, references: tuple[str, ...] = ()
+) -> chain.ChainResult:
+    """Exactly `n` prompt variants from the org's LLM chain, falling back in priority order.
+    Raises chain.ChainFailed when every provider failed or the deadline passed."""
+    providers = providers_for(org_id).llm
+    return chain.generate_variants(
+        [(p.pk, p.build()) for p in providers],
+        VariantsRequest(prompt=prompt, n=n, references=references),
+        deadline=settings.NERSTUDIO_LLM_CHAIN_DEADLINE,
+        cooldowns=cooldowns,
+        on_attempt=_record("variants"),
+    )
+
+
+def describe_reference(*, org_id: int, image: bytes) -> chain.ChainResult:
+    """A text description of a reference image from the org's vision providers."""
+    providers = providers_for(org_id).vision
+    return chain.describe_image(
+        [(p.pk, p.build()) for p in providers],
+        image,
+        deadline=settings.NERSTUDIO_LLM_CHAIN_DEADLINE,
+        cooldowns=cooldowns,
+        on_attempt=_record("vision"),
+    )
+
+
+# --- Connection test and health ---------------------------------------------------------------------
+
+
+def test_connection(provider: Provider) -> ConnectionTestResult:
+    """A zero-cost call (credit balance, model list); never a paid generation."""
+    if not provider.has_key:
+        return ConnectionTestResult(False, 0, "No API key: set one here or the platform key.")
+    result = provider.build().test_connection()
+    ProviderAttempt.objects.create(
+        provider=provider,
+        purpose="test",
+        outcome="success" if result.ok else "permanent",
+        latency_ms=result.latency_ms,
+        error="" if result.ok else result.message[:2000],
+    )
+    return result
+
+
+test_connection.__test__ = False  # not a pytest test, despite the name
+
+
+def test_connection_with_message(request, provider: Provider) -> ConnectionTestResult:
+    """Run the connection test and tell the admin the outcome as a message."""
+    result = test_connection(provider)
+    verdict = "connected" if result.ok else "failed"
+    messages.add_message(
+        request,
+        messages.SUCCESS if result.ok else messages.ERROR,
+        f"{provider}: {verdict} in {result.latency_ms} ms — {result.message}",
+    )
+    return result
+
+
+test_connection_with_message.__test__ = False
+
+
+@dataclass(frozen=True)
+class Health:
+    calls: int
+    success_rate: float | None
+    p50_ms: int | None
+    p95_ms: int | None
+    last_error: str
+    last_error_at: object
+    cooldown_seconds: float
+
+
+HEALTH_WINDOW = timedelta(hours=24)
+HEALTH_SAMPLE = 200
+
+
+def provider_health(providers) -> dict[int, Health]:
+    """Recent success rate, latency percentiles, last error and cooldown, per provider id."""
+    providers = list(providers)
+    since = timezone.now() - HEALTH_WINDOW
+    rows = (
+        ProviderAttempt.objects.filter(provider__in=providers, created_at__gte=since)
+        .exclude(outcome="skipped")
+        .order_by("-created_at")
+        .values_list("provider_id", "outcome", "latency_ms", "error", "created_at")
+    )
+    by_provider: dict[int, list] = {p.pk: [] for p in providers}
+    for row in rows:
+        if len(by_provider[row[0]]) < HEALTH_SAMPLE:
+            by_provider[row[0]].append(row)
+    health = {}
+    for pk, attempts in by_provider.items():
+        latencies = sorted(r[2] for r in attempts if r[1] == "success")
+        failures = [r for r in attempts if r[1] != "success"]
+        health[pk] = Health(
+            calls=len(attempts),
+            success_rate=(len(attempts) - len(failures)) / len(attempts) if attempts else None,
+            p50_ms=int(statistics.median(latencies)) if latencies else None,
+            p95_ms=_percentile(latencies, 95),
+            last_error=failures[0][3] if failures else "",
+            last_error_at=failures[0][4] if failures else None,
+            cooldown_seconds=cooldowns.remaining(pk),
+        )
+    return health
+
+
+def _percentile(sorted_values: list[int], pct: int) -> int | None:
+    if not sorted_values:
+        return None
+    index = max(0, min(len(sorted_values) - 1, round(pct / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[index]

@@ -1,0 +1,26 @@
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from orgs.access import org_admin_required
+from providers import services
+from providers.models import Kind, Provider
+
+
+@org_admin_required
+def index(request):
+    providers = list(Provider.objects.for_org(request.org).order_by("kind", "priority", "pk"))
+    health = services.provider_health(providers)
+    for provider in providers:
+        provider.health = health[provider.pk]
+    groups = [
+        (label, [p for p in providers if p.kind == kind]) for kind, label in Kind.choices
+    ]
+    return render(request, "providers/index.html", {"groups": groups})
+
+
+@require_POST
+@org_admin_required
+def test_connection(request, public_id):
+    provider = get_object_or_404(Provider.objects.for_org(request.org), public_id=public_id)
+    services.test_connection_with_message(request, provider)
+    return redirect("providers:index")

@@ -1,0 +1,157 @@
+"""kie.ai Gemini chat: OpenAI-style chat completions with the model in the path."""
+
+import json
+
+import pytest
+
+from providers.adapters.base import (
+    InvalidOutput,
+    PermanentError,
+    ProviderConfig,
+    RetryableError,
+    VariantsRequest,
+)
+from providers.adapters.kie import VARIANTS_SCHEMA, KieChatAdapter
+
+from .conftest import sent_json, variants_completion
+
+GEMINI_3 = "https://api.kie.ai/gemini-3-pro/v1/chat/completions"
+REQUEST = VariantsRequest(
+    prompt="Spring campaign for a linen shirt",
+    n=2,
+    references=("Soft daylight on sand-coloured linen.",),
+)
+
+
+def make(**config):
+    return KieChatAdapter(ProviderConfig(api_key="kie-key", **config))
+
+
+def test_it_posts_to_the_model_path_with_stream_off_and_a_json_schema(http):
+    http.post(GEMINI_3, json=variants_completion(["Prompt one", "Prompt two"]))
+
+    result = make().generate_variants(REQUEST)
+
+    assert result.variants == ("Prompt one", "Prompt two")
+    assert result.model == "gemini-3-pro"
+    request = http.calls[0].request
+    assert request.headers["Authorization"] == "Bearer kie-key"
+    body = sent_json(http.calls[0])
+    assert body["stream"] is False
+    assert "model" not in body  # the path selects the model
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "prompt_variants", "strict": True, "schema": VARIANTS_SCHEMA},
+    }
+    [message] = body["messages"]
+    assert message["role"] == "user"
+    assert [part["type"] for part in message["content"]] == ["text", "text"]
+    brief = message["content"][1]["text"]
+    assert "exactly 2 distinct prompts" in brief
+    assert "Spring campaign for a linen shirt" in brief
+    assert "- Soft daylight on sand-coloured linen." in brief
+
+
+def test_it_calls_gemini_2_5_pro_by_its_path(http):
+    http.post(
+        "https://api.kie.ai/gemini-2.5-pro/v1/chat/completions",
+        json=variants_completion(["a", "b"]),
+    )
+
+    assert make(model="gemini-2.5-pro").generate_variants(REQUEST).model == "gemini-2.5-pro"
+
+
+def test_it_can_send_the_bare_schema_shape_of_the_gemini_3_page(http):
+    http.post(GEMINI_3, json=variants_completion(["a", "b"]))
+
+    make(options={"response_format": "schema", "reasoning_effort": "low"}).generate_variants(
+        REQUEST
+    )
+
+    body = sent_json(http.calls[0])
+    assert body["response_format"] == VARIANTS_SCHEMA
+    assert body["reasoning_effort"] == "low"
+
+
+def test_it_can_leave_response_format_out(http):
+    http.post(GEMINI_3, json=variants_completion(["a", "b"]))
+
+    make(options={"response_format": "none"}).generate_variants(REQUEST)
+
+    assert "response_format" not in sent_json(http.calls[0])
+
+
+def test_it_accepts_json_wrapped_in_a_code_fence(http):
+    completion = variants_completion([])
+    completion["choices"][0]["message"]["content"] = (
+        '```json\n{"variants": ["Fenced one", "Fenced two"]}\n```'
+    )
+    http.post(GEMINI_3, json=completion)
+
+    assert make().generate_variants(REQUEST).variants == ("Fenced one", "Fenced two")
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (json.dumps({"variants": ["only one"]}), "wrong_count"),
+        (json.dumps({"variants": ["same", "Same "]}), "duplicates"),
+        (json.dumps({"variants": ["a", "  "]}), "wrong_count"),
+        (json.dumps({"prompts": ["a", "b"]}), "bad_shape"),
+        ("Here are your prompts: a, b", "bad_json"),
+        ("", "empty"),
+    ],
+)
+def test_it_rejects_anything_but_exactly_n_distinct_variants(http, content, code):
+    completion = variants_completion([])
+    completion["choices"][0]["message"]["content"] = content
+    http.post(GEMINI_3, json=completion)
+
+    with pytest.raises(InvalidOutput) as caught:
+        make().generate_variants(REQUEST)
+
+    assert caught.value.code == code
+
+
+def test_it_rejects_a_truncated_answer(http):
+    http.post(GEMINI_3, json=variants_completion(["a", "b"], finish_reason="length"))
+
+    with pytest.raises(InvalidOutput, match="cut off"):
+        make().generate_variants(REQUEST)
+
+
+@pytest.mark.parametrize(
+    ("code", "error_class"),
+    [(401, PermanentError), (402, PermanentError), (429, RetryableError), (500, RetryableError)],
+)
+def test_it_maps_kie_envelope_errors_returned_with_http_200(http, code, error_class):
+    http.post(GEMINI_3, json={"code": code, "msg": "nope", "data": None})
+
+    with pytest.raises(error_class):
+        make().generate_variants(REQUEST)
+
+
+def test_it_maps_an_openai_style_error_body(http):
+    http.post(GEMINI_3, status=503, json={"error": {"message": "overloaded", "type": "server"}})
+
+    with pytest.raises(RetryableError, match="overloaded"):
+        make().generate_variants(REQUEST)
+
+
+def test_it_refuses_a_model_id_that_would_change_the_url_path(http):
+    with pytest.raises(PermanentError, match="Invalid kie.ai chat model"):
+        make(model="../api/v1/jobs").generate_variants(REQUEST)
+
+
+def test_the_connection_test_uses_the_credit_balance(http):
+    http.get("https://api.kie.ai/api/v1/chat/credit", json={"code": 200, "msg": "ok", "data": 100})
+
+    result = make().test_connection()
+
+    assert result.ok
+    assert "100 credits" in result.message
+
+
+def test_it_validates_its_options():
+    with pytest.raises(ValueError, match="json_schema, schema, none"):
+        KieChatAdapter.validate_options({"response_format": "xml"})

@@ -1,0 +1,237 @@
+"""Provider configuration: defaults, encryption at rest, the in-memory registry, connection tests,
+health and the fallback chain as wired into Django."""
+
+import json
+import time
+
+import pytest
+import responses
+from django.core.cache import cache
+from django.core.management import call_command
+from django.db import connection
+from django.test import override_settings
+from django.urls import reverse
+
+from providers import services
+from providers.fields import decrypt
+from providers.models import Provider, ProviderAttempt
+from tests.factories import OrganizationFactory
+
+pytestmark = pytest.mark.django_db
+
+KIE_KEYS = {"NERSTUDIO_KIE_API_KEY": "kie-platform", "NERSTUDIO_OPENAI_API_KEY": "",
+            "NERSTUDIO_GEMINI_API_KEY": ""}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry():
+    services.clear_registry()
+    cache.clear()  # cooldown state lives in the cache
+    yield
+    services.clear_registry()
+
+
+def test_a_new_organization_starts_on_the_local_providers_without_keys(org):
+    enabled = {(p.kind, p.adapter) for p in org.providers.filter(enabled=True)}
+    assert enabled == {("image", "local-image"), ("llm", "local-llm"), ("vision", "local-vision")}
+    assert org.providers.get(is_default=True).adapter == "local-image"
+    names = list(org.providers.filter(kind="llm").values_list("name", flat=True))
+    assert names == ["Gemini 3 Pro (kie.ai)", "Gemini 2.5 Pro (kie.ai)", "Gemini 2.5 Pro (Google)",
+                     "Local prompt writer (offline)"]
+    image_names = set(org.providers.filter(kind="image").values_list("name", flat=True))
+    assert {"Seedream 4.5 Edit", "Nano Banana Pro", "FLUX.2 Pro"} <= image_names
+    assert org.providers.get(kind="vision", adapter="openai-vision").model_id == "gpt-4o"
+
+
+@override_settings(NERSTUDIO_PLATFORM_KEYS=KIE_KEYS)
+def test_with_a_kie_key_new_organizations_use_kie_for_images_and_prompts():
+    org = OrganizationFactory()
+    default = org.providers.get(is_default=True)
+    assert (default.name, default.enabled, default.credit_cost) == ("Seedream 4.5 Edit", True, 3)
+    assert not org.providers.get(adapter="local-image").enabled
+    assert not org.providers.get(adapter="local-llm").enabled
+    assert org.providers.get(adapter="local-vision").enabled  # no OpenAI key: vision stays local
+    resolved = services.providers_for(org.pk)
+    assert [p.name for p in resolved.llm] == ["Gemini 3 Pro (kie.ai)", "Gemini 2.5 Pro (kie.ai)"]
+
+
+def test_the_api_key_is_not_readable_in_the_database(org):
+    provider = org.providers.get(adapter="kie-nano-banana-pro")
+    provider.api_key = "sk-live-very-secret-1234"
+    provider.save()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT api_key FROM providers_provider WHERE id = %s", [provider.pk])
+        stored = cursor.fetchone()[0]
+    assert "very-secret" not in stored and stored.startswith("gAAAA")
+    assert decrypt(stored) == "sk-live-very-secret-1234"
+    assert Provider.objects.get(pk=provider.pk).api_key == "sk-live-very-secret-1234"
+    assert provider.masked_api_key == "••••••••1234"
+
+
+def test_keys_survive_rotation_to_a_new_encryption_key(org, settings):
+    from cryptography.fernet import Fernet
+
+    provider = org.providers.get(adapter="kie-nano-banana-pro")
+    provider.api_key = "kie-secret-abcd"
+    provider.save()
+    old_keys = list(settings.NERSTUDIO_ENCRYPTION_KEYS)
+    settings.NERSTUDIO_ENCRYPTION_KEYS = [Fernet.generate_key().decode(), *old_keys]
+    assert Provider.objects.get(pk=provider.pk).api_key == "kie-secret-abcd"
+    call_command("rotate_provider_keys", stdout=open("/dev/null", "w"))
+    settings.NERSTUDIO_ENCRYPTION_KEYS = settings.NERSTUDIO_ENCRYPTION_KEYS[:1]  # old key dropped
+    assert Provider.objects.get(pk=provider.pk).api_key == "kie-secret-abcd"
+
+
+@override_settings(NERSTUDIO_PROVIDER_REFRESH_SECONDS=0.2)
+def test_a_change_reaches_the_registry_within_the_refresh_interval(org):
+    assert [p.adapter for p in services.providers_for(org.pk).llm] == ["local-llm"]
+    gemini = org.providers.get(adapter="gemini-chat")
+    gemini.enabled = True
+    gemini.save()
+    started = time.monotonic()
+    while [p.adapter for p in services.providers_for(org.pk).llm] == ["local-llm"]:
+        assert time.monotonic() - started < 1.0
+        time.sleep(0.01)
+    assert [p.adapter for p in services.providers_for(org.pk).llm] == ["gemini-chat", "local-llm"]
+
+
+def test_the_registry_does_not_query_the_database_between_refreshes(org,
+                                                                    django_assert_num_queries):
+    services.providers_for(org.pk)
+    with django_assert_num_queries(0):
+        for _ in range(50):
+            services.providers_for(org.pk)
+
+
+def test_there_is_one_default_image_model_per_organization(org):
+    nano = org.providers.get(adapter="kie-nano-banana-pro")
+    nano.enabled = True
+    nano.is_default = True
+    nano.full_clean()
+    nano.save()
+    assert list(org.providers.filter(is_default=True)) == [nano]
+
+
+def test_an_llm_cannot_be_the_default_image_model(org):
+    from django.core.exceptions import ValidationError
+
+    llm = org.providers.get(adapter="local-llm")
+    llm.is_default = True
+    with pytest.raises(ValidationError, match="Only an image model"):
+        llm.full_clean()
+
+
+def test_aspect_ratios_and_options_are_validated_by_the_adapter(org):
+    from django.core.exceptions import ValidationError
+
+    seedream = org.providers.get(adapter="kie-seedream-4.5-edit")
+    seedream.aspect_ratios = ["1:1", "7:5"]
+    seedream.options = {"no_such_option": 1}
+    with pytest.raises(ValidationError) as excinfo:
+        seedream.full_clean()
+    assert "7:5" in str(excinfo.value.message_dict["aspect_ratios"])
+    assert "Unknown option" in str(excinfo.value.message_dict["options"])
+
+
+@responses.activate
+def test_the_llm_chain_falls_back_and_records_every_attempt(org):
+    kie = org.providers.get(name="Gemini 3 Pro (kie.ai)")
+    kie.enabled = True
+    kie.api_key = "kie-key"
+    kie.save()
+    responses.post(
+        "https://api.kie.ai/gemini-3-pro/v1/chat/completions",
+        json={"code": 500, "msg": "Server error"},
+    )
+
+    result = services.write_variants(org_id=org.pk, prompt="Sneaker on wet asphalt", n=3)
+
+    assert len(result.value.variants) == 3 and len(set(result.value.variants)) == 3
+    assert result.provider_id == org.providers.get(adapter="local-llm").pk
+    assert responses.calls[0].request.headers["Authorization"] == "Bearer kie-key"
+    assert json.loads(responses.calls[0].request.body)["stream"] is False
+    attempts = list(ProviderAttempt.objects.order_by("pk").values_list("provider__name", "outcome"))
+    assert attempts == [("Gemini 3 Pro (kie.ai)", "retryable"),
+                        ("Local prompt writer (offline)", "success")]
+
+
+@responses.activate
+def test_a_failing_provider_cools_down_and_is_skipped(org):
+    kie = org.providers.get(name="Gemini 3 Pro (kie.ai)")
+    kie.enabled = True
+    kie.api_key = "kie-key"
+    kie.save()
+    responses.post("https://api.kie.ai/gemini-3-pro/v1/chat/completions", status=503)
+    for _ in range(3):
+        services.write_variants(org_id=org.pk, prompt="Watch on a wrist", n=2)
+    assert len(responses.calls) == 2  # the third request skipped it
+    assert services.provider_health([kie])[kie.pk].cooldown_seconds > 0
+
+
+@responses.activate
+def test_the_connection_test_reports_the_kie_credit_balance(admin_client, org):
+    provider = org.providers.get(adapter="kie-nano-banana-pro")
+    provider.api_key = "kie-key"
+    provider.save()
+    responses.get("https://api.kie.ai/api/v1/chat/credit",
+                  json={"code": 200, "msg": "success", "data": 35.95})
+
+    response = admin_client.post(
+        reverse("providers:test-connection", args=[provider.public_id]), follow=True
+    )
+
+    assert "Nano Banana Pro: connected" in response.content.decode()
+    assert "35.95 credits left" in response.content.decode()
+    assert responses.calls[0].request.headers["Authorization"] == "Bearer kie-key"
+    assert ProviderAttempt.objects.get(provider=provider).purpose == "test"
+
+
+@responses.activate
+def test_the_connection_test_shows_the_providers_error(admin_client, org):
+    provider = org.providers.get(adapter="kie-nano-banana-pro")
+    provider.api_key = "bad-key"
+    provider.save()
+    responses.get("https://api.kie.ai/api/v1/chat/credit",
+                  json={"code": 401, "msg": "You do not have access permissions"})
+    response = admin_client.post(
+        reverse("providers:test-connection", args=[provider.public_id]), follow=True
+    )
+    body = response.content.decode()
+    assert "Nano Banana Pro: failed" in body
+
+
+def test_the_connection_test_without_any_key_says_so(admin_client, org):
+    provider = org.providers.get(adapter="kie-nano-banana-pro")
+    response = admin_client.post(
+        reverse("providers:test-connection", args=[provider.public_id]), follow=True
+    )
+    assert "No API key" in response.content.decode()
+
+
+def test_health_reports_success_rate_latency_and_last_error(org):
+    provider = org.providers.get(adapter="local-llm")
+    for latency in (100, 200, 300, 400):
+        ProviderAttempt.objects.create(provider=provider, purpose="variants", outcome="success",
+                                       latency_ms=latency)
+    ProviderAttempt.objects.create(provider=provider, purpose="variants", outcome="retryable",
+                                   latency_ms=5000, error="HTTP 503")
+    health = services.provider_health([provider])[provider.pk]
+    assert health.calls == 5 and health.success_rate == pytest.approx(0.8)
+    assert (health.p50_ms, health.p95_ms) == (250, 400)
+    assert health.last_error == "HTTP 503"
+
+
+def test_the_providers_page_shows_masked_keys_and_never_the_key(admin_client, org):
+    provider = org.providers.get(adapter="kie-nano-banana-pro")
+    provider.api_key = "sk-should-never-appear-9876"
+    provider.save()
+    body = admin_client.get(reverse("providers:index")).content.decode()
+    assert "••••••••9876" in body and "sk-should-never-appear" not in body
+    assert "Local renderer (offline)" in body
+
+
+def test_the_providers_page_lists_only_this_organizations_providers(admin_client, other_admin):
+    other = other_admin.membership.org.providers.first()
+    other.name = "Rival secret model"
+    other.save()
+    assert "Rival secret model" not in admin_client.get(reverse("providers:index")).content.decode()
