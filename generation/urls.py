@@ -1,10 +1,14 @@
 from django.urls import path
 
-from generation import views
+from generation import callbacks, results, views
 
 app_name = "generation"
 
 urlpatterns = [
     path("generate/", views.generate, name="generate"),
+    path("generate/estimate/", views.estimate, name="estimate"),
     path("history/", views.history, name="history"),
+    path("generations/<uuid:public_id>/", results.detail, name="detail"),
+    path("callbacks/images/<uuid:public_id>/<str:token>/", callbacks.image_callback,
+         name="callback"),  # fmt: skip
 ]

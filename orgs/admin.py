@@ -156,13 +156,18 @@ class InvitationAdmin(OrgScopedAdmin):
 
     @admin.action(description="Re-send selected invitations")
     def resend(self, request, queryset):
-        self._each(request, queryset, lambda inv: services.resend_invitation(
-            invitation=inv, invited_by=request.user), "re-sent")
+        self._each(
+            request,
+            queryset,
+            lambda inv: services.resend_invitation(invitation=inv, invited_by=request.user),
+            "re-sent",
+        )
 
     @admin.action(description="Revoke selected invitations")
     def revoke(self, request, queryset):
-        self._each(request, queryset, lambda inv: services.revoke_invitation(invitation=inv),
-                   "revoked")
+        self._each(
+            request, queryset, lambda inv: services.revoke_invitation(invitation=inv), "revoked"
+        )
 
     def _each(self, request, queryset, action, verb):
         done = 0

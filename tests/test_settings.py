@@ -3,6 +3,7 @@
 Each case imports the settings in a fresh interpreter with only the variables it names, so what is
 proven is what production gets: SSO only whenever DEBUG is off, the development sign-in only with
 DEBUG on and no Google credentials, secrets without defaults, and a clean `check --deploy`.
+All the interpreters start together (module fixture) to keep the file fast.
 """
 
 import json
@@ -22,14 +23,26 @@ ISOLATE = (
     "import os; os.environ['DJANGO_SETTINGS_MODULE'] = 'nerstudio.settings.base'\n"
 )
 
-PROBE = (
+# Reads the settings module only (fast); the `+ routes` variant also loads the apps and URLconf.
+SETTINGS_PROBE = (
     ISOLATE
     + """
 import json
+from nerstudio.settings import base as s
+values = {
+    "DEBUG": s.DEBUG,
+    "SOCIALACCOUNT_ONLY": s.SOCIALACCOUNT_ONLY,
+    "ACCOUNT_LOGIN_BY_CODE_ENABLED": s.ACCOUNT_LOGIN_BY_CODE_ENABLED,
+    "ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED": s.ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED,
+    "NERSTUDIO_DEV_SIGNIN": s.NERSTUDIO_DEV_SIGNIN,
+    "google_apps": s.SOCIALACCOUNT_PROVIDERS["google"]["APPS"],
+}
+"""
+)
+PRINT = "print(json.dumps(values))\n"
+ROUTES = """
 import django
-from django.conf import settings
 from django.urls import Resolver404, resolve
-
 django.setup()
 
 
@@ -41,23 +54,14 @@ def routed(path):
     return True
 
 
-print(json.dumps({
-    "DEBUG": settings.DEBUG,
-    "SOCIALACCOUNT_ONLY": settings.SOCIALACCOUNT_ONLY,
-    "ACCOUNT_LOGIN_BY_CODE_ENABLED": settings.ACCOUNT_LOGIN_BY_CODE_ENABLED,
-    "ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED":
-        settings.ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED,
-    "NERSTUDIO_DEV_SIGNIN": settings.NERSTUDIO_DEV_SIGNIN,
-    "google_apps": settings.SOCIALACCOUNT_PROVIDERS["google"]["APPS"],
-    "routes": {path: routed(path) for path in [
-        "/accounts/login/", "/accounts/google/login/", "/accounts/google/login/callback/",
-        "/accounts/login/code/", "/accounts/login/code/confirm/", "/accounts/signup/",
-        "/accounts/password/reset/", "/accounts/password/change/",
-    ]},
-}))
+values["routes"] = {path: routed(path) for path in [
+    "/accounts/login/", "/accounts/google/login/", "/accounts/google/login/callback/",
+    "/accounts/login/code/", "/accounts/login/code/confirm/", "/accounts/signup/",
+    "/accounts/password/reset/", "/accounts/password/change/",
+]}
 """
-)
-
+PROBE = SETTINGS_PROBE + PRINT
+PROBE_WITH_ROUTES = SETTINGS_PROBE + ROUTES + PRINT
 CHECK_DEPLOY = (
     ISOLATE
     + """
@@ -72,100 +76,135 @@ GOOGLE = {
     "NERSTUDIO_GOOGLE_CLIENT_ID": "1234-prod.apps.googleusercontent.com",
     "NERSTUDIO_GOOGLE_CLIENT_SECRET": "GOCSPX-prod-secret",
 }
+PRODUCTION = {
+    "SECRET_KEY": "prod-" + Fernet.generate_key().decode() + Fernet.generate_key().decode(),
+    "ALLOWED_HOSTS": "studio.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://studio.example.com",
+    "NERSTUDIO_PUBLIC_URL": "https://studio.example.com",
+    "NERSTUDIO_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+    "EMAIL_URL": "smtp+tls://mailer:secret@smtp.example.com:587",
+}  # DEBUG unset; DATABASE_URL is added per run (a throwaway SQLite file)
 
 
-@pytest.fixture
-def production_env(tmp_path):
-    """What a production deployment sets (DEBUG unset, no Google yet)."""
-    return {
-        "SECRET_KEY": "prod-" + Fernet.generate_key().decode() + Fernet.generate_key().decode(),
-        "ALLOWED_HOSTS": "studio.example.com",
-        "CSRF_TRUSTED_ORIGINS": "https://studio.example.com",
-        "NERSTUDIO_PUBLIC_URL": "https://studio.example.com",
-        "NERSTUDIO_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        "EMAIL_URL": "smtp+tls://mailer:secret@smtp.example.com:587",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
+def without(env, key):
+    return {k: v for k, v in env.items() if k != key}
+
+
+# name: (code, environment)
+CASES = {
+    "prod-with-google": (PROBE, {**PRODUCTION, **GOOGLE}),
+    "prod-without-google": (PROBE_WITH_ROUTES, PRODUCTION),
+    "debug-false-without-google": (PROBE, {**PRODUCTION, "DEBUG": "false"}),
+    "debug-0-with-google": (PROBE, {**PRODUCTION, **GOOGLE, "DEBUG": "0"}),
+    "debug-without-google": (PROBE_WITH_ROUTES, {"DEBUG": "true"}),
+    "debug-with-google": (PROBE, {"DEBUG": "true", **GOOGLE}),
+    "no-SECRET_KEY": (PROBE, without(PRODUCTION, "SECRET_KEY")),
+    "no-NERSTUDIO_ENCRYPTION_KEYS": (PROBE, without(PRODUCTION, "NERSTUDIO_ENCRYPTION_KEYS")),
+    "no-EMAIL_URL": (PROBE, without(PRODUCTION, "EMAIL_URL")),
+    "empty-SECRET_KEY": (PROBE, {**PRODUCTION, "SECRET_KEY": ""}),
+    "check-deploy": (CHECK_DEPLOY, {**PRODUCTION, **GOOGLE}),
+    "check-deploy-weak-key": (CHECK_DEPLOY, {**PRODUCTION, "SECRET_KEY": "django-insecure-short"}),
+}
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory):
+    """Start every case at once; `outcome(name)` waits for one: (returncode, stdout, stderr)."""
+    base = {key: os.environ[key] for key in ("PATH", "HOME", "LANG", "TMPDIR") if key in os.environ}
+    database = f"sqlite:///{tmp_path_factory.mktemp('settings') / 'prod.sqlite3'}"
+    running = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=BASE_DIR,
+            env={**base, "PYTHONDONTWRITEBYTECODE": "1", "DATABASE_URL": database, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, (code, env) in CASES.items()
     }
+    finished = {}
+
+    def wait(name):
+        if name not in finished:
+            out, err = running[name].communicate(timeout=60)
+            finished[name] = (running[name].returncode, out, err)
+        return finished[name]
+
+    yield wait
+    for process in running.values():
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
-def run(code, env):
-    """Run `code` in a fresh interpreter whose environment holds only `env` (plus PATH/HOME)."""
-    clean = {key: os.environ[key] for key in ("PATH", "HOME", "LANG", "TMPDIR") if key in os.environ}
-    return subprocess.run(  # noqa: S603 - our own interpreter and code
-        [sys.executable, "-c", code],
-        cwd=BASE_DIR,
-        env={**clean, "PYTHONDONTWRITEBYTECODE": "1", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def loaded_settings(outcome, name):
+    returncode, out, err = outcome(name)
+    assert returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
 
 
-def load_settings(env):
-    result = run(PROBE, env)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def last_error_line(outcome, name):
+    returncode, _, err = outcome(name)
+    assert returncode != 0
+    return err.strip().splitlines()[-1]
 
 
-def assert_sso_only(loaded):
+@pytest.mark.parametrize(
+    "case",
+    [
+        "prod-with-google",
+        "prod-without-google",
+        "debug-false-without-google",
+        "debug-0-with-google",
+    ],
+)
+def test_production_is_google_only_whatever_the_credentials(outcome, case):
+    loaded = loaded_settings(outcome, case)
+
     assert loaded["DEBUG"] is False
     assert loaded["SOCIALACCOUNT_ONLY"] is True
     assert loaded["ACCOUNT_LOGIN_BY_CODE_ENABLED"] is False
     assert loaded["ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED"] is False
     assert loaded["NERSTUDIO_DEV_SIGNIN"] is False
-    routes = loaded["routes"]
-    assert routes["/accounts/login/"] and routes["/accounts/google/login/callback/"]
-    assert not any(routes[path] for path in DEV_SIGNIN_ROUTES + PASSWORD_ROUTES), routes
-
-
-@pytest.mark.parametrize(
-    ("debug", "google"),
-    [(None, True), (None, False), ("false", False), ("0", True)],
-    ids=["debug-unset-with-google", "debug-unset-without-google", "debug-false", "debug-0"],
-)
-def test_production_is_google_only_whatever_the_credentials(production_env, debug, google):
-    env = {**production_env, **(GOOGLE if google else {})}
-    if debug is not None:
-        env["DEBUG"] = debug
-
-    loaded = load_settings(env)
-
-    assert_sso_only(loaded)
+    google = "with-google" in case
     assert bool(loaded["google_apps"]) is google
     if google:
         assert loaded["google_apps"][0]["client_id"] == GOOGLE["NERSTUDIO_GOOGLE_CLIENT_ID"]
 
 
-def test_debug_without_google_turns_the_development_sign_in_on():
-    loaded = load_settings({"DEBUG": "true"})
+def test_production_routes_no_code_signup_or_password_views(outcome):
+    routes = loaded_settings(outcome, "prod-without-google")["routes"]
+
+    assert routes["/accounts/login/"] and routes["/accounts/google/login/callback/"]
+    assert not any(routes[path] for path in DEV_SIGNIN_ROUTES + PASSWORD_ROUTES), routes
+
+
+def test_debug_without_google_turns_the_development_sign_in_on(outcome):
+    loaded = loaded_settings(outcome, "debug-without-google")
 
     assert loaded["DEBUG"] is True
     assert loaded["NERSTUDIO_DEV_SIGNIN"] is True
     assert loaded["SOCIALACCOUNT_ONLY"] is False
     assert loaded["ACCOUNT_LOGIN_BY_CODE_ENABLED"] is True
     assert loaded["google_apps"] == []
-    assert all(loaded["routes"][path] for path in DEV_SIGNIN_ROUTES)
+    assert all(loaded["routes"][path] for path in DEV_SIGNIN_ROUTES), loaded["routes"]
 
 
-def test_debug_with_google_is_google_only():
-    loaded = load_settings({"DEBUG": "true", **GOOGLE})
+def test_debug_with_google_is_google_only(outcome):
+    loaded = loaded_settings(outcome, "debug-with-google")
 
     assert loaded["NERSTUDIO_DEV_SIGNIN"] is False
     assert loaded["SOCIALACCOUNT_ONLY"] is True
     assert loaded["ACCOUNT_LOGIN_BY_CODE_ENABLED"] is False
-    assert not any(loaded["routes"][path] for path in DEV_SIGNIN_ROUTES)
 
 
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "NERSTUDIO_ENCRYPTION_KEYS", "EMAIL_URL"])
-def test_production_refuses_to_start_without_a_secret(production_env, missing):
-    del production_env[missing]
+def test_production_refuses_to_start_without_a_secret(outcome, missing):
+    error = last_error_line(outcome, f"no-{missing}")
 
-    result = run(PROBE, production_env)
-
-    assert result.returncode != 0
-    assert "ImproperlyConfigured" in result.stderr
-    assert missing in result.stderr.strip().splitlines()[-1]
+    assert error.startswith("django.core.exceptions.ImproperlyConfigured")
+    assert missing in error
 
 
 @pytest.mark.xfail(
@@ -173,25 +212,22 @@ def test_production_refuses_to_start_without_a_secret(production_env, missing):
     reason="base.py accepts SECRET_KEY='' (as copied from .env.example); Django only fails at the "
     "first request. Fix: raise ImproperlyConfigured when the value is empty.",
 )
-def test_production_refuses_an_empty_secret_key(production_env):
-    production_env["SECRET_KEY"] = ""
+def test_production_refuses_an_empty_secret_key(outcome):
+    error = last_error_line(outcome, "empty-SECRET_KEY")
 
-    result = run(PROBE, production_env)
-
-    assert result.returncode != 0
-    assert "SECRET_KEY" in result.stderr.strip().splitlines()[-1]
+    assert "SECRET_KEY" in error
 
 
-def test_the_deployment_checks_pass_in_a_production_like_environment(production_env):
-    result = run(CHECK_DEPLOY, {**production_env, **GOOGLE})
+def test_the_deployment_checks_pass_in_a_production_like_environment(outcome):
+    returncode, out, err = outcome("check-deploy")
 
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "System check identified no issues" in result.stdout
+    assert returncode == 0, out + err
+    assert "System check identified no issues" in out
 
 
-def test_the_deployment_checks_catch_a_weak_secret_key(production_env):
+def test_the_deployment_checks_catch_a_weak_secret_key(outcome):
     """The check above can fail: the same run with a weak key is refused."""
-    result = run(CHECK_DEPLOY, {**production_env, "SECRET_KEY": "django-insecure-short"})
+    returncode, _, err = outcome("check-deploy-weak-key")
 
-    assert result.returncode != 0
-    assert "security.W009" in result.stderr
+    assert returncode != 0
+    assert "security.W009" in err

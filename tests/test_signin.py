@@ -20,7 +20,7 @@ from django.urls import reverse
 
 from accounts.models import User
 from orgs.models import Invitation, Membership
-from tests.factories import InvitationFactory, UserFactory
+from tests.factories import InvitationFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -73,7 +73,9 @@ def sign_in_with_google(client, **claims):
 
 
 def landed_on(response):
-    return response.redirect_chain[-1][0] if response.redirect_chain else response.request["PATH_INFO"]
+    return (
+        response.redirect_chain[-1][0] if response.redirect_chain else response.request["PATH_INFO"]
+    )
 
 
 # --- Google ------------------------------------------------------------------------------------
@@ -89,7 +91,10 @@ def test_a_new_google_user_gets_a_profile_and_names_their_organization(client):
     )
 
     user = User.objects.get(email="grace@navy.test")
-    assert (user.name, user.avatar_url) == ("Grace Hopper", "https://lh3.googleusercontent.com/a/grace")
+    assert (user.name, user.avatar_url) == (
+        "Grace Hopper",
+        "https://lh3.googleusercontent.com/a/grace",
+    )
     assert not user.has_usable_password()
     assert SocialAccount.objects.get(user=user, provider="google").uid == "1001"
     assert EmailAddress.objects.filter(user=user, email="grace@navy.test", verified=True).exists()
@@ -139,6 +144,14 @@ def test_an_unverified_google_email_does_not_join_an_invited_organization(client
     assert landed_on(response) == reverse("orgs:onboarding")
 
 
+def test_an_unverified_google_email_does_not_reach_an_existing_account(client, member):
+    sign_in_with_google(client, sub="3004", email="max@acme.test", email_verified=False)
+
+    assert not client.get("/").wsgi_request.user.is_authenticated
+    assert User.objects.filter(email__iexact="max@acme.test").count() == 1
+    assert not SocialAccount.objects.filter(uid="3004").exists()
+
+
 def test_a_returning_google_user_is_not_duplicated(client, org):
     sign_in_with_google(client, sub="4004", email="ada@acme.test", name="Ada")
     user = User.objects.get(email="ada@acme.test")
@@ -177,7 +190,9 @@ def test_a_forged_state_is_refused(client):
 
 def emailed_code():
     assert mail.outbox, "no email was sent"
-    match = re.search(r"^\s*([A-Z0-9][A-Z0-9-]{4,}[A-Z0-9])\s*$", mail.outbox[-1].body, re.MULTILINE)
+    match = re.search(
+        r"^\s*([A-Z0-9][A-Z0-9-]{4,}[A-Z0-9])\s*$", mail.outbox[-1].body, re.MULTILINE
+    )
     assert match, mail.outbox[-1].body
     return match.group(1)
 

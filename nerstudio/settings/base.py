@@ -262,10 +262,38 @@ NERSTUDIO_PLATFORM_KEYS = {
     name: env(name, default="")
     for name in ("NERSTUDIO_KIE_API_KEY", "NERSTUDIO_OPENAI_API_KEY", "NERSTUDIO_GEMINI_API_KEY")
 }
+# kie.ai's webhook HMAC key (kie.ai settings); when set, unsigned or stale callbacks are refused.
+NERSTUDIO_WEBHOOK_SECRETS = {
+    "NERSTUDIO_KIE_API_KEY": env("NERSTUDIO_KIE_WEBHOOK_SECRET", default=""),
+}
 # How often a process re-checks whether an org's provider configuration changed (seconds).
 NERSTUDIO_PROVIDER_REFRESH_SECONDS = env.float("NERSTUDIO_PROVIDER_REFRESH_SECONDS", default=0.5)
 # Total time the prompt-writer fallback chain may take (PRD §6: under 30 s).
 NERSTUDIO_LLM_CHAIN_DEADLINE = env.float("NERSTUDIO_LLM_CHAIN_DEADLINE", default=30.0)
+
+# --- Generation ---------------------------------------------------------------------------------------
+# An image without a result this long after submission fails and its credits are released.
+NERSTUDIO_IMAGE_DEADLINE_SECONDS = env.int("NERSTUDIO_IMAGE_DEADLINE_SECONDS", default=600)
+# Poll the provider when no callback came this long after submission (then backing off).
+NERSTUDIO_POLL_AFTER_SECONDS = env.int("NERSTUDIO_POLL_AFTER_SECONDS", default=30)
+# A generation stuck before image submission this long is resumed (its worker died).
+NERSTUDIO_STALLED_AFTER_SECONDS = env.int("NERSTUDIO_STALLED_AFTER_SECONDS", default=120)
+NERSTUDIO_SUBMIT_RETRIES = 3
+NERSTUDIO_THUMBNAIL_SIDE = 384
+NERSTUDIO_MAX_IMAGES_PER_GENERATION = env.int("NERSTUDIO_MAX_IMAGES_PER_GENERATION", default=8)
+# Uploads: per-file bytes and pixels, files per field.
+NERSTUDIO_UPLOAD_MAX_BYTES = env.int("NERSTUDIO_UPLOAD_MAX_BYTES", default=10 * 1024 * 1024)
+NERSTUDIO_UPLOAD_MAX_PIXELS = env.int("NERSTUDIO_UPLOAD_MAX_PIXELS", default=40_000_000)
+# Results: downloads from providers are capped in size and time, and may not reach private
+# addresses unless this is set (development: the local provider serves results on 127.0.0.1).
+NERSTUDIO_RESULT_MAX_BYTES = env.int("NERSTUDIO_RESULT_MAX_BYTES", default=40 * 1024 * 1024)
+NERSTUDIO_ALLOW_PRIVATE_DOWNLOADS = env.bool("NERSTUDIO_ALLOW_PRIVATE_DOWNLOADS", default=False)
+# Run the reconciliation loop inside the web process when there is no broker (embedded mode).
+NERSTUDIO_EMBEDDED_BEAT = env.bool("NERSTUDIO_EMBEDDED_BEAT", default=not REDIS_URL)
+
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-images": {"task": "generation.tasks.reconcile", "schedule": 15.0},
+}
 
 # --- Email -------------------------------------------------------------------------------------------
 # Development prints email on the console; production must name a real mail server.
@@ -309,8 +337,8 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env.bool("NERSTUDIO_HSTS_PRELOAD", default=True)
 
 # Uploads: the request body cap; per-file limits are checked by the upload forms.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
-FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024  # non-file fields
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024  # larger files spool to disk
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

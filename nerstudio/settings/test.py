@@ -31,3 +31,4 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
     DATABASES["default"]["OPTIONS"].pop("pool", None)  # noqa: F405
 ACCOUNT_RATE_LIMITS = False
+NERSTUDIO_EMBEDDED_BEAT = False  # tests run reconcile() explicitly

@@ -314,7 +314,7 @@ class Adapter:
             try:
                 body = _read_until(response, deadline)
             finally:
-                response.close()
+                response.close()  # after a full read urllib3 has already pooled the connection
         # Body reads go straight to urllib3, whose errors requests does not wrap.
         except (requests.Timeout, urllib3.exceptions.TimeoutError):
             raise RetryableError(f"{self.label} timed out.", code="timeout") from None

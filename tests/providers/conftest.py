@@ -77,6 +77,7 @@ class SlowServer:
     url: str
     routes: dict[str, Route] = field(default_factory=dict)
     hits: list[tuple[str, float]] = field(default_factory=list)
+    client_ports: list[int] = field(default_factory=list)
 
     def route(self, prefix: str, **kwargs) -> str:
         """Serve `prefix/*` as described; returns the base URL to configure an adapter with."""
@@ -98,6 +99,7 @@ def _handler(server: SlowServer):
 
         def _serve(self):
             server.hits.append((self.path, time.monotonic()))
+            server.client_ports.append(self.client_address[1])
             route = next(
                 (r for p, r in server.routes.items() if self.path.startswith(p + "/")),
                 Route(status=404, body=b'{"error": "no route"}'),

@@ -183,7 +183,10 @@ def test_vision_falls_back_the_same_way():
 
 def test_the_local_llm_is_a_valid_last_resort():
     result = generate_variants(
-        [("kie", ScriptedLLM(RetryableError("down"))), ("local", LocalLLMAdapter(ProviderConfig()))],
+        [
+            ("kie", ScriptedLLM(RetryableError("down"))),
+            ("local", LocalLLMAdapter(ProviderConfig())),
+        ],
         VariantsRequest("Linen shirt", 3),
     )
 

@@ -28,6 +28,16 @@ def test_a_real_answer_comes_back_through_the_seam(slow_server):
     assert slow_server.hits[0][0] == "/good/chat/completions"
 
 
+def test_an_adapter_reuses_its_connection_between_calls(slow_server):
+    adapter = llm(slow_server.route("/good", body=GOOD), timeout=2)
+
+    adapter.generate_variants(REQUEST)
+    adapter.generate_variants(REQUEST)
+
+    first, second = slow_server.client_ports
+    assert first == second  # same TCP connection: no new handshake per call
+
+
 def test_a_slow_provider_times_out_after_its_own_timeout(slow_server):
     adapter = llm(slow_server.route("/slow", body=GOOD, delay=SLOW), timeout=0.3)
 
@@ -52,15 +62,15 @@ def test_a_provider_that_trickles_its_body_is_cut_off_at_the_timeout(slow_server
 
 
 def test_a_body_that_stalls_late_cannot_outlive_the_timeout(slow_server):
-    # Headers after 0.25 s, half the body, then silence: a fresh 0.4 s read timeout would end the
-    # call at about 0.65 s; the deadline ends it at 0.4 s.
-    adapter = llm(slow_server.route("/stall", body=GOOD, delay=0.25, stall=SLOW), timeout=0.4)
+    # Headers after 0.4 s, half the body, then silence: a fresh 0.5 s read timeout would end the
+    # call at about 0.9 s; the whole-call deadline ends it at 0.5 s.
+    adapter = llm(slow_server.route("/stall", body=GOOD, delay=0.4, stall=SLOW), timeout=0.5)
 
     started = time.monotonic()
     with pytest.raises(RetryableError, match="timed out"):
         adapter.generate_variants(REQUEST)
 
-    assert time.monotonic() - started < 0.55
+    assert time.monotonic() - started < 0.7
 
 
 def test_an_unreachable_provider_fails_fast_as_retryable():

@@ -41,7 +41,9 @@ def answer(*parts, finish="STOP") -> dict:
 
 
 def api_error(code, status, message, reason=None) -> dict:
-    details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason}] if reason else []
+    details = (
+        [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason}] if reason else []
+    )
     return {"error": {"code": code, "message": message, "status": status, "details": details}}
 
 
@@ -90,7 +92,9 @@ def test_it_skips_thought_parts_and_joins_the_rest(http):
 
 
 def test_it_accepts_a_model_named_with_the_models_prefix(http):
-    http.post(f"{BASE}/models/gemini-2.5-flash:generateContent", json=answer({"text": '["a", "b"]'}))
+    http.post(
+        f"{BASE}/models/gemini-2.5-flash:generateContent", json=answer({"text": '["a", "b"]'})
+    )
 
     assert llm(model="models/gemini-2.5-flash").generate_variants(REQUEST).variants == ("a", "b")
 
@@ -98,7 +102,10 @@ def test_it_accepts_a_model_named_with_the_models_prefix(http):
 def test_it_reports_a_blocked_prompt_that_came_back_with_http_200(http):
     http.post(
         GENERATE,
-        json={"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []}, "modelVersion": "x"},
+        json={
+            "promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []},
+            "modelVersion": "x",
+        },
     )
 
     with pytest.raises(InvalidOutput, match=r"blocked the prompt \(SAFETY\)") as caught:
@@ -186,7 +193,9 @@ def test_vision_sends_the_image_inline_and_asks_for_a_description_schema(http):
 
 def test_vision_refuses_images_too_large_to_send_inline(http):
     with pytest.raises(PermanentError, match="too large"):
-        GeminiVisionAdapter(ProviderConfig(api_key="k")).describe(b"\xff\xd8\xff" + b"0" * 15_000_000)
+        GeminiVisionAdapter(ProviderConfig(api_key="k")).describe(
+            b"\xff\xd8\xff" + b"0" * 15_000_000
+        )
 
 
 def test_the_connection_test_lists_models(http):

@@ -139,7 +139,7 @@ def test_it_maps_an_openai_style_error_body(http):
 
 
 def test_it_refuses_a_model_id_that_would_change_the_url_path(http):
-    with pytest.raises(PermanentError, match="Invalid kie.ai chat model"):
+    with pytest.raises(PermanentError, match=r"Invalid kie\.ai chat model"):
         make(model="../api/v1/jobs").generate_variants(REQUEST)
 
 

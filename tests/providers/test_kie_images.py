@@ -275,7 +275,9 @@ def test_it_maps_the_http_status_when_a_gateway_answers_without_an_envelope(http
 
 
 def test_it_keeps_the_retry_after_hint_of_a_rate_limit(http):
-    http.post(CREATE, status=429, json={"code": 429, "msg": "slow down"}, headers={"Retry-After": "7"})
+    http.post(
+        CREATE, status=429, json={"code": 429, "msg": "slow down"}, headers={"Retry-After": "7"}
+    )
 
     with pytest.raises(RetryableError) as caught:
         make(NanoBananaProAdapter).submit(ImageJobRequest("x"))
@@ -343,7 +345,9 @@ def test_it_parses_the_json_string_result_of_a_finished_task(http):
 
 
 def test_it_accepts_a_result_that_is_already_an_object(http):
-    http.get(RECORD, json=record(state="success", resultJson={"resultUrls": ["https://r.test/x.png"]}))
+    http.get(
+        RECORD, json=record(state="success", resultJson={"resultUrls": ["https://r.test/x.png"]})
+    )
 
     assert make(NanoBananaProAdapter).poll("task_1").result_urls == ("https://r.test/x.png",)
 
@@ -476,7 +480,9 @@ def test_it_surfaces_upload_errors(http):
 
 
 def test_the_connection_test_reads_the_free_credit_balance(http):
-    http.get("https://api.kie.ai/api/v1/chat/credit", json={"code": 200, "msg": "success", "data": 35.95})
+    http.get(
+        "https://api.kie.ai/api/v1/chat/credit", json={"code": 200, "msg": "success", "data": 35.95}
+    )
 
     result = make(Seedream45EditAdapter).test_connection()
 

@@ -138,7 +138,8 @@ def test_vision_orders_the_palette_by_share():
 
 
 @pytest.mark.parametrize(
-    ("colour", "word"), [((245, 245, 245), "Bright"), ((15, 15, 15), "Dark"), ((128, 128, 128), "Mid")]
+    ("colour", "word"),
+    [((245, 245, 245), "Bright"), ((15, 15, 15), "Dark"), ((128, 128, 128), "Mid")],
 )
 def test_vision_describes_brightness(colour, word):
     result = LocalVisionAdapter(ProviderConfig()).describe(png_bytes((40, 80), colour))

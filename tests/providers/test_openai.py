@@ -81,7 +81,7 @@ def test_it_treats_a_refusal_as_unusable_output(http):
     completion["choices"][0]["message"].update(content=None, refusal="I can't help with that.")
     http.post(CHAT, json=completion)
 
-    with pytest.raises(InvalidOutput, match="I can't help with that.") as caught:
+    with pytest.raises(InvalidOutput, match=r"I can't help with that\.") as caught:
         llm().generate_variants(REQUEST)
 
     assert caught.value.code == "refusal"
@@ -171,9 +171,7 @@ def test_vision_sends_the_image_as_a_data_url_part(http):
 
 def test_vision_labels_jpeg_bytes_as_jpeg(http):
     completion = variants_completion([])
-    completion["choices"][0]["message"]["content"] = json.dumps(
-        {"description": "x", "palette": []}
-    )
+    completion["choices"][0]["message"]["content"] = json.dumps({"description": "x", "palette": []})
     http.post(CHAT, json=completion)
 
     vision().describe(jpeg_bytes())
@@ -184,9 +182,7 @@ def test_vision_labels_jpeg_bytes_as_jpeg(http):
 
 def test_vision_rejects_an_empty_description(http):
     completion = variants_completion([])
-    completion["choices"][0]["message"]["content"] = json.dumps(
-        {"description": " ", "palette": []}
-    )
+    completion["choices"][0]["message"]["content"] = json.dumps({"description": " ", "palette": []})
     http.post(CHAT, json=completion)
 
     with pytest.raises(InvalidOutput):
@@ -221,7 +217,9 @@ def test_the_connection_test_fails_when_the_model_is_not_available(http):
 
 
 def test_the_connection_test_reports_a_bad_key(http):
-    http.get(MODELS, status=401, json=error_body("Incorrect API key provided", "invalid_request_error"))
+    http.get(
+        MODELS, status=401, json=error_body("Incorrect API key provided", "invalid_request_error")
+    )
 
     result = llm().test_connection()
 

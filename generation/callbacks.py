@@ -1,0 +1,41 @@
+"""Where image providers call back. The URL carries a per-image token; the body is never trusted
+on its own: the result is confirmed with the provider's status endpoint (collect_result)."""
+
+import logging
+
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from generation import services, tasks
+from nerstudio.tasks import enqueue
+from providers.adapters.base import ProviderError
+
+logger = logging.getLogger(__name__)
+
+
+@csrf_exempt  # called by providers; authenticated by the token in the URL (and a signature)
+@require_POST
+def image_callback(request, public_id, token):
+    image = services.find_image_for_callback(public_id, token)
+    if image is None:
+        return JsonResponse({"error": "Unknown callback."}, status=404)
+    provider = image.generation.provider
+    if provider is None:
+        return HttpResponse(status=204)
+    adapter = provider.build()
+    secret = settings.NERSTUDIO_WEBHOOK_SECRETS.get(provider.adapter_class.platform_key_env or "")
+    if secret and hasattr(adapter, "verify_webhook"):
+        if not adapter.verify_webhook(request.headers, request.body, secret):
+            logger.warning("Rejected a callback with a bad signature for image %s", image.pk)
+            return JsonResponse({"error": "Bad or stale signature."}, status=401)
+    try:
+        reported = adapter.parse_callback(request.body)
+    except (ProviderError, ValueError):
+        return JsonResponse({"error": "Unreadable callback body."}, status=400)
+    if image.provider_task_id and reported.task_id and reported.task_id != image.provider_task_id:
+        return JsonResponse({"error": "Task does not match."}, status=400)
+    if image.status == image.Status.GENERATING:
+        enqueue(tasks.collect_result, image_id=image.pk)
+    return HttpResponse(status=204)  # duplicates and late callbacks change nothing

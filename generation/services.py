@@ -1,0 +1,461 @@
+"""The generation pipeline.
+
+start_generation (web request) stores the uploads, holds the credits and enqueues run_generation.
+Celery tasks (generation/tasks.py) are thin wrappers over the functions below; every one takes
+ids, claims its rows with a conditional UPDATE and can run twice without a second submission or a
+second charge:
+
+    run_generation   vision (parallel, cached by content hash) → LLM chain → enqueue submit_image × N
+    submit_image     one image to the image provider, with an unguessable per-image callback URL
+    collect_result   after a callback or a due poll: confirm with the provider's status endpoint,
+                     download SSRF-safely, store image + thumbnail, capture credits
+    reconcile        periodic: poll images without callback (backing off), fail and release past
+                     the deadline, resume generations whose worker died
+"""
+
+import hashlib
+import io
+import logging
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+from PIL import Image
+
+from generation import credits, live
+from generation.downloads import DownloadError, download_image
+from generation.models import (
+    Generation,
+    GenerationImage,
+    ReferenceAnalysis,
+    SourceImage,
+)
+from generation.uploads import ValidatedImage
+from nerstudio.tasks import enqueue
+from providers import services as provider_services
+from providers.adapters.base import ImageJobRequest, ProviderError
+from providers.chain import ChainFailed
+from providers.models import Provider
+
+logger = logging.getLogger(__name__)
+
+Status = Generation.Status
+ImageStatus = GenerationImage.Status
+
+
+class GenerationError(Exception):
+    """A refused generation request, with a message safe to show the user."""
+
+
+# --- Starting a generation (web request) -------------------------------------------------------------
+
+
+def start_generation(
+    *,
+    membership,
+    provider: Provider,
+    prompt: str,
+    count: int,
+    aspect_ratio: str,
+    quality: str,
+    products: list[ValidatedImage],
+    references: list[ValidatedImage],
+) -> Generation:
+    """Hold the credits, store the uploads and queue the pipeline, all or nothing.
+
+    Raises credits.InsufficientCredits or GenerationError; nothing is stored or charged then.
+    """
+    if provider.org_id != membership.org_id or not provider.enabled or provider.kind != "image":
+        raise GenerationError("Choose one of your organization's enabled image models.")
+    if aspect_ratio not in provider.aspect_ratios:
+        raise GenerationError(f"{provider} does not offer the aspect ratio {aspect_ratio}.")
+    if provider.quality_levels and quality not in provider.quality_levels:
+        raise GenerationError(f"{provider} does not offer the quality {quality}.")
+    if not 1 <= len(products) <= provider.max_product_images:
+        raise GenerationError(f"{provider} takes 1 to {provider.max_product_images} product images.")
+    if len(references) > provider.max_reference_images:
+        raise GenerationError(f"{provider} takes at most {provider.max_reference_images} references.")
+    with transaction.atomic():
+        generation = Generation.objects.create(
+            org_id=membership.org_id,
+            user_id=membership.user_id,
+            provider=provider,
+            provider_name=provider.name,
+            credit_cost=provider.credit_cost,
+            prompt=prompt.strip(),
+            aspect_ratio=aspect_ratio,
+            quality=quality,
+            count=count,
+        )
+        credits.hold(generation=generation)  # raises before anything is stored
+        generation.products.set([_store(membership, image) for image in products])
+        generation.references.set([_store(membership, image) for image in references])
+        GenerationImage.objects.bulk_create(
+            GenerationImage(generation=generation, index=i) for i in range(count)
+        )
+        from generation import tasks
+
+        enqueue(tasks.run_generation, generation_id=generation.pk)
+    return generation
+
+
+def _store(membership, image: ValidatedImage) -> SourceImage:
+    """Content-addressed: the same bytes are stored once per organization."""
+    existing = SourceImage.objects.filter(org_id=membership.org_id, sha256=image.sha256).first()
+    if existing:
+        return existing
+    source = SourceImage(
+        org_id=membership.org_id,
+        sha256=image.sha256,
+        format=image.format,
+        width=image.width,
+        height=image.height,
+        size=len(image.data),
+        uploaded_by_id=membership.user_id,
+    )
+    source.file.save(f"{image.sha256}.{image.format.lower()}", ContentFile(image.data), save=False)
+    try:
+        with transaction.atomic():
+            source.save()
+    except IntegrityError:  # the same image uploaded at the same moment
+        return SourceImage.objects.get(org_id=membership.org_id, sha256=image.sha256)
+    return source
+
+
+# --- Stage 1 and 2: references and prompts ------------------------------------------------------------
+
+
+def run_generation(generation_id: int) -> None:
+    claimed = Generation.objects.filter(pk=generation_id, status=Status.QUEUED).update(
+        status=Status.ANALYSING
+    )
+    generation = Generation.objects.select_related("org").get(pk=generation_id)
+    if not claimed and generation.status not in (Status.ANALYSING, Status.WRITING):
+        return  # already past these stages: a redelivered message
+    live.push_generation(generation.pk)
+
+    notes = _analyse_references(generation)
+    Generation.objects.filter(pk=generation.pk).update(
+        status=Status.WRITING, reference_notes=notes, updated_at=timezone.now()
+    )
+    live.push_generation(generation.pk)
+
+    products = list(generation.products.all())
+    product_context = ", ".join(f"{p.format} {p.width}×{p.height}" for p in products)
+    brief = (
+        f"{generation.prompt}\n\nProduct photos supplied ({len(products)}): {product_context}. "
+        "Keep the product exactly as photographed."
+    )
+    try:
+        result = provider_services.write_variants(
+            org_id=generation.org_id, prompt=brief, n=generation.count, references=tuple(notes)
+        )
+    except ChainFailed as exc:
+        fail_generation(generation.pk, f"No prompt writer could answer: {exc.message}")
+        return
+    variants = result.value.variants
+
+    images = list(generation.images.order_by("index"))
+    for image, variant in zip(images, variants, strict=True):
+        GenerationImage.objects.filter(pk=image.pk, status=ImageStatus.WAITING).update(
+            prompt=variant
+        )
+    Generation.objects.filter(pk=generation.pk, status=Status.WRITING).update(
+        status=Status.GENERATING, updated_at=timezone.now()
+    )
+    live.push_generation(generation.pk)
+    from generation import tasks
+
+    for image in images:
+        enqueue(tasks.submit_image, image_id=image.pk)
+
+
+def _analyse_references(generation: Generation) -> list[str]:
+    references = list(generation.references.all())
+    if not references:
+        return []
+    cached = {
+        a.sha256: a.description
+        for a in ReferenceAnalysis.objects.filter(
+            org_id=generation.org_id, sha256__in=[r.sha256 for r in references]
+        )
+    }
+    missing = [r for r in references if r.sha256 not in cached]
+
+    def analyse(reference: SourceImage) -> tuple[str, str | None]:
+        with reference.file.open("rb") as fh:
+            data = fh.read()
+        try:
+            result = provider_services.describe_reference(org_id=generation.org_id, image=data)
+        except ChainFailed as exc:
+            logger.warning("Reference %s not analysed: %s", reference.sha256[:12], exc.message)
+            return reference.sha256, None
+        ReferenceAnalysis.objects.get_or_create(
+            org_id=generation.org_id,
+            sha256=reference.sha256,
+            defaults={
+                "description": result.value.description,
+                "palette": list(result.value.palette),
+                "provider_id": result.provider_id,
+            },
+        )
+        return reference.sha256, result.value.description
+
+    if missing:
+        with ThreadPoolExecutor(max_workers=min(4, len(missing))) as pool:
+            for sha, description in pool.map(_closing_connections(analyse), missing):
+                if description:
+                    cached[sha] = description
+    return [cached[r.sha256] for r in references if r.sha256 in cached]
+
+
+def _closing_connections(fn):
+    """Threads get their own database connection; close it when the thread's work is done."""
+    from django.db import connection
+
+    def wrapper(*args):
+        try:
+            return fn(*args)
+        finally:
+            connection.close()
+
+    return wrapper
+
+
+# --- Stage 3: submitting images -------------------------------------------------------------------------
+
+
+def callback_url(image: GenerationImage, token: str) -> str:
+    return settings.NERSTUDIO_PUBLIC_URL + reverse(
+        "generation:callback", args=[image.public_id, token]
+    )
+
+
+def submit_image(image_id: int) -> None:
+    token = secrets.token_urlsafe(32)
+    now = timezone.now()
+    claimed = GenerationImage.objects.filter(pk=image_id, status=ImageStatus.WAITING).update(
+        status=ImageStatus.SUBMITTING,
+        callback_token_hash=hashlib.sha256(token.encode()).hexdigest(),
+        submitted_at=now,
+        deadline_at=now + timedelta(seconds=settings.NERSTUDIO_IMAGE_DEADLINE_SECONDS),
+    )
+    if not claimed:
+        return  # submitted before (redelivery) or already finished
+    image = GenerationImage.objects.select_related("generation__provider").get(pk=image_id)
+    generation = image.generation
+    provider = generation.provider
+    if provider is None:
+        fail_image(image.pk, "The image model was removed before this image was submitted.")
+        return
+    adapter = provider.build()
+    try:
+        urls = tuple(_product_url(adapter, p) for p in generation.products.all())
+        submitted = adapter.submit(
+            ImageJobRequest(
+                prompt=image.prompt or generation.prompt,
+                image_urls=urls,
+                aspect_ratio=generation.aspect_ratio,
+                quality=generation.quality or None,
+                callback_url=callback_url(image, token),
+            )
+        )
+    except ProviderError as exc:
+        provider_services.record_attempt(provider, "image", exc)
+        if exc.retryable and image.polls < settings.NERSTUDIO_SUBMIT_RETRIES:
+            # Back to waiting; the task retries with backoff (generation/tasks.py).
+            GenerationImage.objects.filter(pk=image.pk).update(
+                status=ImageStatus.WAITING, polls=F("polls") + 1
+            )
+            raise
+        fail_image(image.pk, f"{provider.name}: {exc.message}")
+        return
+    provider_services.record_attempt(provider, "image", None)
+    GenerationImage.objects.filter(pk=image.pk, status=ImageStatus.SUBMITTING).update(
+        status=ImageStatus.GENERATING,
+        provider_task_id=submitted.task_id,
+        polls=0,
+        next_poll_at=timezone.now() + timedelta(seconds=settings.NERSTUDIO_POLL_AFTER_SECONDS),
+    )
+    live.push_image(image.pk)
+    after_submit = getattr(adapter, "after_submit", None)
+    if after_submit:
+        after_submit(submitted.task_id, image_id=image.pk, callback_url=callback_url(image, token))
+
+
+def _product_url(adapter, source: SourceImage) -> str:
+    """A URL the provider can fetch: a presigned storage URL when storage is public (R2/S3),
+    otherwise the provider's own upload API."""
+    url = default_storage.url(source.file.name)
+    if url.startswith(("http://", "https://")) or not hasattr(adapter, "upload_file"):
+        return url if url.startswith("http") else settings.NERSTUDIO_PUBLIC_URL + url
+    with source.file.open("rb") as fh:
+        return adapter.upload_file(fh.read(), f"{source.sha256}.{source.format.lower()}")
+
+
+# --- Stage 4: results ---------------------------------------------------------------------------------------
+
+
+def find_image_for_callback(public_id, token: str) -> GenerationImage | None:
+    """The image whose callback URL carries `token`; None for an unknown or forged token."""
+    token_hash = hashlib.sha256(token.encode()).hexdigest()
+    image = (
+        GenerationImage.objects.select_related("generation__provider")
+        .filter(public_id=public_id, callback_token_hash=token_hash)
+        .first()
+    )
+    return image
+
+
+def collect_result(image_id: int) -> None:
+    """Ask the provider for the image's state (never trusting a callback body) and act on it."""
+    image = GenerationImage.objects.select_related("generation__provider").get(pk=image_id)
+    if image.status != ImageStatus.GENERATING:
+        return  # finished before: a duplicate or late callback
+    provider = image.generation.provider
+    if provider is None:
+        fail_image(image.pk, "The image model was removed while generating.")
+        return
+    try:
+        status = provider.build().poll(image.provider_task_id)
+    except ProviderError as exc:
+        if not exc.retryable:
+            fail_image(image.pk, f"{provider.name}: {exc.message}")
+        return  # retryable: the next poll tries again
+    if status.state == "pending":
+        return
+    if status.state == "failed" or not status.result_urls:
+        fail_image(image.pk, f"{provider.name}: {status.error or 'the generation failed.'}")
+        return
+    try:
+        data = download_image(status.result_urls[0])
+    except DownloadError as exc:
+        fail_image(image.pk, f"The result could not be downloaded: {exc}")
+        return
+    _store_result(image, data)
+
+
+def _store_result(image: GenerationImage, data: bytes) -> None:
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        width, height = im.size
+        thumb = im.convert("RGB")
+        thumb.thumbnail((settings.NERSTUDIO_THUMBNAIL_SIDE,) * 2)
+        thumb_bytes = io.BytesIO()
+        thumb.save(thumb_bytes, "WEBP", quality=82)
+        ext = (im.format or "PNG").lower().replace("jpeg", "jpg")
+    digest = hashlib.sha256(data).hexdigest()
+    name = default_storage.save(f"generated/{image.generation.org.public_id}/{digest}.{ext}",
+                                ContentFile(data))  # fmt: skip
+    thumb_name = default_storage.save(
+        f"generated/{image.generation.org.public_id}/thumbs/{digest}.webp",
+        ContentFile(thumb_bytes.getvalue()),
+    )
+    with transaction.atomic():
+        done = GenerationImage.objects.filter(pk=image.pk, status=ImageStatus.GENERATING).update(
+            status=ImageStatus.DONE, file=name, thumbnail=thumb_name, width=width, height=height,
+            finished_at=timezone.now(), next_poll_at=None,
+        )  # fmt: skip
+        if done:
+            credits.capture(image=image)
+    if done:
+        live.push_image(image.pk)
+        _finish_generation_if_complete(image.generation_id)
+
+
+def fail_image(image_id: int, reason: str) -> bool:
+    """Fail an unfinished image and release its credits; False if it had already finished."""
+    image = GenerationImage.objects.select_related("generation").get(pk=image_id)
+    with transaction.atomic():
+        failed = (
+            GenerationImage.objects.filter(pk=image_id)
+            .exclude(status__in=[ImageStatus.DONE, ImageStatus.FAILED])
+            .update(status=ImageStatus.FAILED, error=reason[:1000], finished_at=timezone.now(),
+                    next_poll_at=None)  # fmt: skip
+        )
+        if failed:
+            credits.release(image=image, note=reason)
+    if failed:
+        live.push_image(image_id)
+        _finish_generation_if_complete(image.generation_id)
+    return bool(failed)
+
+
+def fail_generation(generation_id: int, reason: str) -> None:
+    Generation.objects.filter(pk=generation_id).update(error=reason[:1000])
+    for image_id in GenerationImage.objects.filter(generation_id=generation_id).values_list(
+        "pk", flat=True
+    ):
+        fail_image(image_id, reason)
+    _finish_generation_if_complete(generation_id)
+
+
+def _finish_generation_if_complete(generation_id: int) -> None:
+    unfinished = GenerationImage.objects.filter(generation_id=generation_id).exclude(
+        status__in=[ImageStatus.DONE, ImageStatus.FAILED]
+    )
+    if unfinished.exists():
+        return
+    any_done = GenerationImage.objects.filter(
+        generation_id=generation_id, status=ImageStatus.DONE
+    ).exists()
+    finished = (
+        Generation.objects.filter(pk=generation_id)
+        .exclude(status__in=[Status.DONE, Status.FAILED])
+        .update(status=Status.DONE if any_done else Status.FAILED, finished_at=timezone.now())
+    )
+    if finished:
+        live.push_generation(generation_id)
+
+
+# --- Reconciliation -----------------------------------------------------------------------------------------
+
+
+def reconcile(now=None) -> dict[str, int]:
+    """Poll images whose callback is late, fail those past their deadline, and resume
+    generations whose worker stopped. Safe to run in several processes at once."""
+    from generation import tasks
+
+    now = now or timezone.now()
+    counts = {"polled": 0, "timed_out": 0, "resumed": 0}
+
+    overdue = GenerationImage.objects.filter(
+        ~Q(status__in=[ImageStatus.DONE, ImageStatus.FAILED, ImageStatus.WAITING]),
+        deadline_at__lt=now,
+    ).values_list("pk", flat=True)
+    for image_id in overdue:
+        minutes = settings.NERSTUDIO_IMAGE_DEADLINE_SECONDS // 60
+        if fail_image(image_id, f"No result within {minutes} minutes; the credits were released."):
+            counts["timed_out"] += 1
+
+    due = GenerationImage.objects.filter(status=ImageStatus.GENERATING, next_poll_at__lte=now)
+    for image_id, polls in due.values_list("pk", "polls"):
+        backoff = min(settings.NERSTUDIO_POLL_AFTER_SECONDS * 2**polls, 300)
+        claimed = GenerationImage.objects.filter(
+            pk=image_id, status=ImageStatus.GENERATING, next_poll_at__lte=now
+        ).update(next_poll_at=now + timedelta(seconds=backoff), polls=F("polls") + 1)
+        if claimed:  # another reconciler did not take it first
+            enqueue(tasks.collect_result, image_id=image_id)
+            counts["polled"] += 1
+
+    stalled = Generation.objects.filter(
+        status__in=[Status.QUEUED, Status.ANALYSING, Status.WRITING],
+        updated_at__lt=now - timedelta(seconds=settings.NERSTUDIO_STALLED_AFTER_SECONDS),
+    )
+    for generation_id in stalled.values_list("pk", flat=True):
+        Generation.objects.filter(pk=generation_id).update(updated_at=now)
+        enqueue(tasks.run_generation, generation_id=generation_id)
+        counts["resumed"] += 1
+    for generation_id in Generation.objects.filter(
+        status__in=[Status.QUEUED, Status.ANALYSING, Status.WRITING],
+        created_at__lt=now - timedelta(seconds=settings.NERSTUDIO_IMAGE_DEADLINE_SECONDS),
+    ).values_list("pk", flat=True):
+        fail_generation(generation_id, "The generation did not start in time; credits released.")
+    return counts
