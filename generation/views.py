@@ -9,5 +9,10 @@ def generate(request):
 
 
 @org_member_required
+def estimate(request):
+    return render(request, "generation/generate.html")
+
+
+@org_member_required
 def history(request):
     return render(request, "generation/history.html")

@@ -112,6 +112,15 @@ def _record(purpose: str):
     return on_attempt
 
 
+def record_attempt(provider: Provider, purpose: str, error, latency_ms: int = 0) -> None:
+    """Record a call made outside a chain (image submissions) for health and lineage."""
+    outcome = "success" if error is None else ("retryable" if error.retryable else "permanent")
+    ProviderAttempt.objects.create(
+        provider=provider, purpose=purpose, outcome=outcome, latency_ms=latency_ms,
+        error="" if error is None else error.message[:2000],
+    )  # fmt: skip
+
+
 def write_variants(
     *, org_id: int, prompt: str, n: int, references: tuple[str, ...] = ()
 ) -> chain.ChainResult:
