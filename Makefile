@@ -33,7 +33,9 @@ run: seed
 	@echo "           or member@demo.nerstudio.test (member); the 6-character code is printed below."
 	@echo "  Or create a new account with any email to try onboarding. Stop with Ctrl-C."
 	@echo ""
-	DEBUG=$${DEBUG:-true} $(PY) manage.py runserver 127.0.0.1:$(PORT)
+	DEBUG=$${DEBUG:-true} NERSTUDIO_PUBLIC_URL=$${NERSTUDIO_PUBLIC_URL:-http://127.0.0.1:$(PORT)} \
+	  NERSTUDIO_ALLOW_PRIVATE_DOWNLOADS=$${NERSTUDIO_ALLOW_PRIVATE_DOWNLOADS:-true} \
+	  $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest

@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from PIL import Image
-from requests import RequestException
+from requests import RequestException, Timeout
 from requests_hardened import Config, Manager
+from requests_hardened.ip_filter import InvalidIPAddress
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP")
 CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_SECONDS = 5, 30, 60
@@ -69,7 +70,8 @@ def download_image(url: str) -> bytes:
 
 
 def _describe(exc: RequestException) -> str:
-    text = str(exc)
-    if "IP" in text and ("private" in text.lower() or "not allowed" in text.lower()):
-        return "the result URL points to a private address"
+    if isinstance(exc, InvalidIPAddress):
+        return "the result URL points to a private or reserved address"
+    if isinstance(exc, Timeout):
+        return "the download timed out"
     return f"network error ({type(exc).__name__})"

@@ -265,6 +265,7 @@ def submit_image(image_id: int) -> None:
                 aspect_ratio=generation.aspect_ratio,
                 quality=generation.quality or None,
                 callback_url=callback_url(image, token),
+                palette=_reference_palette(generation),
             )
         )
     except ProviderError as exc:
@@ -285,9 +286,13 @@ def submit_image(image_id: int) -> None:
         next_poll_at=timezone.now() + timedelta(seconds=settings.NERSTUDIO_POLL_AFTER_SECONDS),
     )
     live.push_image(image.pk)
-    after_submit = getattr(adapter, "after_submit", None)
-    if after_submit:
-        after_submit(submitted.task_id, image_id=image.pk, callback_url=callback_url(image, token))
+
+
+def _reference_palette(generation: Generation) -> tuple[str, ...]:
+    shas = [r.sha256 for r in generation.references.all()]
+    palettes = ReferenceAnalysis.objects.filter(org_id=generation.org_id, sha256__in=shas)
+    colours = [colour for p in palettes.values_list("palette", flat=True) for colour in p]
+    return tuple(dict.fromkeys(c if isinstance(c, str) else c[0] for c in colours))[:6]
 
 
 def _product_url(adapter, source: SourceImage) -> str:

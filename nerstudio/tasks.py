@@ -8,6 +8,7 @@ so a worker never looks for rows that are not there yet.
 
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from celery import Task
@@ -32,7 +33,9 @@ def _embedded_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def _run_embedded(task_name: str, kwargs: dict) -> None:
+def _run_embedded(task_name: str, kwargs: dict, countdown: float = 0) -> None:
+    if countdown:
+        time.sleep(countdown)
     try:
         result = celery_app.tasks[task_name].apply(kwargs=kwargs)
         if result.failed():
@@ -41,13 +44,39 @@ def _run_embedded(task_name: str, kwargs: dict) -> None:
         close_old_connections()
 
 
-def enqueue(task: Task, /, **kwargs) -> None:
-    """Run `task(**kwargs)` in the background once the current transaction commits."""
+def enqueue(task: Task, /, *, countdown: float = 0, **kwargs) -> None:
+    """Run `task(**kwargs)` in the background once the current transaction commits, after
+    `countdown` seconds."""
     if settings.CELERY_BROKER_URL:
-        transaction.on_commit(lambda: task.apply_async(kwargs=kwargs))
+        transaction.on_commit(lambda: task.apply_async(kwargs=kwargs, countdown=countdown or None))
     else:
-        transaction.on_commit(lambda: submit_embedded(task.name, kwargs))
+        transaction.on_commit(lambda: submit_embedded(task.name, kwargs, countdown))
 
 
-def submit_embedded(task_name: str, kwargs: dict) -> Future:
-    return _embedded_pool().submit(_run_embedded, task_name, kwargs)
+def submit_embedded(task_name: str, kwargs: dict, countdown: float = 0) -> Future:
+    return _embedded_pool().submit(_run_embedded, task_name, kwargs, countdown)
+
+
+def start_embedded_beat() -> None:
+    """Without a broker there is no `celery beat`: run the periodic tasks from a thread of the
+    web process instead (once per process)."""
+    global _beat
+    with _pool_lock:
+        if _beat is not None:
+            return
+        _beat = threading.Thread(target=_beat_loop, name="nerstudio-beat", daemon=True)
+    _beat.start()
+
+
+_beat: threading.Thread | None = None
+
+
+def _beat_loop() -> None:
+    schedule = settings.CELERY_BEAT_SCHEDULE
+    due = {name: time.monotonic() + entry["schedule"] for name, entry in schedule.items()}
+    while True:
+        time.sleep(1)
+        for name, entry in schedule.items():
+            if time.monotonic() >= due[name]:
+                due[name] = time.monotonic() + entry["schedule"]
+                submit_embedded(entry["task"], {})

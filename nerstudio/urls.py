@@ -1,7 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
 from django.http import HttpResponse
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.static import serve
 
 from orgs import views as org_views
 
@@ -21,7 +22,13 @@ urlpatterns = [
     path("", include("providers.urls")),
 ]
 
-if settings.DEBUG:
-    from django.conf.urls.static import static
 
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+
+def media(request, path):
+    """Files on local storage (the embedded default). Names are content hashes; with R2/S3 the
+    browser and providers get presigned URLs instead and this route does not exist."""
+    return serve(request, path, document_root=settings.MEDIA_ROOT)
+
+
+if not settings.NERSTUDIO_S3_BUCKET:
+    urlpatterns.append(re_path(r"^media/(?P<path>.+)$", media, name="media"))

@@ -142,7 +142,7 @@ def test_an_anonymous_visitor_is_sent_to_the_sign_in_page(client, rows):
     assert final_url.startswith(reverse("account_login") + "?next=")
     assert "/admin/orgs/membership/" in final_url
     assert "Continue with Google" in response.content.decode()
-    assert "password" not in response.content.decode().lower().replace("passwordless", "")
+    assert 'type="password"' not in response.content.decode()
 
 
 def test_the_admin_login_page_is_not_a_password_form(client):
@@ -419,3 +419,27 @@ def test_foreign_key_choices_are_limited_to_the_admins_own_org(rf, admin, rows):
         Membership._meta.get_field("org"), request
     )
     assert set(org_field.queryset) == {rows["org"], rows["other_org"]}
+
+
+def test_the_admin_offers_sign_out_and_no_password_change(client):
+    root = User.objects.create_superuser(email="root@nerstudio.test", password="usable-Pass-1")
+    client.force_login(root)
+
+    page = client.get(reverse("admin:index")).content.decode()
+
+    assert f'action="{reverse("account_logout")}"' in page
+    assert "/admin/password_change/" not in page
+    assert "Back to NER Studio" in page
+
+
+def test_a_superuser_can_open_and_add_users(superuser_client, member):
+    assert superuser_client.get(change(member)).status_code == 200
+    assert superuser_client.get(reverse("admin:accounts_user_add")).status_code == 200
+
+    response = superuser_client.post(
+        reverse("admin:accounts_user_add"), {"email": "new@nerstudio.test", "name": "New"}
+    )
+
+    assert response.status_code == 302
+    user = User.objects.get(email="new@nerstudio.test")
+    assert not user.has_usable_password()

@@ -32,3 +32,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F
     DATABASES["default"]["OPTIONS"].pop("pool", None)  # noqa: F405
 ACCOUNT_RATE_LIMITS = False
 NERSTUDIO_EMBEDDED_BEAT = False  # tests run reconcile() explicitly
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not shared-cache memory: pipeline tests run tasks on threads beside a live server.
+    import tempfile
+
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": os.path.join(tempfile.gettempdir(), f"nerstudio-test-{os.getpid()}.sqlite3")
+    }

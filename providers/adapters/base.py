@@ -95,6 +95,7 @@ class ImageJobRequest:
     quality: str | None = None  # model-native level ("1K", "basic", ...); None = default
     callback_url: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)  # overrides the config options
+    palette: tuple[str, ...] = ()  # "#rrggbb" brand colours from the references (a hint)
 
 
 @dataclass(frozen=True)

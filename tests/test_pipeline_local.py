@@ -1,0 +1,95 @@
+"""The whole pipeline on the built-in local providers, as the embedded default runs it: tasks on
+the in-process thread pool, the local provider calling back over HTTP to a live server, results
+downloaded from it and stored."""
+
+import io
+import time
+
+import pytest
+from django.core.files.storage import default_storage
+from PIL import Image
+
+from generation import credits, services
+from generation.models import Generation, LedgerEntry, ReferenceAnalysis
+from providers import services as provider_services
+from providers.models import ProviderAttempt
+from tests.images import validated
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def embedded(live_server, settings, tmp_path):
+    settings.CELERY_BROKER_URL = None  # tasks on the in-process pool
+    settings.NERSTUDIO_PUBLIC_URL = live_server.url
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.NERSTUDIO_ALLOW_PRIVATE_DOWNLOADS = True  # the "provider" is on 127.0.0.1
+    provider_services.clear_registry()
+    return live_server
+
+
+@pytest.fixture
+def studio(embedded, admin_membership):
+    org = admin_membership.org
+    local = org.providers.get(adapter="local-image")
+    local.options = {"delay_seconds": 0.2}
+    local.credit_cost = 2
+    local.save()
+    credits.top_up(org=org, amount=50)
+    return admin_membership, local
+
+
+def _wait_until_finished(generation, seconds=45):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        generation.refresh_from_db()
+        if generation.is_finished:
+            return generation
+        time.sleep(0.1)
+    raise AssertionError(f"generation still {generation.status} after {seconds} s")
+
+
+def _start(membership, provider, count=3, references=1):
+    return services.start_generation(
+        membership=membership, provider=provider, prompt="A ceramic mug on a linen tablecloth",
+        count=count, aspect_ratio="4:5", quality="draft", products=[validated("#2e86de")],
+        references=[validated("#e67e22", (200, 200))][:references],
+    )  # fmt: skip
+
+
+def test_a_generation_on_local_providers_delivers_every_image_and_captures_its_credits(studio):
+    membership, local = studio
+
+    generation = _wait_until_finished(_start(membership, local))
+
+    assert generation.status == Generation.Status.DONE
+    images = list(generation.images.order_by("index"))
+    assert [i.status for i in images] == ["done"] * 3
+    assert len({i.prompt for i in images}) == 3  # three distinct variants
+    for image in images:
+        with default_storage.open(image.file.name) as fh, Image.open(io.BytesIO(fh.read())) as im:
+            assert im.size == (image.width, image.height)
+            assert abs(im.size[0] / im.size[1] - 4 / 5) < 0.02
+        assert default_storage.exists(image.thumbnail.name)
+    kinds = sorted(LedgerEntry.objects.filter(generation=generation).values_list("kind", flat=True))
+    assert kinds == ["capture", "capture", "capture", "hold"]
+    assert credits.balance_of(membership.org) == 50 - 3 * 2
+    assert ReferenceAnalysis.objects.filter(org=membership.org).count() == 1
+    purposes = set(ProviderAttempt.objects.values_list("purpose", flat=True))
+    assert {"vision", "variants", "image"} <= purposes
+
+
+def test_the_same_reference_is_analysed_once(studio):
+    membership, local = studio
+    _wait_until_finished(_start(membership, local, count=1))
+    _wait_until_finished(_start(membership, local, count=1))
+    assert ProviderAttempt.objects.filter(purpose="vision").count() == 1
+    assert ReferenceAnalysis.objects.count() == 1
+
+
+def test_ledger_and_balance_agree_after_generations(studio):
+    membership, local = studio
+    for _ in range(2):
+        _wait_until_finished(_start(membership, local, count=2, references=0))
+    total = sum(LedgerEntry.objects.filter(org=membership.org).values_list("delta", flat=True))
+    assert total == credits.balance_of(membership.org) == 50 - 2 * 2 * 2
