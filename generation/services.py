@@ -17,7 +17,6 @@ import hashlib
 import io
 import logging
 import secrets
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
@@ -178,55 +177,37 @@ def run_generation(generation_id: int) -> None:
 
 
 def _analyse_references(generation: Generation) -> list[str]:
+    """Descriptions of the references, from the per-org cache or the vision chain (in parallel).
+    A reference no vision provider could describe is left out rather than failing the whole
+    generation."""
     references = list(generation.references.all())
-    if not references:
-        return []
     cached = {
         a.sha256: a.description
         for a in ReferenceAnalysis.objects.filter(
             org_id=generation.org_id, sha256__in=[r.sha256 for r in references]
         )
     }
-    missing = [r for r in references if r.sha256 not in cached]
-
-    def analyse(reference: SourceImage) -> tuple[str, str | None]:
+    missing = list({r.sha256: r for r in references if r.sha256 not in cached}.values())
+    images = []
+    for reference in missing:
         with reference.file.open("rb") as fh:
-            data = fh.read()
-        try:
-            result = provider_services.describe_reference(org_id=generation.org_id, image=data)
-        except ChainFailed as exc:
-            logger.warning("Reference %s not analysed: %s", reference.sha256[:12], exc.message)
-            return reference.sha256, None
+            images.append(fh.read())
+    outcomes = provider_services.describe_references(org_id=generation.org_id, images=images)
+    for reference, outcome in zip(missing, outcomes, strict=True):
+        if isinstance(outcome, ChainFailed):
+            logger.warning("Reference %s not analysed: %s", reference.sha256[:12], outcome.message)
+            continue
         ReferenceAnalysis.objects.get_or_create(
             org_id=generation.org_id,
             sha256=reference.sha256,
             defaults={
-                "description": result.value.description,
-                "palette": list(result.value.palette),
-                "provider_id": result.provider_id,
+                "description": outcome.value.description,
+                "palette": list(outcome.value.palette),
+                "provider_id": outcome.provider_id,
             },
         )
-        return reference.sha256, result.value.description
-
-    if missing:
-        with ThreadPoolExecutor(max_workers=min(4, len(missing))) as pool:
-            for sha, description in pool.map(_closing_connections(analyse), missing):
-                if description:
-                    cached[sha] = description
+        cached[reference.sha256] = outcome.value.description
     return [cached[r.sha256] for r in references if r.sha256 in cached]
-
-
-def _closing_connections(fn):
-    """Threads get their own database connection; close it when the thread's work is done."""
-    from django.db import connection
-
-    def wrapper(*args):
-        try:
-            return fn(*args)
-        finally:
-            connection.close()
-
-    return wrapper
 
 
 # --- Stage 3: submitting images -------------------------------------------------------------------------

@@ -1,18 +1,90 @@
-from django.shortcuts import render
+from django.core.paginator import Paginator
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.vary import vary_on_headers
 
+from generation import credits, services
+from generation.forms import GenerateForm
+from generation.models import Generation
 from orgs.access import org_member_required
+from providers.services import providers_for
+
+# GET parameters that prefill the Generate page ("Reuse prompt" links, the htmx partials).
+PREFILL = ("prompt", "model", "aspect_ratio", "quality", "count")
+HISTORY_PAGE_SIZE = 20
+
+
+def _generate_form(request, data=None, files=None) -> GenerateForm:
+    available = providers_for(request.org.pk)
+    initial = {key: value for key in PREFILL if (value := request.GET.get(key))}
+    return GenerateForm(
+        data,
+        files,
+        initial=initial,
+        image_models=available.image,
+        default_model=available.default_image,
+    )
+
+
+def _render_generate(request, form, *, template="generation/generate.html", status=200):
+    context = {"form": form, "estimate": form.estimate(credits.balance_of(request.org))}
+    return render(request, template, context, status=status)
 
 
 @org_member_required
+@require_http_methods(["GET", "POST"])
+@vary_on_headers("HX-Request", "HX-Target")
 def generate(request):
-    return render(request, "generation/generate.html")
+    if request.method == "GET":
+        form = _generate_form(request)
+        if request.htmx and request.htmx.target == "model-options":
+            return _render_generate(request, form, template="generation/generate.html#options")
+        return _render_generate(request, form)
+
+    form = _generate_form(request, request.POST, request.FILES)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            generation = services.start_generation(
+                membership=request.membership,
+                provider=data["model"],
+                prompt=data["prompt"],
+                count=data["count"],
+                aspect_ratio=data["aspect_ratio"],
+                quality=data["quality"],
+                products=data["products"],
+                references=data["references"],
+            )
+        except (credits.InsufficientCredits, services.GenerationError) as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect("generation:detail", generation.public_id)
+    return _render_generate(request, form, status=422)
 
 
 @org_member_required
+@require_GET
 def estimate(request):
-    return render(request, "generation/generate.html")
+    """The live credit estimate: count × the selected model's cost, against the balance."""
+    return _render_generate(
+        request, _generate_form(request), template="generation/generate.html#estimate"
+    )
 
 
 @org_member_required
+@require_GET
+@vary_on_headers("HX-Request", "HX-Target")
 def history(request):
-    return render(request, "generation/history.html")
+    query = request.GET.get("q", "").strip()[:200]
+    generations = (
+        Generation.objects.visible_to(request.membership)
+        .select_related("user", "provider")
+        .order_by("-created_at", "-pk")
+    )
+    if query:
+        generations = generations.filter(prompt__icontains=query)
+    page = Paginator(generations, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    template = "generation/history.html"
+    if request.htmx and request.htmx.target == "history-results":
+        template += "#results"
+    return render(request, template, {"page": page, "query": query})

@@ -7,6 +7,7 @@ saved in the admin reaches every web and worker process within that time, withou
 
 import statistics
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -136,16 +137,34 @@ def write_variants(
     )
 
 
-def describe_reference(*, org_id: int, image: bytes) -> chain.ChainResult:
-    """A text description of a reference image from the org's vision providers."""
+def describe_references(*, org_id: int, images: list[bytes]) -> list:
+    """Describe several reference images in parallel with the org's vision chain.
+
+    Returns, per image, a chain.ChainResult or the chain.ChainFailed it raised. Threads only do
+    HTTP; attempts are recorded afterwards, on the caller's database connection.
+    """
     providers = providers_for(org_id).vision
-    return chain.describe_image(
-        [(p.pk, p.build()) for p in providers],
-        image,
-        deadline=settings.NERSTUDIO_LLM_CHAIN_DEADLINE,
-        cooldowns=cooldowns,
-        on_attempt=_record("vision"),
-    )
+
+    def describe(image: bytes):
+        try:
+            return chain.describe_image(
+                [(p.pk, p.build()) for p in providers],
+                image,
+                deadline=settings.NERSTUDIO_LLM_CHAIN_DEADLINE,
+                cooldowns=cooldowns,
+            )
+        except chain.ChainFailed as failed:
+            return failed
+
+    if not images:
+        return []
+    with ThreadPoolExecutor(max_workers=min(4, len(images))) as pool:
+        outcomes = list(pool.map(describe, images))
+    record = _record("vision")
+    for outcome in outcomes:
+        for attempt in outcome.attempts:
+            record(attempt)
+    return outcomes
 
 
 # --- Connection test and health ---------------------------------------------------------------------

@@ -207,11 +207,6 @@ def test_production_refuses_to_start_without_a_secret(outcome, missing):
     assert missing in error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="base.py accepts SECRET_KEY='' (as copied from .env.example); Django only fails at the "
-    "first request. Fix: raise ImproperlyConfigured when the value is empty.",
-)
 def test_production_refuses_an_empty_secret_key(outcome):
     error = last_error_line(outcome, "empty-SECRET_KEY")
 

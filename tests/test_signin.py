@@ -173,6 +173,7 @@ def test_a_google_sign_in_reaches_an_existing_account_with_the_same_email(client
     assert User.objects.filter(email__iexact="max@acme.test").count() == 1
     assert response.wsgi_request.user == member
     assert landed_on(response) == reverse("generation:generate")
+    assert SocialAccount.objects.get(user=member).uid == "5005"  # linked for next time
 
 
 def test_a_forged_state_is_refused(client):

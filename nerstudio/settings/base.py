@@ -25,6 +25,8 @@ if DEBUG:
     SECRET_KEY = env("SECRET_KEY", default="django-insecure-embedded-development-key-only")
 else:
     SECRET_KEY = env("SECRET_KEY")  # required in production: no default
+    if not SECRET_KEY:
+        raise ImproperlyConfigured("Set SECRET_KEY (required when DEBUG is false).")
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
@@ -192,6 +194,7 @@ ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 SOCIALACCOUNT_ADAPTER = "accounts.adapters.SocialAccountAdapter"
 SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True  # link Google to a matching account
 SOCIALACCOUNT_REQUESTS_TIMEOUT = 10
 
 NERSTUDIO_GOOGLE_CLIENT_ID = env("NERSTUDIO_GOOGLE_CLIENT_ID", default="")

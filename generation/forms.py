@@ -1,0 +1,176 @@
+from dataclasses import dataclass
+
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from generation.uploads import ACCEPT, ValidatedImage, validate_image
+from providers.models import Provider
+
+
+class MultipleImageInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleImageField(forms.FileField):
+    """Several image files, each decoded by validate_image; every bad file gets its own error.
+    `max_files` is set by the form from the selected model."""
+
+    def __init__(self, *args, max_files: int | None = None, **kwargs):
+        self.max_files = max_files
+        kwargs.setdefault("widget", MultipleImageInput(attrs={"multiple": True, "accept": ACCEPT}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None) -> list[ValidatedImage]:
+        files = [f for f in (data if isinstance(data, list | tuple) else [data]) if f]
+        if not files:
+            if self.required:
+                raise ValidationError(self.error_messages["required"], code="required")
+            return []
+        if self.max_files is not None and len(files) > self.max_files:
+            raise ValidationError(
+                "Choose at most %(max)d; you chose %(count)d.",
+                code="too_many_files",
+                params={"max": self.max_files, "count": len(files)},
+            )
+        images, errors = [], []
+        for f in files:
+            try:
+                images.append(validate_image(f))
+            except ValidationError as exc:
+                errors.extend(exc.error_list)
+        if errors:
+            raise ValidationError(errors)
+        return images
+
+
+def model_label(provider: Provider) -> str:
+    unit = "credit" if provider.credit_cost == 1 else "credits"
+    return f"{provider.name} — {provider.credit_cost} {unit}/image"
+
+
+def aspect_ratio_label(ratio: str) -> str:
+    try:
+        width, height = (int(x) for x in ratio.split(":"))
+    except ValueError:
+        return "Auto (match the product photo)" if ratio == "auto" else ratio
+    shape = "square" if width == height else "landscape" if width > height else "portrait"
+    return f"{ratio} {shape}"
+
+
+class GenerateForm(forms.Form):
+    """The Generate page. Choices come from the organization's enabled image models; the aspect
+    ratio, quality and file limits follow the selected model (the submitted one when bound)."""
+
+    products = MultipleImageField(
+        label="Product photos",
+        help_text="The product to feature. JPEG, PNG or WebP.",
+    )
+    references = MultipleImageField(
+        label="Reference images",
+        required=False,
+        help_text="Optional: mood, style or brand direction.",
+    )
+    prompt = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(
+            attrs={"rows": 5, "placeholder": "A bottle on wet slate at dusk, soft rim light…"}
+        ),
+        help_text="Creative direction. Each image gets its own variant of it.",
+    )
+    model = forms.ChoiceField(label="Image model")
+    aspect_ratio = forms.ChoiceField(label="Aspect ratio")
+    quality = forms.ChoiceField(label="Quality", required=False)
+
+    def __init__(self, *args, image_models, default_model: Provider | None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.image_models = tuple(image_models)
+        self.initial = dict(self.initial)
+        self.fields["count"] = forms.IntegerField(
+            label="Images",
+            min_value=1,
+            max_value=settings.NERSTUDIO_MAX_IMAGES_PER_GENERATION,
+            initial=3,
+            widget=forms.NumberInput(attrs={"inputmode": "numeric"}),
+        )
+        self.fields["model"].choices = [(str(p.public_id), model_label(p)) for p in image_models]
+        model = self.selected_model = self._selected_model(default_model)
+        if model is None:
+            return
+        self.initial["model"] = str(model.public_id)
+        self.fields["aspect_ratio"].choices = [
+            (r, aspect_ratio_label(r)) for r in model.aspect_ratios
+        ]
+        if self.initial.get("aspect_ratio") not in model.aspect_ratios:
+            self.initial["aspect_ratio"] = model.default_aspect_ratio
+        self.fields["quality"].choices = [(q, q.capitalize()) for q in model.quality_levels]
+        self.fields["quality"].required = bool(model.quality_levels)
+        if self.initial.get("quality") not in model.quality_levels:
+            self.initial["quality"] = model.default_quality
+        self.fields["products"].max_files = model.max_product_images
+        self.fields["references"].max_files = model.max_reference_images
+        self.fields["references"].disabled = model.max_reference_images == 0
+
+    def _selected_model(self, default_model: Provider | None) -> Provider | None:
+        by_id = {str(p.public_id): p for p in self.image_models}
+        wanted = self.data.get(self.add_prefix("model")) if self.is_bound else None
+        wanted = str(wanted or self.initial.get("model") or "")
+        if wanted in by_id:
+            return by_id[wanted]
+        if default_model is not None and str(default_model.public_id) in by_id:
+            return by_id[str(default_model.public_id)]
+        return self.image_models[0] if self.image_models else None
+
+    def clean_model(self) -> Provider:
+        # The choices are this organization's models, so a valid value is always found here.
+        return next(p for p in self.image_models if str(p.public_id) == self.cleaned_data["model"])
+
+    def clean_prompt(self) -> str:
+        prompt = self.cleaned_data["prompt"].strip()
+        if not prompt:
+            raise ValidationError("Write a prompt.", code="required")
+        return prompt
+
+    def estimate(self, balance: int) -> "Estimate":
+        """The cost of what is selected now, for the live estimate (the form need not be valid)."""
+        count = _int_or_none(self["count"].value())
+        maximum = settings.NERSTUDIO_MAX_IMAGES_PER_GENERATION
+        return Estimate(
+            count=count or 0,
+            cost=self.selected_model.credit_cost if self.selected_model else 0,
+            balance=balance,
+            max_count=maximum,
+            valid_count=count is not None and 1 <= count <= maximum,
+        )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    count: int
+    cost: int  # credits per image
+    balance: int
+    max_count: int
+    valid_count: bool = True
+
+    @property
+    def total(self) -> int:
+        return self.count * self.cost
+
+    @property
+    def covered(self) -> bool:
+        return self.total <= self.balance
+
+    @property
+    def can_generate(self) -> bool:
+        return self.valid_count and self.covered
+
+    @property
+    def shortfall(self) -> int:
+        return max(self.total - self.balance, 0)
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,64 @@
+"""Add credits to an organization's pool from the command line (platform operators)."""
+
+import uuid
+
+from django.core.management.base import BaseCommand, CommandError
+
+from generation import credits
+from orgs.models import Organization
+
+MAX_TOP_UP = 1_000_000_000  # a typo guard, far above any real purchase
+
+
+class Command(BaseCommand):
+    help = "Top up an organization's credits and record it in the ledger."
+
+    def add_arguments(self, parser):
+        parser.add_argument("org", help="The organization's public id or exact name.")
+        parser.add_argument("amount", help="Credits to add: a positive whole number.")
+        parser.add_argument("--note", default="", help="Why, for the ledger (e.g. an invoice).")
+
+    def handle(self, *args, org, amount, note, **options):
+        organization = find_organization(org)
+        credits_to_add = parse_amount(amount)
+        entry = credits.top_up(org=organization, amount=credits_to_add, actor=None, note=note)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Added {credits_to_add} credits to {organization}. "
+                f"New balance: {entry.balance_after}."
+            )
+        )
+
+
+def find_organization(ref: str) -> Organization:
+    ref = ref.strip()
+    try:
+        public_id = uuid.UUID(ref)
+    except ValueError:
+        public_id = None
+    if public_id is not None:
+        org = Organization.objects.filter(public_id=public_id).first()
+        if org is None:
+            raise CommandError(f"No organization has the public id {ref}.")
+        return org
+    matches = list(Organization.objects.filter(name=ref).order_by("created_at"))
+    if not matches:
+        raise CommandError(f'No organization is named "{ref}". Use its exact name or public id.')
+    if len(matches) > 1:
+        ids = ", ".join(str(o.public_id) for o in matches)
+        raise CommandError(
+            f'{len(matches)} organizations are named "{ref}"; give the public id instead: {ids}.'
+        )
+    return matches[0]
+
+
+def parse_amount(raw: str) -> int:
+    try:
+        amount = int(raw.strip())
+    except ValueError:
+        raise CommandError(f'The amount must be a positive whole number, not "{raw}".') from None
+    if amount <= 0:
+        raise CommandError(f"The amount must be a positive whole number, not {amount}.")
+    if amount > MAX_TOP_UP:
+        raise CommandError(f"Top-ups are limited to {MAX_TOP_UP} credits at a time.")
+    return amount

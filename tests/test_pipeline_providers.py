@@ -1,0 +1,338 @@
+"""The pipeline with kie.ai, OpenAI and Gemini faked at the HTTP seam (real request/response
+shapes from PROVIDERS.md). Tasks are driven step by step: inside a test transaction nothing that
+`enqueue` queues ever runs, so each stage is called the way a worker would call it."""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import pytest
+import responses
+from django.core.cache import cache
+from django.utils import timezone
+
+from generation import credits, services
+from generation.models import Generation, GenerationImage, LedgerEntry
+from providers import services as provider_services
+from tests.images import png_bytes, validated
+
+pytestmark = pytest.mark.django_db
+
+KIE = "https://api.kie.ai"
+OPENAI_CHAT = "https://api.openai.com/v1/chat/completions"
+GEMINI = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro:generateContent"
+UPLOAD = "https://kieai.redpandaai.co/api/file-base64-upload"
+
+
+def completion(content: dict) -> dict:
+    return {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1767225600, "model": "x",
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                     "message": {"role": "assistant", "content": json.dumps(content),
+                                 "refusal": None}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }  # fmt: skip
+
+
+def record(task_id, state, urls=(), fail_msg=""):
+    data = {
+        "taskId": task_id, "model": "seedream/4.5-edit", "state": state, "param": "{}",
+        "resultJson": json.dumps({"resultUrls": list(urls)}) if state == "success" else "",
+        "failCode": "" if state != "fail" else "500", "failMsg": fail_msg,
+        "costTime": 15000, "completeTime": 1787567409000, "createTime": 1787567320000,
+        "updateTime": 1787567409000,
+    }  # fmt: skip
+    return {"code": 200, "msg": "success", "data": data}
+
+
+def callback_body(task_id, state="success"):
+    body = record(task_id, state, ["https://tempfile.aiquickdraw.com/r.png"])
+    body["msg"] = "Playground task completed successfully."
+    return body
+
+
+@pytest.fixture(autouse=True)
+def _fresh(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.NERSTUDIO_PUBLIC_URL = "https://studio.example.com"
+    provider_services.clear_registry()
+    cache.clear()
+
+
+@pytest.fixture
+def kie_org(admin_membership):
+    org = admin_membership.org
+    for name in ("Seedream 4.5 Edit", "Gemini 3 Pro (kie.ai)", "GPT-4o vision (OpenAI)"):
+        provider = org.providers.get(name=name)
+        provider.enabled, provider.api_key = True, "key-" + provider.adapter
+        provider.is_default = provider.kind == "image"
+        provider.save()
+    credits.top_up(org=org, amount=100)
+    return admin_membership, org.providers.get(name="Seedream 4.5 Edit")
+
+
+@pytest.fixture
+def fake(kie_org):
+    """The providers' happy path; tests override single routes."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.post(OPENAI_CHAT, json=completion(
+            {"description": "Warm terracotta tones, soft window light.", "palette": ["#d35400"]}
+        ))  # fmt: skip
+        mock.post(f"{KIE}/gemini-3-pro/v1/chat/completions", json=completion(
+            {"variants": ["Mug on linen, morning light", "Mug beside a croissant",
+                          "Mug in a sunlit cafe window"]}
+        ))  # fmt: skip
+        mock.post(UPLOAD, json={"success": True, "code": 200, "msg": "ok", "data": {
+            "fileName": "p.png", "filePath": "p.png",
+            "downloadUrl": "https://tempfile.redpandaai.co/p.png", "fileSize": 1,
+            "mimeType": "image/png", "uploadedAt": "2026-01-01T00:00:00.000Z"}})  # fmt: skip
+        tasks = iter(f"task_seedream_{n}" for n in range(100))
+        mock.add_callback(
+            responses.POST, f"{KIE}/api/v1/jobs/createTask",
+            callback=lambda req: (200, {}, json.dumps(
+                {"code": 200, "msg": "success", "data": {"taskId": next(tasks)}})),
+        )  # fmt: skip
+        mock.get("https://tempfile.aiquickdraw.com/r.png", body=png_bytes("#16a085", (640, 800)),
+                 content_type="image/png")  # fmt: skip
+        yield mock
+
+
+def run_until_submitted(membership, provider, count=3):
+    generation = services.start_generation(
+        membership=membership, provider=provider, prompt="A ceramic mug", count=count,
+        aspect_ratio="1:1", quality="basic", products=[validated()],
+        references=[validated("#e67e22", (100, 100))],
+    )  # fmt: skip
+    services.run_generation(generation.pk)
+    for image in generation.images.all():
+        services.submit_image(image.pk)
+    return generation
+
+
+def callback_path(mock, index):
+    created = [c for c in mock.calls if c.request.url.endswith("/createTask")]
+    return urlsplit(json.loads(created[index].request.body)["callBackUrl"]).path
+
+
+def deliver(client, mock, generation, index, state="success", **headers):
+    image = generation.images.get(index=index)
+    return client.post(callback_path(mock, index), data=json.dumps(callback_body(
+        image.provider_task_id, state)), content_type="application/json", headers=headers)
+
+
+def ledger_agrees(org):
+    total = sum(LedgerEntry.objects.filter(org=org).values_list("delta", flat=True))
+    return total == credits.balance_of(org)
+
+
+def test_the_pipeline_with_kie_and_openai_delivers_and_captures(client, fake, kie_org):
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream)
+
+    created = [json.loads(c.request.body) for c in fake.calls if c.request.url.endswith("/createTask")]
+    assert [c["model"] for c in created] == ["seedream/4.5-edit"] * 3
+    assert created[0]["input"]["image_urls"] == ["https://tempfile.redpandaai.co/p.png"]
+    assert created[0]["input"]["prompt"] == "Mug on linen, morning light"
+    assert (created[0]["input"]["aspect_ratio"], created[0]["input"]["quality"]) == ("1:1", "basic")
+    assert created[0]["callBackUrl"].startswith("https://studio.example.com/callbacks/images/")
+    assert len({c["callBackUrl"] for c in created}) == 3  # one unguessable URL per image
+    llm_request = json.loads(next(c for c in fake.calls if "chat/completions" in c.request.url
+                                  and "kie" in c.request.url).request.body)  # fmt: skip
+    assert "Warm terracotta tones" in json.dumps(llm_request)  # the reference description
+
+    for index in range(3):
+        fake.get(f"{KIE}/api/v1/jobs/recordInfo", json=record(
+            generation.images.get(index=index).provider_task_id, "success",
+            ["https://tempfile.aiquickdraw.com/r.png"]))  # fmt: skip
+        assert deliver(client, fake, generation, index).status_code == 204
+        services.collect_result(generation.images.get(index=index).pk)
+        fake.remove(responses.GET, f"{KIE}/api/v1/jobs/recordInfo")
+
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.DONE
+    assert set(generation.images.values_list("status", flat=True)) == {"done"}
+    assert credits.balance_of(membership.org) == 100 - 3 * 3
+    assert ledger_agrees(membership.org)
+
+
+def test_a_failed_image_is_refunded_and_the_rest_captured(client, fake, kie_org):
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=2)
+    ok, bad = generation.images.order_by("index")
+    fake.add_callback(responses.GET, f"{KIE}/api/v1/jobs/recordInfo", callback=lambda req: (
+        200, {}, json.dumps(record(ok.provider_task_id, "success",
+                                   ["https://tempfile.aiquickdraw.com/r.png"])
+                            if ok.provider_task_id in req.url else
+                            record(bad.provider_task_id, "fail", fail_msg="Content moderated"))))
+
+    services.collect_result(ok.pk)
+    services.collect_result(bad.pk)
+
+    bad.refresh_from_db()
+    assert bad.status == "failed" and "Content moderated" in bad.error
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.DONE  # some images arrived
+    kinds = sorted(LedgerEntry.objects.filter(generation=generation).values_list("kind", flat=True))
+    assert kinds == ["capture", "hold", "release"]
+    assert credits.balance_of(membership.org) == 100 - 3
+    assert ledger_agrees(membership.org)
+
+
+def test_a_duplicate_callback_changes_nothing(client, fake, kie_org):
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=1)
+    image = generation.images.get()
+    fake.get(f"{KIE}/api/v1/jobs/recordInfo", json=record(
+        image.provider_task_id, "success", ["https://tempfile.aiquickdraw.com/r.png"]))
+    deliver(client, fake, generation, 0)
+    services.collect_result(image.pk)
+    entries = LedgerEntry.objects.count()
+
+    assert deliver(client, fake, generation, 0).status_code == 204
+    services.collect_result(image.pk)  # a redelivered task too
+
+    assert LedgerEntry.objects.count() == entries
+    assert credits.balance_of(membership.org) == 100 - 3
+
+
+def test_a_forged_callback_is_rejected_and_changes_nothing(client, fake, kie_org):
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=1)
+    image = generation.images.get()
+    real_path = callback_path(fake, 0)
+    forged_path = real_path.rsplit("/", 2)[0] + "/forged-token-AAAAAAAAAAAAAAAAAAAAAAAAAAAA/"
+
+    response = client.post(forged_path, data=json.dumps(callback_body(image.provider_task_id)),
+                           content_type="application/json")  # fmt: skip
+
+    assert response.status_code == 404
+    image.refresh_from_db()
+    assert image.status == "generating"
+    assert not any("recordInfo" in c.request.url for c in fake.calls)
+
+
+def test_with_a_webhook_key_unsigned_and_stale_callbacks_are_rejected(client, fake, kie_org,
+                                                                      settings):
+    settings.NERSTUDIO_WEBHOOK_SECRETS = {"NERSTUDIO_KIE_API_KEY": "hmac-key"}
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=1)
+    task_id = generation.images.get().provider_task_id
+
+    def signed(ts):
+        mac = hmac.new(b"hmac-key", f"{task_id}.{ts}".encode(), hashlib.sha256).digest()
+        return {"X-Webhook-Timestamp": str(ts), "X-Webhook-Signature": base64.b64encode(mac).decode()}
+
+    assert deliver(client, fake, generation, 0).status_code == 401
+    assert deliver(client, fake, generation, 0, **signed(int(time.time()) - 3600)).status_code == 401
+    bad = {"X-Webhook-Timestamp": str(int(time.time())), "X-Webhook-Signature": "AAAA"}
+    assert deliver(client, fake, generation, 0, **bad).status_code == 401
+    assert deliver(client, fake, generation, 0, **signed(int(time.time()))).status_code == 204
+
+
+def test_a_result_url_on_a_private_address_is_refused_and_refunded(fake, kie_org):
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=1)
+    image = generation.images.get()
+    fake.add_passthru("https://169.254.169.254")
+    fake.get(f"{KIE}/api/v1/jobs/recordInfo", json=record(
+        image.provider_task_id, "success", ["https://169.254.169.254/latest/meta-data/x.png"]))
+
+    services.collect_result(image.pk)
+
+    image.refresh_from_db()
+    assert image.status == "failed" and "private or reserved address" in image.error
+    assert credits.balance_of(membership.org) == 100
+
+
+def test_an_image_past_its_deadline_fails_and_is_released(fake, kie_org):
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=2)
+
+    counts = services.reconcile(now=timezone.now() + timedelta(minutes=11))
+
+    assert counts["timed_out"] == 2
+    assert set(generation.images.values_list("status", flat=True)) == {"failed"}
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.FAILED
+    assert credits.balance_of(membership.org) == 100
+    assert ledger_agrees(membership.org)
+
+
+def test_reconciliation_polls_late_images_with_backoff(fake, kie_org, django_capture_on_commit_callbacks):
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=1)
+    image = generation.images.get()
+    later = timezone.now() + timedelta(seconds=31)
+
+    with django_capture_on_commit_callbacks() as queued:
+        assert services.reconcile(now=later)["polled"] == 1
+        assert services.reconcile(now=later)["polled"] == 0  # not due again yet
+    assert len(queued) == 1
+    image.refresh_from_db()
+    assert image.next_poll_at >= later + timedelta(seconds=30) and image.polls == 1
+
+
+def test_the_llm_chain_falls_back_to_gemini(fake, kie_org):
+    membership, seedream = kie_org
+    gemini = membership.org.providers.get(adapter="gemini-chat")
+    gemini.enabled, gemini.api_key = True, "gemini-key"
+    gemini.save()
+    fake.replace(responses.POST, f"{KIE}/gemini-3-pro/v1/chat/completions",
+                 json={"code": 500, "msg": "Server error"})
+    fake.post(GEMINI, json={"candidates": [{"content": {"role": "model", "parts": [{"text": json.dumps(
+        {"variants": ["Gemini one", "Gemini two"]})}]}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}})
+
+    generation = run_until_submitted(membership, seedream, count=2)
+
+    assert sorted(generation.images.values_list("prompt", flat=True)) == ["Gemini one", "Gemini two"]
+    assert fake.calls[-1].request.url.startswith("https://api.kie.ai/api/v1/jobs/createTask")
+
+
+def test_when_every_prompt_writer_fails_the_generation_fails_and_refunds(fake, kie_org):
+    membership, seedream = kie_org
+    membership.org.providers.filter(adapter="local-llm").update(enabled=False)
+    fake.replace(responses.POST, f"{KIE}/gemini-3-pro/v1/chat/completions",
+                 json={"code": 401, "msg": "You do not have access permissions"})
+
+    generation = run_until_submitted(membership, seedream, count=2)
+
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.FAILED
+    assert "No prompt writer" in generation.error
+    assert credits.balance_of(membership.org) == 100
+    assert not any(c.request.url.endswith("/createTask") for c in fake.calls)
+
+
+def test_a_restarted_worker_neither_resubmits_nor_charges_twice(fake, kie_org):
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=2)
+    created_before = sum(c.request.url.endswith("/createTask") for c in fake.calls)
+
+    services.run_generation(generation.pk)  # a redelivered message after a crash
+    for image in generation.images.all():
+        services.submit_image(image.pk)
+
+    assert sum(c.request.url.endswith("/createTask") for c in fake.calls) == created_before
+    assert LedgerEntry.objects.filter(generation=generation, kind="hold").count() == 1
+    assert credits.balance_of(membership.org) == 100 - 6
+
+
+def test_a_generation_stopped_mid_pipeline_resumes(fake, kie_org):
+    membership, seedream = kie_org
+    generation = services.start_generation(
+        membership=membership, provider=seedream, prompt="A ceramic mug", count=1,
+        aspect_ratio="1:1", quality="basic", products=[validated()], references=[],
+    )  # fmt: skip
+    Generation.objects.filter(pk=generation.pk).update(status="writing")  # the worker died here
+    later = timezone.now() + timedelta(minutes=3)
+
+    assert services.reconcile(now=later)["resumed"] == 1
+    services.run_generation(generation.pk)  # what the re-enqueued task does
+    services.submit_image(generation.images.get().pk)
+
+    assert generation.images.get().status == GenerationImage.Status.GENERATING
