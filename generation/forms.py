@@ -4,7 +4,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from generation.uploads import ACCEPT, ValidatedImage, validate_image
+from generation.uploads import ACCEPT, ValidatedImage, human_bytes, validate_image
 from providers.models import Provider
 
 
@@ -14,10 +14,12 @@ class MultipleImageInput(forms.ClearableFileInput):
 
 class MultipleImageField(forms.FileField):
     """Several image files, each decoded by validate_image; every bad file gets its own error.
-    `max_files` is set by the form from the selected model."""
+    The form sets `max_files` and `model_name` from the selected model."""
 
-    def __init__(self, *args, max_files: int | None = None, **kwargs):
-        self.max_files = max_files
+    def __init__(self, *args, noun: tuple[str, str] = ("image", "images"), **kwargs):
+        self.noun = noun
+        self.max_files: int | None = None
+        self.model_name = "This model"
         kwargs.setdefault("widget", MultipleImageInput(attrs={"multiple": True, "accept": ACCEPT}))
         super().__init__(*args, **kwargs)
 
@@ -28,11 +30,7 @@ class MultipleImageField(forms.FileField):
                 raise ValidationError(self.error_messages["required"], code="required")
             return []
         if self.max_files is not None and len(files) > self.max_files:
-            raise ValidationError(
-                "Choose at most %(max)d; you chose %(count)d.",
-                code="too_many_files",
-                params={"max": self.max_files, "count": len(files)},
-            )
+            raise ValidationError(self.too_many_message(len(files)), code="too_many_files")
         images, errors = [], []
         for f in files:
             try:
@@ -42,6 +40,12 @@ class MultipleImageField(forms.FileField):
         if errors:
             raise ValidationError(errors)
         return images
+
+    def too_many_message(self, chosen: int) -> str:
+        if not self.max_files:
+            return f"{self.model_name} takes no {self.noun[1]}."
+        noun = self.noun[0] if self.max_files == 1 else self.noun[1]
+        return f"{self.model_name} takes at most {self.max_files} {noun}; you chose {chosen}."
 
 
 def model_label(provider: Provider) -> str:
@@ -58,16 +62,23 @@ def aspect_ratio_label(ratio: str) -> str:
     return f"{ratio} {shape}"
 
 
+def quality_label(level: str) -> str:
+    return level.capitalize() if level[:1].isalpha() else level  # "standard" → "Standard"; "2K"
+
+
 class GenerateForm(forms.Form):
     """The Generate page. Choices come from the organization's enabled image models; the aspect
     ratio, quality and file limits follow the selected model (the submitted one when bound)."""
 
     products = MultipleImageField(
         label="Product photos",
+        noun=("product photo", "product photos"),
+        error_messages={"required": "Add at least one product photo."},
         help_text="The product to feature. JPEG, PNG or WebP.",
     )
     references = MultipleImageField(
         label="Reference images",
+        noun=("reference image", "reference images"),
         required=False,
         help_text="Optional: mood, style or brand direction.",
     )
@@ -78,7 +89,10 @@ class GenerateForm(forms.Form):
         ),
         help_text="Creative direction. Each image gets its own variant of it.",
     )
-    model = forms.ChoiceField(label="Image model")
+    model = forms.ChoiceField(
+        label="Image model",
+        error_messages={"invalid_choice": "Choose one of your organization's image models."},
+    )
     aspect_ratio = forms.ChoiceField(label="Aspect ratio")
     quality = forms.ChoiceField(label="Quality", required=False)
 
@@ -86,6 +100,8 @@ class GenerateForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.image_models = tuple(image_models)
         self.initial = dict(self.initial)
+        self.max_upload_bytes = settings.NERSTUDIO_UPLOAD_MAX_BYTES
+        self.max_upload_label = human_bytes(self.max_upload_bytes)
         self.fields["count"] = forms.IntegerField(
             label="Images",
             min_value=1,
@@ -103,13 +119,16 @@ class GenerateForm(forms.Form):
         ]
         if self.initial.get("aspect_ratio") not in model.aspect_ratios:
             self.initial["aspect_ratio"] = model.default_aspect_ratio
-        self.fields["quality"].choices = [(q, q.capitalize()) for q in model.quality_levels]
+        self.fields["quality"].choices = [(q, quality_label(q)) for q in model.quality_levels]
         self.fields["quality"].required = bool(model.quality_levels)
         if self.initial.get("quality") not in model.quality_levels:
             self.initial["quality"] = model.default_quality
-        self.fields["products"].max_files = model.max_product_images
-        self.fields["references"].max_files = model.max_reference_images
-        self.fields["references"].disabled = model.max_reference_images == 0
+        for name, limit in (
+            ("products", model.max_product_images),
+            ("references", model.max_reference_images),
+        ):
+            self.fields[name].max_files = limit
+            self.fields[name].model_name = model.name
 
     def _selected_model(self, default_model: Provider | None) -> Provider | None:
         by_id = {str(p.public_id): p for p in self.image_models}

@@ -1,12 +1,178 @@
 """Live updates of generations to the browser over the channel layer.
 
-(Interface used by the pipeline; the websocket side is being built.)
+The pipeline calls `push_generation` / `push_image` after it changes a row. They send a small
+typed event to the generation's group; each connected consumer (generation/consumers.py) then
+renders the fragments from the database and forwards them to the browser, where the htmx `ws`
+extension swaps them in by id. Rendering at delivery rather than at push time means an event that
+overtakes another (two pipeline threads pushing at once) can never leave a stale card on screen:
+the last fragment a browser receives is always rendered after the last change.
+
+Where the event goes:
+- channels-redis (REDIS_URL set, production): `async_to_sync(group_send)` from any thread or
+  Celery worker.
+- InMemoryChannelLayer (embedded default): the pipeline runs on worker threads of the web process,
+  and the in-memory layer may only be touched from the server's event loop (STACK.md §3a). The
+  consumer remembers that loop when a browser connects; events are scheduled onto it from the
+  worker threads. With nobody connected there is nobody to tell: the page renders the current
+  state on load and on (re)connect anyway.
+
+Pushing is best effort: it never raises into the pipeline.
 """
+
+import asyncio
+import logging
+import re
+import uuid
+
+from asgiref.sync import async_to_sync
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.db import transaction
+from django.template.loader import render_to_string
+
+from generation.models import Generation, GenerationImage
+
+logger = logging.getLogger(__name__)
+
+_server_loop: asyncio.AbstractEventLoop | None = None
+
+
+def remember_server_loop() -> None:
+    """Called from the consumer (on the server's event loop) so worker threads can reach the
+    in-memory channel layer."""
+    global _server_loop
+    _server_loop = asyncio.get_running_loop()
+
+
+def group_name(public_id: uuid.UUID) -> str:
+    return f"generation.{public_id.hex}"
+
+
+# --- Pushing (sync code: pipeline threads, Celery workers) ------------------------------------------
 
 
 def push_generation(generation_id: int) -> None:
     """Send the generation's current status (header + every image card) to its viewers."""
+    _push_after_commit(
+        lambda: _send(
+            Generation.objects.filter(pk=generation_id).values_list("public_id", flat=True).first(),
+            {"type": "generation.changed", "generation_id": generation_id},
+        )
+    )
 
 
 def push_image(image_id: int) -> None:
     """Send one image card's current state to the generation's viewers."""
+
+    def send():
+        row = (
+            GenerationImage.objects.filter(pk=image_id)
+            .values_list("generation_id", "generation__public_id")
+            .first()
+        )
+        if row:
+            generation_id, public_id = row
+            _send(
+                public_id,
+                {"type": "image.changed", "generation_id": generation_id, "image_id": image_id},
+            )
+
+    _push_after_commit(send)
+
+
+def _push_after_commit(send) -> None:
+    """Viewers read the database when the event arrives, so send only once the change is
+    visible to them (immediately outside a transaction)."""
+
+    def safely():
+        try:
+            send()
+        except Exception:
+            logger.exception("Live update not sent")
+
+    try:
+        transaction.on_commit(safely)
+    except Exception:
+        logger.exception("Live update not sent")
+
+
+def _send(public_id: uuid.UUID | None, message: dict) -> None:
+    if public_id is None:
+        return
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    group = group_name(public_id)
+    if isinstance(layer, InMemoryChannelLayer):
+        loop = _server_loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return  # nobody has connected to this process
+        coro = layer.group_send(group, message)
+        try:
+            asyncio.run_coroutine_threadsafe(coro, loop)
+        except RuntimeError:  # the loop closed in between
+            coro.close()
+            raise
+    else:
+        async_to_sync(layer.group_send)(group, message)
+
+
+# --- Rendering (the detail page and the consumer) ---------------------------------------------------
+
+
+def aspect_css(aspect_ratio: str) -> str:
+    """"4:5" → "4 / 5" for CSS aspect-ratio; anything else ("auto") is square."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*", aspect_ratio or "")
+    return f"{match.group(1)} / {match.group(2)}" if match else "1 / 1"
+
+
+def status_context(generation: Generation, images: list[GenerationImage]) -> dict:
+    done = sum(1 for i in images if i.status == GenerationImage.Status.DONE)
+    failed = sum(1 for i in images if i.status == GenerationImage.Status.FAILED)
+    return {
+        "generation": generation,
+        "done_count": done,
+        "failed_count": failed,
+        "spent": done * generation.credit_cost,
+        "refunded": failed * generation.credit_cost,
+    }
+
+
+def card_context(generation: Generation, image: GenerationImage) -> dict:
+    return {
+        "generation": generation,
+        "image": image,
+        "aspect": aspect_css(generation.aspect_ratio),
+    }
+
+
+def render_generation(generation_id: int) -> str:
+    """The status line and every card, as out-of-band fragments: the whole current state."""
+    generation = Generation.objects.filter(pk=generation_id).first()
+    if generation is None:
+        return ""
+    images = list(generation.images.order_by("index"))
+    parts = [render_to_string("generation/_status.html", {**status_context(generation, images), "oob": True})]
+    parts += [
+        render_to_string("generation/_card.html", {**card_context(generation, image), "oob": True})
+        for image in images
+    ]
+    return "\n".join(parts)
+
+
+def render_image(generation_id: int, image_id: int) -> str:
+    """One card plus the status line (its counts change with every card)."""
+    image = (
+        GenerationImage.objects.select_related("generation")
+        .filter(pk=image_id, generation_id=generation_id)
+        .first()
+    )
+    if image is None:
+        return ""
+    generation = image.generation
+    images = list(generation.images.order_by("index"))
+    return "\n".join(
+        [
+            render_to_string("generation/_card.html", {**card_context(generation, image), "oob": True}),
+            render_to_string("generation/_status.html", {**status_context(generation, images), "oob": True}),
+        ]
+    )
