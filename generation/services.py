@@ -154,7 +154,8 @@ def run_generation(generation_id: int) -> None:
     )
     try:
         result = provider_services.write_variants(
-            org_id=generation.org_id, prompt=brief, n=generation.count, references=tuple(notes)
+            org_id=generation.org_id, prompt=brief, n=generation.count, references=tuple(notes),
+            generation_id=generation.pk,
         )
     except ChainFailed as exc:
         fail_generation(generation.pk, f"No prompt writer could answer: {exc.message}")
@@ -192,7 +193,9 @@ def _analyse_references(generation: Generation) -> list[str]:
     for reference in missing:
         with reference.file.open("rb") as fh:
             images.append(fh.read())
-    outcomes = provider_services.describe_references(org_id=generation.org_id, images=images)
+    outcomes = provider_services.describe_references(
+        org_id=generation.org_id, images=images, generation_id=generation.pk
+    )
     for reference, outcome in zip(missing, outcomes, strict=True):
         if isinstance(outcome, ChainFailed):
             logger.warning("Reference %s not analysed: %s", reference.sha256[:12], outcome.message)
@@ -250,7 +253,7 @@ def submit_image(image_id: int) -> None:
             )
         )
     except ProviderError as exc:
-        provider_services.record_attempt(provider, "image", exc)
+        provider_services.record_attempt(provider, "image", exc, generation_id=generation.pk)
         if exc.retryable and image.polls < settings.NERSTUDIO_SUBMIT_RETRIES:
             # Back to waiting; the task retries with backoff (generation/tasks.py).
             GenerationImage.objects.filter(pk=image.pk).update(
@@ -259,7 +262,7 @@ def submit_image(image_id: int) -> None:
             raise
         fail_image(image.pk, f"{provider.name}: {exc.message}")
         return
-    provider_services.record_attempt(provider, "image", None)
+    provider_services.record_attempt(provider, "image", None, generation_id=generation.pk)
     GenerationImage.objects.filter(pk=image.pk, status=ImageStatus.SUBMITTING).update(
         status=ImageStatus.GENERATING,
         provider_task_id=submitted.task_id,

@@ -218,6 +218,10 @@ class ProviderAttempt(models.Model):
     """Every call to a provider: lineage for generations and the source of provider health."""
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="attempts")
+    generation = models.ForeignKey(
+        "generation.Generation", null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="provider_attempts",
+    )  # fmt: skip
     purpose = models.CharField(max_length=20)  # "variants", "vision", "image", "test"
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     latency_ms = models.PositiveIntegerField(default=0)

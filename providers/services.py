@@ -100,10 +100,11 @@ class CacheCooldownStore:
 cooldowns = chain.Cooldowns(CacheCooldownStore())
 
 
-def _record(purpose: str):
+def _record(purpose: str, generation_id: int | None = None):
     def on_attempt(attempt: chain.Attempt) -> None:
         ProviderAttempt.objects.create(
             provider_id=attempt.provider_id,
+            generation_id=generation_id,
             purpose=purpose,
             outcome=attempt.outcome,
             latency_ms=attempt.latency_ms,
@@ -113,17 +114,20 @@ def _record(purpose: str):
     return on_attempt
 
 
-def record_attempt(provider: Provider, purpose: str, error, latency_ms: int = 0) -> None:
+def record_attempt(provider: Provider, purpose: str, error, latency_ms: int = 0,
+                   generation_id: int | None = None) -> None:  # fmt: skip
     """Record a call made outside a chain (image submissions) for health and lineage."""
     outcome = "success" if error is None else ("retryable" if error.retryable else "permanent")
     ProviderAttempt.objects.create(
-        provider=provider, purpose=purpose, outcome=outcome, latency_ms=latency_ms,
+        provider=provider, generation_id=generation_id, purpose=purpose, outcome=outcome,
+        latency_ms=latency_ms,
         error="" if error is None else error.message[:2000],
     )  # fmt: skip
 
 
 def write_variants(
-    *, org_id: int, prompt: str, n: int, references: tuple[str, ...] = ()
+    *, org_id: int, prompt: str, n: int, references: tuple[str, ...] = (),
+    generation_id: int | None = None,
 ) -> chain.ChainResult:
     """Exactly `n` prompt variants from the org's LLM chain, falling back in priority order.
     Raises chain.ChainFailed when every provider failed or the deadline passed."""
@@ -133,11 +137,13 @@ def write_variants(
         VariantsRequest(prompt=prompt, n=n, references=references),
         deadline=settings.NERSTUDIO_LLM_CHAIN_DEADLINE,
         cooldowns=cooldowns,
-        on_attempt=_record("variants"),
+        on_attempt=_record("variants", generation_id),
     )
 
 
-def describe_references(*, org_id: int, images: list[bytes]) -> list:
+def describe_references(
+    *, org_id: int, images: list[bytes], generation_id: int | None = None
+) -> list:
     """Describe several reference images in parallel with the org's vision chain.
 
     Returns, per image, a chain.ChainResult or the chain.ChainFailed it raised. Threads only do
@@ -160,7 +166,7 @@ def describe_references(*, org_id: int, images: list[bytes]) -> list:
         return []
     with ThreadPoolExecutor(max_workers=min(4, len(images))) as pool:
         outcomes = list(pool.map(describe, images))
-    record = _record("vision")
+    record = _record("vision", generation_id)
     for outcome in outcomes:
         for attempt in outcome.attempts:
             record(attempt)

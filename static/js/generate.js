@@ -13,7 +13,7 @@
   }
 
   function showPreviews(input) {
-    var list = document.getElementById(input.dataset.previews);
+    var list = document.getElementById(input.id + "-previews");
     if (!list) return;
     list.querySelectorAll("img").forEach(function (img) { URL.revokeObjectURL(img.src); });
     list.replaceChildren();
@@ -45,21 +45,35 @@
 
   document.addEventListener("change", function (event) {
     var input = event.target;
-    if (input instanceof HTMLInputElement && input.type === "file" && input.dataset.previews) {
+    if (input instanceof HTMLInputElement && input.type === "file" && input.closest(".dropzone")) {
       showPreviews(input);
     }
   });
 
+  // Dropping files anywhere on a drop zone chooses them, as the file dialog would.
+  function zoneOf(event) {
+    return event.target instanceof Element ? event.target.closest(".dropzone") : null;
+  }
   ["dragenter", "dragover"].forEach(function (type) {
     document.addEventListener(type, function (event) {
-      var zone = event.target.closest && event.target.closest(".dropzone");
-      if (zone) zone.classList.add("dragging");
+      var zone = zoneOf(event);
+      if (!zone) return;
+      event.preventDefault();
+      zone.classList.add("dragging");
     });
   });
-  ["dragleave", "drop"].forEach(function (type) {
-    document.addEventListener(type, function (event) {
-      var zone = event.target.closest && event.target.closest(".dropzone");
-      if (zone) zone.classList.remove("dragging");
-    });
+  document.addEventListener("dragleave", function (event) {
+    var zone = zoneOf(event);
+    if (zone && !zone.contains(event.relatedTarget)) zone.classList.remove("dragging");
+  });
+  document.addEventListener("drop", function (event) {
+    var zone = zoneOf(event);
+    if (!zone) return;
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    var input = zone.querySelector("input[type=file]");
+    if (!input || input.disabled || !event.dataTransfer.files.length) return;
+    input.files = event.dataTransfer.files;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
   });
 })();
