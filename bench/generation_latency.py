@@ -79,14 +79,18 @@ class FakeProviders(BaseHTTPRequestHandler):
             return self._reply(completion({"description": "Warm, soft light.", "palette": []}))
         if path.endswith("/file-base64-upload"):
             url = f"{self.base}/uploads/product.png"
-            return self._reply(json.dumps({"success": True, "code": 200, "msg": "ok",
-                                           "data": {"downloadUrl": url}}).encode())
+            return self._reply(
+                json.dumps(
+                    {"success": True, "code": 200, "msg": "ok", "data": {"downloadUrl": url}}
+                ).encode()
+            )
         if path.endswith("/jobs/createTask"):
             task_id = f"task_{len(self.created)}_{time.monotonic_ns()}"
             self.created[task_id] = time.monotonic()
             threading.Thread(target=self._call_back, args=(task_id, body["callBackUrl"])).start()
-            return self._reply(json.dumps({"code": 200, "msg": "success",
-                                           "data": {"taskId": task_id}}).encode())
+            return self._reply(
+                json.dumps({"code": 200, "msg": "success", "data": {"taskId": task_id}}).encode()
+            )
         self._reply(b"{}", status=404)
 
     def do_GET(self):
@@ -129,8 +133,13 @@ def main():
     tmp = tempfile.mkdtemp()
     fake = serve(ThreadingHTTPServer(("127.0.0.1", 0), FakeProviders))
     FakeProviders.base = f"http://127.0.0.1:{fake.server_address[1]}"
-    app_server = make_server("127.0.0.1", 0, lambda e, s: wsgi(e, s),
-                             server_class=ThreadingWSGIServer, handler_class=QuietHandler)
+    app_server = make_server(
+        "127.0.0.1",
+        0,
+        lambda e, s: wsgi(e, s),
+        server_class=ThreadingWSGIServer,
+        handler_class=QuietHandler,
+    )
     app_url = f"http://127.0.0.1:{app_server.server_address[1]}"
     os.environ.update({
         "DEBUG": "true", "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{tmp}/b.db"),
@@ -185,11 +194,15 @@ def main():
 
     ideal = 3 * L
     median = statistics.median(times)
-    print(f"providers: fixed latency L = {L:.2f} s; N = {N} images; {RUNS} runs; "
-          f"database: {django.conf.settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}")
+    print(
+        f"providers: fixed latency L = {L:.2f} s; N = {N} images; {RUNS} runs; "
+        f"database: {django.conf.settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}"
+    )
     print(f"end to end: median {median:.3f} s, min {min(times):.3f} s, max {max(times):.3f} s")
-    print(f"ideal (vision + prompts + images, all parallel): {ideal:.3f} s "
-          f"(serial images would be {2 * L + N * L:.3f} s)")
+    print(
+        f"ideal (vision + prompts + images, all parallel): {ideal:.3f} s "
+        f"(serial images would be {2 * L + N * L:.3f} s)"
+    )
     print(f"ratio measured / ideal: {median / ideal:.3f}")
     print(f"app overhead per generation: {(median - ideal) * 1000:.0f} ms")
 

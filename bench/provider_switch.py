@@ -5,7 +5,8 @@ Starts WORKERS processes that keep asking the registry for an organization's pro
 process, as the admin does, and measures when each process first sees the change.
 
     .venv/bin/python bench/provider_switch.py            # SQLite in a temp folder
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/nerstudio_bench .venv/bin/python bench/provider_switch.py
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/nerstudio_bench \
+        .venv/bin/python bench/provider_switch.py
 
 PRD §6 target: < 1 s.
 """
@@ -92,12 +93,16 @@ def main():
     org.delete()
 
     latencies.sort()
-    print(f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
-          f"processes: {WORKERS}, switches: {SWITCHES}, "
-          f"refresh interval: {settings.NERSTUDIO_PROVIDER_REFRESH_SECONDS} s")
-    print(f"switch latency: median {statistics.median(latencies) * 1000:.0f} ms, "
-          f"p95 {latencies[int(0.95 * (len(latencies) - 1))] * 1000:.0f} ms, "
-          f"max {latencies[-1] * 1000:.0f} ms (target < 1000 ms)")
+    print(
+        f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
+        f"processes: {WORKERS}, switches: {SWITCHES}, "
+        f"refresh interval: {settings.NERSTUDIO_PROVIDER_REFRESH_SECONDS} s"
+    )
+    print(
+        f"switch latency: median {statistics.median(latencies) * 1000:.0f} ms, "
+        f"p95 {latencies[int(0.95 * (len(latencies) - 1))] * 1000:.0f} ms, "
+        f"max {latencies[-1] * 1000:.0f} ms (target < 1000 ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -106,11 +106,14 @@ class CreditAccountAdmin(ReadOnlyAdmin):
         account = self._account(request, object_id)
         form = TopUpForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            entry = credits.top_up(org=account.org, amount=form.cleaned_data["amount"],
-                                   actor=request.user, note=form.cleaned_data["note"])  # fmt: skip
+            data = form.cleaned_data
+            entry = credits.top_up(
+                org=account.org, amount=data["amount"], actor=request.user, note=data["note"]
+            )
             self.message_user(
                 request,
-                f"Added {entry.amount} credits to {account.org}. New balance: {entry.balance_after}.",
+                f"Added {entry.amount} credits to {account.org}. "
+                f"New balance: {entry.balance_after}.",
                 messages.SUCCESS,
             )
             return redirect(ledger_url(account))
@@ -122,13 +125,13 @@ class CreditAccountAdmin(ReadOnlyAdmin):
         account = self._account(request, object_id)
         form = AdjustmentForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
             try:
-                entry = credits.adjust(org=account.org, delta=form.cleaned_data["delta"],
-                                       actor=request.user, note=form.cleaned_data["note"])  # fmt: skip
-            except credits.InsufficientCredits as exc:
-                form.add_error(
-                    "delta", f"The balance is {exc.available}; it cannot go below zero."
+                entry = credits.adjust(
+                    org=account.org, delta=data["delta"], actor=request.user, note=data["note"]
                 )
+            except credits.InsufficientCredits as exc:
+                form.add_error("delta", f"The balance is {exc.available}; it cannot go below zero.")
             else:
                 self.message_user(
                     request,

@@ -26,10 +26,10 @@ def image_callback(request, public_id, token):
         return HttpResponse(status=204)
     adapter = provider.build()
     secret = settings.NERSTUDIO_WEBHOOK_SECRETS.get(provider.adapter_class.platform_key_env or "")
-    if secret and hasattr(adapter, "verify_webhook"):
-        if not adapter.verify_webhook(request.headers, request.body, secret):
-            logger.warning("Rejected a callback with a bad signature for image %s", image.pk)
-            return JsonResponse({"error": "Bad or stale signature."}, status=401)
+    verify = getattr(adapter, "verify_webhook", None)
+    if secret and verify and not verify(request.headers, request.body, secret):
+        logger.warning("Rejected a callback with a bad signature for image %s", image.pk)
+        return JsonResponse({"error": "Bad or stale signature."}, status=401)
     try:
         reported = adapter.parse_callback(request.body)
     except (ProviderError, ValueError):

@@ -43,28 +43,30 @@ def download_image(url: str) -> bytes:
     limit = settings.NERSTUDIO_RESULT_MAX_BYTES
     started = time.monotonic()
     try:
-        with _manager(allow_private).get_session() as session:
-            with session.get(url, stream=True) as response:
-                if response.status_code != 200:
-                    raise DownloadError(f"the result URL answered HTTP {response.status_code}")
-                declared = response.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > limit:
+        with (
+            _manager(allow_private).get_session() as session,
+            session.get(url, stream=True) as response,
+        ):
+            if response.status_code != 200:
+                raise DownloadError(f"the result URL answered HTTP {response.status_code}")
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > limit:
+                raise DownloadError("the result is larger than allowed")
+            chunks, size = [], 0
+            for chunk in response.iter_content(65536):
+                size += len(chunk)
+                if size > limit:
                     raise DownloadError("the result is larger than allowed")
-                chunks, size = [], 0
-                for chunk in response.iter_content(65536):
-                    size += len(chunk)
-                    if size > limit:
-                        raise DownloadError("the result is larger than allowed")
-                    if time.monotonic() - started > TOTAL_SECONDS:
-                        raise DownloadError("the download took too long")
-                    chunks.append(chunk)
+                if time.monotonic() - started > TOTAL_SECONDS:
+                    raise DownloadError("the download took too long")
+                chunks.append(chunk)
     except RequestException as exc:
         raise DownloadError(_describe(exc)) from None
     data = b"".join(chunks)
     try:
         with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
             image.verify()
-    except Exception:  # noqa: BLE001 - any decoder error means "not an image we accept"
+    except Exception:
         raise DownloadError("the result is not a PNG, JPEG or WebP image") from None
     return data
 

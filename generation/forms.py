@@ -84,6 +84,7 @@ class GenerateForm(forms.Form):
     )
     prompt = forms.CharField(
         max_length=2000,
+        error_messages={"required": "Write a prompt: what should the images show?"},
         widget=forms.Textarea(
             attrs={"rows": 5, "placeholder": "A bottle on wet slate at dusk, soft rim light…"}
         ),
@@ -143,12 +144,6 @@ class GenerateForm(forms.Form):
     def clean_model(self) -> Provider:
         # The choices are this organization's models, so a valid value is always found here.
         return next(p for p in self.image_models if str(p.public_id) == self.cleaned_data["model"])
-
-    def clean_prompt(self) -> str:
-        prompt = self.cleaned_data["prompt"].strip()
-        if not prompt:
-            raise ValidationError("Write a prompt.", code="required")
-        return prompt
 
     def estimate(self, balance: int) -> "Estimate":
         """The cost of what is selected now, for the live estimate (the form need not be valid)."""

@@ -47,7 +47,7 @@ def group_name(public_id: uuid.UUID) -> str:
     return f"generation.{public_id.hex}"
 
 
-# --- Pushing (sync code: pipeline threads, Celery workers) ------------------------------------------
+# --- Pushing (sync code: pipeline threads, Celery workers) ---------------------------------------
 
 
 def push_generation(generation_id: int) -> None:
@@ -116,11 +116,11 @@ def _send(public_id: uuid.UUID | None, message: dict) -> None:
         async_to_sync(layer.group_send)(group, message)
 
 
-# --- Rendering (the detail page and the consumer) ---------------------------------------------------
+# --- Rendering (the detail page and the consumer) ------------------------------------------------
 
 
 def aspect_css(aspect_ratio: str) -> str:
-    """"4:5" → "4 / 5" for CSS aspect-ratio; anything else ("auto") is square."""
+    """ "4:5" → "4 / 5" for CSS aspect-ratio; anything else ("auto") is square."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*", aspect_ratio or "")
     return f"{match.group(1)} / {match.group(2)}" if match else "1 / 1"
 
@@ -137,42 +137,38 @@ def status_context(generation: Generation, images: list[GenerationImage]) -> dic
     }
 
 
-def card_context(generation: Generation, image: GenerationImage) -> dict:
-    return {
+def _status_fragment(generation: Generation, images: list[GenerationImage]) -> str:
+    context = {**status_context(generation, images), "oob": True}
+    return render_to_string("generation/_status.html", context).strip()
+
+
+def _card_fragment(generation: Generation, image: GenerationImage) -> str:
+    context = {
         "generation": generation,
         "image": image,
         "aspect": aspect_css(generation.aspect_ratio),
+        "oob": True,
     }
+    return render_to_string("generation/_card.html", context).strip()
 
 
 def render_generation(generation_id: int) -> str:
-    """The status line and every card, as out-of-band fragments: the whole current state."""
+    """The status line and every card as out-of-band fragments: the whole current state."""
     generation = Generation.objects.filter(pk=generation_id).first()
     if generation is None:
         return ""
     images = list(generation.images.order_by("index"))
-    parts = [render_to_string("generation/_status.html", {**status_context(generation, images), "oob": True})]
-    parts += [
-        render_to_string("generation/_card.html", {**card_context(generation, image), "oob": True})
-        for image in images
-    ]
-    return "\n".join(parts)
+    cards = [_card_fragment(generation, image) for image in images]
+    return "\n".join([_status_fragment(generation, images), *cards])
 
 
 def render_image(generation_id: int, image_id: int) -> str:
-    """One card plus the status line (its counts change with every card)."""
-    image = (
-        GenerationImage.objects.select_related("generation")
-        .filter(pk=image_id, generation_id=generation_id)
-        .first()
-    )
-    if image is None:
+    """One card, plus the status line (its counts change with every card)."""
+    generation = Generation.objects.filter(pk=generation_id).first()
+    if generation is None:
         return ""
-    generation = image.generation
     images = list(generation.images.order_by("index"))
-    return "\n".join(
-        [
-            render_to_string("generation/_card.html", {**card_context(generation, image), "oob": True}),
-            render_to_string("generation/_status.html", {**status_context(generation, images), "oob": True}),
-        ]
-    )
+    card = next((i for i in images if i.pk == image_id), None)
+    if card is None:
+        return ""
+    return "\n".join([_card_fragment(generation, card), _status_fragment(generation, images)])

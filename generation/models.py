@@ -120,6 +120,9 @@ class ReferenceAnalysis(models.Model):
             models.UniqueConstraint(fields=["org", "sha256"], name="reference_analysis_unique")
         ]
 
+    def __str__(self):
+        return f"{self.sha256[:12]}: {self.description[:60]}"
+
 
 class GenerationQuerySet(models.QuerySet):
     def for_org(self, org):

@@ -5,7 +5,7 @@ Celery tasks (generation/tasks.py) are thin wrappers over the functions below; e
 ids, claims its rows with a conditional UPDATE and can run twice without a second submission or a
 second charge:
 
-    run_generation   vision (parallel, cached by content hash) → LLM chain → enqueue submit_image × N
+    run_generation   vision (parallel, cached by content hash) → LLM chain → submit_image × N
     submit_image     one image to the image provider, with an unguessable per-image callback URL
     collect_result   after a callback or a due poll: confirm with the provider's status endpoint,
                      download SSRF-safely, store image + thumbnail, capture credits
@@ -53,7 +53,7 @@ class GenerationError(Exception):
     """A refused generation request, with a message safe to show the user."""
 
 
-# --- Starting a generation (web request) -------------------------------------------------------------
+# --- Starting a generation (web request) ----------------------------------------------------------
 
 
 def start_generation(
@@ -78,9 +78,13 @@ def start_generation(
     if provider.quality_levels and quality not in provider.quality_levels:
         raise GenerationError(f"{provider} does not offer the quality {quality}.")
     if not 1 <= len(products) <= provider.max_product_images:
-        raise GenerationError(f"{provider} takes 1 to {provider.max_product_images} product images.")
+        raise GenerationError(
+            f"{provider} takes 1 to {provider.max_product_images} product images."
+        )
     if len(references) > provider.max_reference_images:
-        raise GenerationError(f"{provider} takes at most {provider.max_reference_images} references.")
+        raise GenerationError(
+            f"{provider} takes at most {provider.max_reference_images} references."
+        )
     with transaction.atomic():
         generation = Generation.objects.create(
             org_id=membership.org_id,
@@ -128,7 +132,7 @@ def _store(membership, image: ValidatedImage) -> SourceImage:
     return source
 
 
-# --- Stage 1 and 2: references and prompts ------------------------------------------------------------
+# --- Stage 1 and 2: references and prompts --------------------------------------------------------
 
 
 def run_generation(generation_id: int) -> None:
@@ -154,7 +158,10 @@ def run_generation(generation_id: int) -> None:
     )
     try:
         result = provider_services.write_variants(
-            org_id=generation.org_id, prompt=brief, n=generation.count, references=tuple(notes),
+            org_id=generation.org_id,
+            prompt=brief,
+            n=generation.count,
+            references=tuple(notes),
             generation_id=generation.pk,
         )
     except ChainFailed as exc:
@@ -213,7 +220,7 @@ def _analyse_references(generation: Generation) -> list[str]:
     return [cached[r.sha256] for r in references if r.sha256 in cached]
 
 
-# --- Stage 3: submitting images -------------------------------------------------------------------------
+# --- Stage 3: submitting images -------------------------------------------------------------------
 
 
 def callback_url(image: GenerationImage, token: str) -> str:
@@ -289,7 +296,7 @@ def _product_url(adapter, source: SourceImage) -> str:
         return adapter.upload_file(fh.read(), f"{source.sha256}.{source.format.lower()}")
 
 
-# --- Stage 4: results ---------------------------------------------------------------------------------------
+# --- Stage 4: results -----------------------------------------------------------------------------
 
 
 def find_image_for_callback(public_id, token: str) -> GenerationImage | None:
@@ -366,8 +373,12 @@ def fail_image(image_id: int, reason: str) -> bool:
         failed = (
             GenerationImage.objects.filter(pk=image_id)
             .exclude(status__in=[ImageStatus.DONE, ImageStatus.FAILED])
-            .update(status=ImageStatus.FAILED, error=reason[:1000], finished_at=timezone.now(),
-                    next_poll_at=None)  # fmt: skip
+            .update(
+                status=ImageStatus.FAILED,
+                error=reason[:1000],
+                finished_at=timezone.now(),
+                next_poll_at=None,
+            )
         )
         if failed:
             credits.release(image=image, note=reason)
@@ -404,7 +415,7 @@ def _finish_generation_if_complete(generation_id: int) -> None:
         live.push_generation(generation_id)
 
 
-# --- Reconciliation -----------------------------------------------------------------------------------------
+# --- Reconciliation -------------------------------------------------------------------------------
 
 
 def reconcile(now=None) -> dict[str, int]:

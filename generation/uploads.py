@@ -96,7 +96,7 @@ def max_pixels() -> int:
 def human_bytes(n: int) -> str:
     for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
         if n >= size:
-            return f"{n / size:g} {unit}" if n % size == 0 else f"{n / size:.1f} {unit}"
+            return f"{n / size:.1f}".removesuffix(".0") + f" {unit}"
     return f"{n} bytes"
 
 

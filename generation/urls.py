@@ -9,6 +9,7 @@ urlpatterns = [
     path("generate/estimate/", views.estimate, name="estimate"),
     path("history/", views.history, name="history"),
     path("generations/<uuid:public_id>/", results.detail, name="detail"),
-    path("callbacks/images/<uuid:public_id>/<str:token>/", callbacks.image_callback,
-         name="callback"),  # fmt: skip
+    path(
+        "callbacks/images/<uuid:public_id>/<str:token>/", callbacks.image_callback, name="callback"
+    ),
 ]

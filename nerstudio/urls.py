@@ -23,7 +23,6 @@ urlpatterns = [
 ]
 
 
-
 def media(request, path):
     """Files on local storage (the embedded default). Names are content hashes; with R2/S3 the
     browser and providers get presigned URLs instead and this route does not exist."""

@@ -8,7 +8,9 @@ class OrganizationForm(forms.ModelForm):
         model = Organization
         fields = ["name"]
         labels = {"name": "Organization name"}
-        widgets = {"name": forms.TextInput(attrs={"placeholder": "Acme Creative", "autofocus": True})}
+        widgets = {
+            "name": forms.TextInput(attrs={"placeholder": "Acme Creative", "autofocus": True})
+        }
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()

@@ -138,7 +138,7 @@ class Invitation(models.Model):
         return f"{self.email} → {self.org}"
 
     def new_token(self) -> str:
-        """Give the invitation a fresh token and expiry; returns the token, which is never stored."""
+        """Give the invitation a fresh token and expiry; return the token (never stored)."""
         token = secrets.token_urlsafe(32)
         self.token_hash = hash_token(token)
         self.sent_at = timezone.now()

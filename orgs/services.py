@@ -93,9 +93,11 @@ def _send_invitation_email(invitation: Invitation, token: str) -> None:
 
 
 def find_invitation(token: str) -> Invitation | None:
-    return Invitation.objects.select_related("org", "invited_by").filter(
-        token_hash=hash_token(token)
-    ).first()
+    return (
+        Invitation.objects.select_related("org", "invited_by")
+        .filter(token_hash=hash_token(token))
+        .first()
+    )
 
 
 def check_invitation_open(invitation: Invitation) -> None:

@@ -64,7 +64,10 @@ def invitation(request, token):
         problem = str(exc)
     status = 200 if problem is None else 410 if not invitation.is_pending else 403
     return render(
-        request, "orgs/invitation.html", {"invitation": invitation, "problem": problem}, status=status
+        request,
+        "orgs/invitation.html",
+        {"invitation": invitation, "problem": problem},
+        status=status,
     )
 
 

@@ -30,12 +30,21 @@ class ProviderAdminForm(forms.ModelForm):
     clear_api_key = forms.BooleanField(
         required=False, label="Remove the stored key (use the platform key from the environment)"
     )
-    aspect_ratios = ListField(required=False, help_text="Comma-separated; blank: all the model supports.")
-    quality_levels = ListField(required=False, help_text="Comma-separated; blank: all the model supports.")
+    aspect_ratios = ListField(
+        required=False, help_text="Comma-separated; blank: all the model supports."
+    )
+    quality_levels = ListField(
+        required=False, help_text="Comma-separated; blank: all the model supports."
+    )
 
     class Meta:
         model = Provider
-        fields = "__all__"
+        fields = [
+            "org", "name", "adapter", "model_id", "base_url", "api_key", "enabled", "priority",
+            "timeout_seconds", "options", "is_default", "credit_cost", "aspect_ratios",
+            "default_aspect_ratio", "quality_levels", "default_quality", "max_product_images",
+            "max_reference_images",
+        ]  # fmt: skip
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -6,11 +6,12 @@ from django.db import transaction
 from providers.models import Provider
 
 # (adapter, display name, model id, priority, credit cost, platform key that enables it)
+KIE = "NERSTUDIO_KIE_API_KEY"
 IMAGE = [
-    ("kie-seedream-4.5-edit", "Seedream 4.5 Edit", "seedream/4.5-edit", 10, 3, "NERSTUDIO_KIE_API_KEY"),
-    ("kie-nano-banana-pro", "Nano Banana Pro", "nano-banana-pro", 20, 5, "NERSTUDIO_KIE_API_KEY"),
-    ("kie-flux-2-pro-edit", "FLUX.2 Pro", "flux-2/pro-image-to-image", 30, 4, "NERSTUDIO_KIE_API_KEY"),
-]  # fmt: skip
+    ("kie-seedream-4.5-edit", "Seedream 4.5 Edit", "seedream/4.5-edit", 10, 3, KIE),
+    ("kie-nano-banana-pro", "Nano Banana Pro", "nano-banana-pro", 20, 5, KIE),
+    ("kie-flux-2-pro-edit", "FLUX.2 Pro", "flux-2/pro-image-to-image", 30, 4, KIE),
+]
 LLM = [
     ("kie-chat", "Gemini 3 Pro (kie.ai)", "gemini-3-pro", 10, "NERSTUDIO_KIE_API_KEY"),
     ("kie-chat", "Gemini 2.5 Pro (kie.ai)", "gemini-2.5-pro", 20, "NERSTUDIO_KIE_API_KEY"),
@@ -33,7 +34,9 @@ def install_default_providers(org) -> list[Provider]:
     keys = settings.NERSTUDIO_PLATFORM_KEYS
     rows: list[Provider] = []
     for adapter, name, model, priority, cost, key in IMAGE:
-        rows.append(_row(org, adapter, name, model, priority, bool(keys.get(key)), credit_cost=cost))
+        rows.append(
+            _row(org, adapter, name, model, priority, bool(keys.get(key)), credit_cost=cost)
+        )
     for adapter, name, model, priority, key in LLM:
         rows.append(_row(org, adapter, name, model, priority, bool(keys.get(key))))
     for adapter, name, model, priority, key in VISION:

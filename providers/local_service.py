@@ -30,7 +30,9 @@ def absolute_url(name: str) -> str:
 
 
 class LocalImageService(LocalImageAdapter):
-    def submit(self, request: ImageJobRequest, *, timeout: float | None = None) -> ImageJobSubmitted:
+    def submit(
+        self, request: ImageJobRequest, *, timeout: float | None = None
+    ) -> ImageJobSubmitted:
         from nerstudio.tasks import enqueue
         from providers import tasks
 

@@ -22,7 +22,10 @@ assert tuple(Kind.values) == KINDS
 
 def adapter_choices():
     return [
-        (Kind(kind).label, [(slug, cls.label) for slug, cls in ADAPTERS.items() if cls.kind == kind])
+        (
+            Kind(kind).label,
+            [(slug, cls.label) for slug, cls in ADAPTERS.items() if cls.kind == kind],
+        )
         for kind in KINDS
     ]
 

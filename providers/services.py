@@ -7,8 +7,8 @@ saved in the admin reaches every web and worker process within that time, withou
 
 import statistics
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -126,7 +126,11 @@ def record_attempt(provider: Provider, purpose: str, error, latency_ms: int = 0,
 
 
 def write_variants(
-    *, org_id: int, prompt: str, n: int, references: tuple[str, ...] = (),
+    *,
+    org_id: int,
+    prompt: str,
+    n: int,
+    references: tuple[str, ...] = (),
     generation_id: int | None = None,
 ) -> chain.ChainResult:
     """Exactly `n` prompt variants from the org's LLM chain, falling back in priority order.
@@ -173,7 +177,7 @@ def describe_references(
     return outcomes
 
 
-# --- Connection test and health ---------------------------------------------------------------------
+# --- Connection test and health -------------------------------------------------------------------
 
 
 def test_connection(provider: Provider) -> ConnectionTestResult:

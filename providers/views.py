@@ -12,9 +12,7 @@ def index(request):
     health = services.provider_health(providers)
     for provider in providers:
         provider.health = health[provider.pk]
-    groups = [
-        (label, [p for p in providers if p.kind == kind]) for kind, label in Kind.choices
-    ]
+    groups = [(label, [p for p in providers if p.kind == kind]) for kind, label in Kind.choices]
     return render(request, "providers/index.html", {"groups": groups})
 
 

@@ -3,7 +3,6 @@
 import threading
 
 from nerstudio.celery import app
-
 from orgs.models import Organization
 
 runs: list[tuple[str, str]] = []

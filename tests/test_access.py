@@ -52,22 +52,25 @@ def _request(client, name, key, method, objects):
 
 
 @pytest.mark.parametrize(("name", "key", "method", "admin_status", "member_status"), VIEWS)
-def test_an_admin_can_use_every_org_view(client, admin, objects, name, key, method, admin_status,
-                                         member_status):
+def test_an_admin_can_use_every_org_view(
+    client, admin, objects, name, key, method, admin_status, member_status
+):
     client.force_login(admin)
     assert _request(client, name, key, method, objects).status_code == admin_status
 
 
 @pytest.mark.parametrize(("name", "key", "method", "admin_status", "member_status"), VIEWS)
-def test_a_member_is_refused_admin_views(client, member, objects, name, key, method, admin_status,
-                                         member_status):
+def test_a_member_is_refused_admin_views(
+    client, member, objects, name, key, method, admin_status, member_status
+):
     client.force_login(member)
     assert _request(client, name, key, method, objects).status_code == member_status
 
 
 @pytest.mark.parametrize(("name", "key", "method", "admin_status", "member_status"), VIEWS)
-def test_an_anonymous_visitor_is_sent_to_sign_in(client, objects, name, key, method, admin_status,
-                                                 member_status):
+def test_an_anonymous_visitor_is_sent_to_sign_in(
+    client, objects, name, key, method, admin_status, member_status
+):
     response = _request(client, name, key, method, objects)
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("account_login"))
@@ -76,8 +79,7 @@ def test_an_anonymous_visitor_is_sent_to_sign_in(client, objects, name, key, met
 @pytest.mark.parametrize(
     ("name", "key"), [(name, key) for name, key, *_ in VIEWS if key is not None]
 )
-def test_another_orgs_admin_gets_404_for_this_orgs_objects(client, other_admin, objects, name,
-                                                           key):
+def test_another_orgs_admin_gets_404_for_this_orgs_objects(client, other_admin, objects, name, key):
     client.force_login(other_admin)
     from providers.models import ProviderAttempt
 

@@ -8,7 +8,12 @@ from django.utils import timezone
 
 from orgs import services
 from orgs.models import Invitation, Membership, OrgError, hash_token
-from tests.factories import AdminMembershipFactory, InvitationFactory, MembershipFactory, UserFactory
+from tests.factories import (
+    AdminMembershipFactory,
+    InvitationFactory,
+    MembershipFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -28,8 +33,9 @@ def test_the_members_page_lists_members_with_role_and_join_date(admin_client, me
     assert member.membership.joined_at.strftime("%-d %b %Y") in body
 
 
-def test_the_members_page_runs_a_fixed_number_of_queries(admin_client, org,
-                                                         django_assert_max_num_queries):
+def test_the_members_page_runs_a_fixed_number_of_queries(
+    admin_client, org, django_assert_max_num_queries
+):
     for _ in range(10):
         MembershipFactory(org=org)
         InvitationFactory(org=org)
@@ -38,7 +44,9 @@ def test_the_members_page_runs_a_fixed_number_of_queries(admin_client, org,
 
 
 def test_inviting_emails_an_accept_link_and_stores_only_a_hash(admin_client, org, admin):
-    response = admin_client.post(reverse("orgs:invite"), {"email": "new@acme.test", "role": "admin"})
+    response = admin_client.post(
+        reverse("orgs:invite"), {"email": "new@acme.test", "role": "admin"}
+    )
 
     assert response.status_code == 302
     invitation = Invitation.objects.get(org=org, email="new@acme.test")
@@ -52,15 +60,18 @@ def test_inviting_emails_an_accept_link_and_stores_only_a_hash(admin_client, org
 
 
 def test_an_invalid_email_is_refused_with_a_message(admin_client):
-    response = admin_client.post(reverse("orgs:invite"), {"email": "not-an-email", "role": "member"})
+    response = admin_client.post(
+        reverse("orgs:invite"), {"email": "not-an-email", "role": "member"}
+    )
     assert response.status_code == 422
     assert b"Enter a valid email address" in response.content
     assert not Invitation.objects.exists() and not mail.outbox
 
 
 def test_inviting_an_existing_member_is_refused(admin_client, member):
-    response = admin_client.post(reverse("orgs:invite"), {"email": member.email.upper(),
-                                                          "role": "member"})
+    response = admin_client.post(
+        reverse("orgs:invite"), {"email": member.email.upper(), "role": "member"}
+    )
     assert response.status_code == 422
     assert b"already a member" in response.content
     assert not Invitation.objects.exists()
@@ -175,22 +186,25 @@ def test_revoking_closes_the_invitation(admin_client, org):
 
 
 def test_an_admin_changes_a_members_role(admin_client, member):
-    admin_client.post(reverse("orgs:change-role", args=[member.membership.public_id]),
-                      {"role": "admin"})
+    admin_client.post(
+        reverse("orgs:change-role", args=[member.membership.public_id]), {"role": "admin"}
+    )
     member.membership.refresh_from_db()
     assert member.membership.role == "admin"
 
 
 def test_an_unknown_role_is_refused(admin_client, member):
-    admin_client.post(reverse("orgs:change-role", args=[member.membership.public_id]),
-                      {"role": "owner"})
+    admin_client.post(
+        reverse("orgs:change-role", args=[member.membership.public_id]), {"role": "owner"}
+    )
     member.membership.refresh_from_db()
     assert member.membership.role == "member"
 
 
 def test_the_last_admin_cannot_be_demoted(admin_client, admin):
     response = admin_client.post(
-        reverse("orgs:change-role", args=[admin.membership.public_id]), {"role": "member"},
+        reverse("orgs:change-role", args=[admin.membership.public_id]),
+        {"role": "member"},
         follow=True,
     )
     assert b"at least one admin" in response.content
@@ -199,16 +213,18 @@ def test_the_last_admin_cannot_be_demoted(admin_client, admin):
 
 
 def test_the_last_admin_cannot_be_removed(admin_client, admin):
-    response = admin_client.post(reverse("orgs:remove-member", args=[admin.membership.public_id]),
-                                 follow=True)
+    response = admin_client.post(
+        reverse("orgs:remove-member", args=[admin.membership.public_id]), follow=True
+    )
     assert b"at least one admin" in response.content
     assert Membership.objects.filter(pk=admin.membership.pk).exists()
 
 
 def test_an_admin_can_step_down_when_another_admin_remains(admin_client, admin, org):
     AdminMembershipFactory(org=org)
-    admin_client.post(reverse("orgs:change-role", args=[admin.membership.public_id]),
-                      {"role": "member"})
+    admin_client.post(
+        reverse("orgs:change-role", args=[admin.membership.public_id]), {"role": "member"}
+    )
     admin.membership.refresh_from_db()
     assert admin.membership.role == "member"
 

@@ -76,9 +76,11 @@ def test_a_generation_on_local_providers_delivers_every_image_and_captures_its_c
     assert credits.balance_of(membership.org) == 50 - 3 * 2
     assert ReferenceAnalysis.objects.filter(org=membership.org).count() == 1
     lineage = set(generation.provider_attempts.values_list("purpose", "provider__name"))
-    assert lineage == {("vision", "Local image analysis (offline)"),
-                       ("variants", "Local prompt writer (offline)"),
-                       ("image", "Local renderer (offline)")}
+    assert lineage == {
+        ("vision", "Local image analysis (offline)"),
+        ("variants", "Local prompt writer (offline)"),
+        ("image", "Local renderer (offline)"),
+    }
 
 
 def test_the_same_reference_is_analysed_once(studio):

@@ -120,8 +120,12 @@ def callback_path(mock, index):
 
 def deliver(client, mock, generation, index, state="success", **headers):
     image = generation.images.get(index=index)
-    return client.post(callback_path(mock, index), data=json.dumps(callback_body(
-        image.provider_task_id, state)), content_type="application/json", headers=headers)
+    return client.post(
+        callback_path(mock, index),
+        data=json.dumps(callback_body(image.provider_task_id, state)),
+        content_type="application/json",
+        headers=headers,
+    )
 
 
 def ledger_agrees(org):
@@ -133,7 +137,9 @@ def test_the_pipeline_with_kie_and_openai_delivers_and_captures(client, fake, ki
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream)
 
-    created = [json.loads(c.request.body) for c in fake.calls if c.request.url.endswith("/createTask")]
+    created = [
+        json.loads(c.request.body) for c in fake.calls if c.request.url.endswith("/createTask")
+    ]
     assert [c["model"] for c in created] == ["seedream/4.5-edit"] * 3
     assert created[0]["input"]["image_urls"] == ["https://tempfile.redpandaai.co/p.png"]
     assert created[0]["input"]["prompt"] == "Mug on linen, morning light"
@@ -163,11 +169,19 @@ def test_a_failed_image_is_refunded_and_the_rest_captured(client, fake, kie_org)
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=2)
     ok, bad = generation.images.order_by("index")
-    fake.add_callback(responses.GET, f"{KIE}/api/v1/jobs/recordInfo", callback=lambda req: (
-        200, {}, json.dumps(record(ok.provider_task_id, "success",
-                                   ["https://tempfile.aiquickdraw.com/r.png"])
-                            if ok.provider_task_id in req.url else
-                            record(bad.provider_task_id, "fail", fail_msg="Content moderated"))))
+    fake.add_callback(
+        responses.GET,
+        f"{KIE}/api/v1/jobs/recordInfo",
+        callback=lambda req: (
+            200,
+            {},
+            json.dumps(
+                record(ok.provider_task_id, "success", ["https://tempfile.aiquickdraw.com/r.png"])
+                if ok.provider_task_id in req.url
+                else record(bad.provider_task_id, "fail", fail_msg="Content moderated")
+            ),
+        ),
+    )
 
     services.collect_result(ok.pk)
     services.collect_result(bad.pk)
@@ -186,8 +200,10 @@ def test_a_duplicate_callback_changes_nothing(client, fake, kie_org):
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=1)
     image = generation.images.get()
-    fake.get(f"{KIE}/api/v1/jobs/recordInfo", json=record(
-        image.provider_task_id, "success", ["https://tempfile.aiquickdraw.com/r.png"]))
+    fake.get(
+        f"{KIE}/api/v1/jobs/recordInfo",
+        json=record(image.provider_task_id, "success", ["https://tempfile.aiquickdraw.com/r.png"]),
+    )
     deliver(client, fake, generation, 0)
     services.collect_result(image.pk)
     entries = LedgerEntry.objects.count()
@@ -215,8 +231,9 @@ def test_a_forged_callback_is_rejected_and_changes_nothing(client, fake, kie_org
     assert not any("recordInfo" in c.request.url for c in fake.calls)
 
 
-def test_with_a_webhook_key_unsigned_and_stale_callbacks_are_rejected(client, fake, kie_org,
-                                                                      settings):
+def test_with_a_webhook_key_unsigned_and_stale_callbacks_are_rejected(
+    client, fake, kie_org, settings
+):
     settings.NERSTUDIO_WEBHOOK_SECRETS = {"NERSTUDIO_KIE_API_KEY": "hmac-key"}
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=1)
@@ -224,10 +241,15 @@ def test_with_a_webhook_key_unsigned_and_stale_callbacks_are_rejected(client, fa
 
     def signed(ts):
         mac = hmac.new(b"hmac-key", f"{task_id}.{ts}".encode(), hashlib.sha256).digest()
-        return {"X-Webhook-Timestamp": str(ts), "X-Webhook-Signature": base64.b64encode(mac).decode()}
+        return {
+            "X-Webhook-Timestamp": str(ts),
+            "X-Webhook-Signature": base64.b64encode(mac).decode(),
+        }
 
     assert deliver(client, fake, generation, 0).status_code == 401
-    assert deliver(client, fake, generation, 0, **signed(int(time.time()) - 3600)).status_code == 401
+    assert (
+        deliver(client, fake, generation, 0, **signed(int(time.time()) - 3600)).status_code == 401
+    )
     bad = {"X-Webhook-Timestamp": str(int(time.time())), "X-Webhook-Signature": "AAAA"}
     assert deliver(client, fake, generation, 0, **bad).status_code == 401
     assert deliver(client, fake, generation, 0, **signed(int(time.time()))).status_code == 204
@@ -238,8 +260,12 @@ def test_a_result_url_on_a_private_address_is_refused_and_refunded(fake, kie_org
     generation = run_until_submitted(membership, seedream, count=1)
     image = generation.images.get()
     fake.add_passthru("https://169.254.169.254")
-    fake.get(f"{KIE}/api/v1/jobs/recordInfo", json=record(
-        image.provider_task_id, "success", ["https://169.254.169.254/latest/meta-data/x.png"]))
+    fake.get(
+        f"{KIE}/api/v1/jobs/recordInfo",
+        json=record(
+            image.provider_task_id, "success", ["https://169.254.169.254/latest/meta-data/x.png"]
+        ),
+    )
 
     services.collect_result(image.pk)
 
@@ -262,7 +288,9 @@ def test_an_image_past_its_deadline_fails_and_is_released(fake, kie_org):
     assert ledger_agrees(membership.org)
 
 
-def test_reconciliation_polls_late_images_with_backoff(fake, kie_org, django_capture_on_commit_callbacks):
+def test_reconciliation_polls_late_images_with_backoff(
+    fake, kie_org, django_capture_on_commit_callbacks
+):
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=1)
     image = generation.images.get()
@@ -281,23 +309,49 @@ def test_the_llm_chain_falls_back_to_gemini(fake, kie_org):
     gemini = membership.org.providers.get(adapter="gemini-chat")
     gemini.enabled, gemini.api_key = True, "gemini-key"
     gemini.save()
-    fake.replace(responses.POST, f"{KIE}/gemini-3-pro/v1/chat/completions",
-                 json={"code": 500, "msg": "Server error"})
-    fake.post(GEMINI, json={"candidates": [{"content": {"role": "model", "parts": [{"text": json.dumps(
-        {"variants": ["Gemini one", "Gemini two"]})}]}, "finishReason": "STOP", "index": 0}],
-        "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}})
+    fake.replace(
+        responses.POST,
+        f"{KIE}/gemini-3-pro/v1/chat/completions",
+        json={"code": 500, "msg": "Server error"},
+    )
+    fake.post(
+        GEMINI,
+        json={
+            "candidates": [
+                {
+                    "content": {
+                        "role": "model",
+                        "parts": [{"text": json.dumps({"variants": ["Gemini one", "Gemini two"]})}],
+                    },
+                    "finishReason": "STOP",
+                    "index": 0,
+                }
+            ],
+            "usageMetadata": {
+                "promptTokenCount": 1,
+                "candidatesTokenCount": 1,
+                "totalTokenCount": 2,
+            },
+        },
+    )
 
     generation = run_until_submitted(membership, seedream, count=2)
 
-    assert sorted(generation.images.values_list("prompt", flat=True)) == ["Gemini one", "Gemini two"]
+    assert sorted(generation.images.values_list("prompt", flat=True)) == [
+        "Gemini one",
+        "Gemini two",
+    ]
     assert fake.calls[-1].request.url.startswith("https://api.kie.ai/api/v1/jobs/createTask")
 
 
 def test_when_every_prompt_writer_fails_the_generation_fails_and_refunds(fake, kie_org):
     membership, seedream = kie_org
     membership.org.providers.filter(adapter="local-llm").update(enabled=False)
-    fake.replace(responses.POST, f"{KIE}/gemini-3-pro/v1/chat/completions",
-                 json={"code": 401, "msg": "You do not have access permissions"})
+    fake.replace(
+        responses.POST,
+        f"{KIE}/gemini-3-pro/v1/chat/completions",
+        json={"code": 401, "msg": "You do not have access permissions"},
+    )
 
     generation = run_until_submitted(membership, seedream, count=2)
 

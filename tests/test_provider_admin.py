@@ -81,7 +81,9 @@ def test_re_keying_replaces_the_key(admin_client, org):
 
 def test_an_unsupported_aspect_ratio_is_a_form_error(admin_client, org):
     provider = org.providers.get(adapter="kie-flux-2-pro-edit")
-    response = admin_client.post(_change_url(provider), _form_data(provider, aspect_ratios="1:1, 5:7"))
+    response = admin_client.post(
+        _change_url(provider), _form_data(provider, aspect_ratios="1:1, 5:7")
+    )
     assert response.status_code == 200
     assert "does not support 5:7" in response.content.decode()
     provider.refresh_from_db()
@@ -92,8 +94,11 @@ def test_disabling_and_reordering_from_the_list(admin_client, org):
     llm = list(org.providers.filter(kind="llm").order_by("pk"))
     url = reverse("admin:providers_provider_changelist")
     providers = list(Provider.objects.filter(org=org).order_by("kind", "priority", "pk"))
-    data = {"form-TOTAL_FORMS": len(providers), "form-INITIAL_FORMS": len(providers),
-            "_save": "Save"}
+    data = {
+        "form-TOTAL_FORMS": len(providers),
+        "form-INITIAL_FORMS": len(providers),
+        "_save": "Save",
+    }
     for i, p in enumerate(providers):
         data[f"form-{i}-id"] = p.pk
         data[f"form-{i}-priority"] = 1 if p.pk == llm[2].pk else p.priority
@@ -120,7 +125,10 @@ def test_the_admin_test_connection_button_reports_the_result(admin_client, org):
     provider = org.providers.get(adapter="openai-vision")
     provider.api_key = "sk-openai"
     provider.save()
-    responses.get("https://api.openai.com/v1/models", json={"object": "list", "data": [{"id": "gpt-4o", "object": "model"}]})
+    responses.get(
+        "https://api.openai.com/v1/models",
+        json={"object": "list", "data": [{"id": "gpt-4o", "object": "model"}]},
+    )
     url = reverse("admin:providers_provider_test_connection", args=[provider.pk])
     response = admin_client.post(url, follow=True)
     assert "GPT-4o vision (OpenAI): connected" in response.content.decode()

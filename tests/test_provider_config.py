@@ -1,6 +1,7 @@
 """Provider configuration: defaults, encryption at rest, the in-memory registry, connection tests,
 health and the fallback chain as wired into Django."""
 
+import io
 import json
 import time
 
@@ -19,8 +20,11 @@ from tests.factories import OrganizationFactory
 
 pytestmark = pytest.mark.django_db
 
-KIE_KEYS = {"NERSTUDIO_KIE_API_KEY": "kie-platform", "NERSTUDIO_OPENAI_API_KEY": "",
-            "NERSTUDIO_GEMINI_API_KEY": ""}
+KIE_KEYS = {
+    "NERSTUDIO_KIE_API_KEY": "kie-platform",
+    "NERSTUDIO_OPENAI_API_KEY": "",
+    "NERSTUDIO_GEMINI_API_KEY": "",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -36,8 +40,12 @@ def test_a_new_organization_starts_on_the_local_providers_without_keys(org):
     assert enabled == {("image", "local-image"), ("llm", "local-llm"), ("vision", "local-vision")}
     assert org.providers.get(is_default=True).adapter == "local-image"
     names = list(org.providers.filter(kind="llm").values_list("name", flat=True))
-    assert names == ["Gemini 3 Pro (kie.ai)", "Gemini 2.5 Pro (kie.ai)", "Gemini 2.5 Pro (Google)",
-                     "Local prompt writer (offline)"]
+    assert names == [
+        "Gemini 3 Pro (kie.ai)",
+        "Gemini 2.5 Pro (kie.ai)",
+        "Gemini 2.5 Pro (Google)",
+        "Local prompt writer (offline)",
+    ]
     image_names = set(org.providers.filter(kind="image").values_list("name", flat=True))
     assert {"Seedream 4.5 Edit", "Nano Banana Pro", "FLUX.2 Pro"} <= image_names
     assert org.providers.get(kind="vision", adapter="openai-vision").model_id == "gpt-4o"
@@ -77,7 +85,7 @@ def test_keys_survive_rotation_to_a_new_encryption_key(org, settings):
     old_keys = list(settings.NERSTUDIO_ENCRYPTION_KEYS)
     settings.NERSTUDIO_ENCRYPTION_KEYS = [Fernet.generate_key().decode(), *old_keys]
     assert Provider.objects.get(pk=provider.pk).api_key == "kie-secret-abcd"
-    call_command("rotate_provider_keys", stdout=open("/dev/null", "w"))
+    call_command("rotate_provider_keys", stdout=io.StringIO())
     settings.NERSTUDIO_ENCRYPTION_KEYS = settings.NERSTUDIO_ENCRYPTION_KEYS[:1]  # old key dropped
     assert Provider.objects.get(pk=provider.pk).api_key == "kie-secret-abcd"
 
@@ -95,8 +103,7 @@ def test_a_change_reaches_the_registry_within_the_refresh_interval(org):
     assert [p.adapter for p in services.providers_for(org.pk).llm] == ["gemini-chat", "local-llm"]
 
 
-def test_the_registry_does_not_query_the_database_between_refreshes(org,
-                                                                    django_assert_num_queries):
+def test_the_registry_does_not_query_the_database_between_refreshes(org, django_assert_num_queries):
     services.providers_for(org.pk)
     with django_assert_num_queries(0):
         for _ in range(50):
@@ -151,8 +158,10 @@ def test_the_llm_chain_falls_back_and_records_every_attempt(org):
     assert responses.calls[0].request.headers["Authorization"] == "Bearer kie-key"
     assert json.loads(responses.calls[0].request.body)["stream"] is False
     attempts = list(ProviderAttempt.objects.order_by("pk").values_list("provider__name", "outcome"))
-    assert attempts == [("Gemini 3 Pro (kie.ai)", "retryable"),
-                        ("Local prompt writer (offline)", "success")]
+    assert attempts == [
+        ("Gemini 3 Pro (kie.ai)", "retryable"),
+        ("Local prompt writer (offline)", "success"),
+    ]
 
 
 @responses.activate
@@ -173,8 +182,9 @@ def test_the_connection_test_reports_the_kie_credit_balance(admin_client, org):
     provider = org.providers.get(adapter="kie-nano-banana-pro")
     provider.api_key = "kie-key"
     provider.save()
-    responses.get("https://api.kie.ai/api/v1/chat/credit",
-                  json={"code": 200, "msg": "success", "data": 35.95})
+    responses.get(
+        "https://api.kie.ai/api/v1/chat/credit", json={"code": 200, "msg": "success", "data": 35.95}
+    )
 
     response = admin_client.post(
         reverse("providers:test-connection", args=[provider.public_id]), follow=True
@@ -191,8 +201,10 @@ def test_the_connection_test_shows_the_providers_error(admin_client, org):
     provider = org.providers.get(adapter="kie-nano-banana-pro")
     provider.api_key = "bad-key"
     provider.save()
-    responses.get("https://api.kie.ai/api/v1/chat/credit",
-                  json={"code": 401, "msg": "You do not have access permissions"})
+    responses.get(
+        "https://api.kie.ai/api/v1/chat/credit",
+        json={"code": 401, "msg": "You do not have access permissions"},
+    )
     response = admin_client.post(
         reverse("providers:test-connection", args=[provider.public_id]), follow=True
     )
@@ -211,10 +223,16 @@ def test_the_connection_test_without_any_key_says_so(admin_client, org):
 def test_health_reports_success_rate_latency_and_last_error(org):
     provider = org.providers.get(adapter="local-llm")
     for latency in (100, 200, 300, 400):
-        ProviderAttempt.objects.create(provider=provider, purpose="variants", outcome="success",
-                                       latency_ms=latency)
-    ProviderAttempt.objects.create(provider=provider, purpose="variants", outcome="retryable",
-                                   latency_ms=5000, error="HTTP 503")
+        ProviderAttempt.objects.create(
+            provider=provider, purpose="variants", outcome="success", latency_ms=latency
+        )
+    ProviderAttempt.objects.create(
+        provider=provider,
+        purpose="variants",
+        outcome="retryable",
+        latency_ms=5000,
+        error="HTTP 503",
+    )
     health = services.provider_health([provider])[provider.pk]
     assert health.calls == 5 and health.success_rate == pytest.approx(0.8)
     assert (health.p50_ms, health.p95_ms) == (250, 400)

@@ -48,7 +48,12 @@ def test_with_a_bucket_configured_files_go_to_s3_and_come_back_through_presigned
     )
     result = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", script],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     backend, name, url = result.stdout.strip().splitlines()[-3:]

@@ -107,10 +107,12 @@ else:
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Redis: cache, Celery broker, channel layer ----------------------------------------------------
+# --- Redis: cache, Celery broker, channel layer ---------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -178,7 +180,7 @@ STORAGES = {
     },
 }
 
-# --- Auth: Google SSO through allauth --------------------------------------------------------------
+# --- Auth: Google SSO through allauth -------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
@@ -245,20 +247,20 @@ def signin_settings(*, debug: bool, google_configured: bool) -> dict:
 
 globals().update(signin_settings(debug=DEBUG, google_configured=bool(NERSTUDIO_GOOGLE_CLIENT_ID)))
 
-# --- Organizations ----------------------------------------------------------------------------------
+# --- Organizations --------------------------------------------------------------------------------
 NERSTUDIO_INVITATION_DAYS = env.int("NERSTUDIO_INVITATION_DAYS", default=7)
 
-# --- Provider API keys at rest: Fernet keys, newest first; older ones only decrypt (rotation) ------
+# --- Provider API keys at rest: Fernet keys, newest first; older ones only decrypt (rotation) -----
 NERSTUDIO_ENCRYPTION_KEYS = env.list("NERSTUDIO_ENCRYPTION_KEYS", default=[])
 if not NERSTUDIO_ENCRYPTION_KEYS:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "Set NERSTUDIO_ENCRYPTION_KEYS (comma-separated Fernet keys) to encrypt provider API keys."
+            "Set NERSTUDIO_ENCRYPTION_KEYS (comma-separated Fernet keys) to encrypt provider keys."
         )
     _derived = hashlib.sha256(f"nerstudio-dev-encryption:{SECRET_KEY}".encode()).digest()
     NERSTUDIO_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(_derived).decode()]
 
-# --- AI providers ------------------------------------------------------------------------------------
+# --- AI providers ---------------------------------------------------------------------------------
 # Platform keys, used by provider rows whose own API key is blank. With one set, new organizations
 # start with that provider's models enabled; without any, the offline local providers are active.
 NERSTUDIO_PLATFORM_KEYS = {
@@ -274,7 +276,7 @@ NERSTUDIO_PROVIDER_REFRESH_SECONDS = env.float("NERSTUDIO_PROVIDER_REFRESH_SECON
 # Total time the prompt-writer fallback chain may take (PRD §6: under 30 s).
 NERSTUDIO_LLM_CHAIN_DEADLINE = env.float("NERSTUDIO_LLM_CHAIN_DEADLINE", default=30.0)
 
-# --- Generation ---------------------------------------------------------------------------------------
+# --- Generation -----------------------------------------------------------------------------------
 # An image without a result this long after submission fails and its credits are released.
 NERSTUDIO_IMAGE_DEADLINE_SECONDS = env.int("NERSTUDIO_IMAGE_DEADLINE_SECONDS", default=600)
 # Poll the provider when no callback came this long after submission (then backing off).
@@ -298,9 +300,11 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-images": {"task": "generation.tasks.reconcile", "schedule": 15.0},
 }
 
-# --- Email -------------------------------------------------------------------------------------------
+# --- Email ----------------------------------------------------------------------------------------
 # Development prints email on the console; production must name a real mail server.
-_email = env.email_url("EMAIL_URL", default="consolemail://") if DEBUG else env.email_url("EMAIL_URL")
+_email = (
+    env.email_url("EMAIL_URL", default="consolemail://") if DEBUG else env.email_url("EMAIL_URL")
+)
 MAILERS = {
     "default": {
         "BACKEND": _email["EMAIL_BACKEND"],
@@ -324,7 +328,7 @@ MAILERS = {
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="NER Studio <noreply@nerstudio.local>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
-# --- Security -----------------------------------------------------------------------------------------
+# --- Security -------------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

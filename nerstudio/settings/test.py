@@ -10,8 +10,8 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-01234567
 os.environ.setdefault("EMAIL_URL", "smtp://localhost:25")  # replaced by locmem below
 os.environ.setdefault("NERSTUDIO_ENCRYPTION_KEYS", "BkXREigNFE4jR97C8y5WNf6n5Ax5z7QOW_q5-4RcNec=")
 
-from nerstudio.settings.base import *  # noqa: E402,F403
-from nerstudio.settings.base import SOCIALACCOUNT_PROVIDERS  # noqa: E402
+from nerstudio.settings.base import *  # noqa: F403
+from nerstudio.settings.base import SOCIALACCOUNT_PROVIDERS
 
 SOCIALACCOUNT_PROVIDERS["google"]["APPS"] = [
     {"client_id": "test-client-id.apps.googleusercontent.com", "secret": "test-secret", "key": ""}

@@ -1,0 +1,162 @@
+"""Real-browser tests: the real server (runserver + daphne) in a subprocess in the embedded
+default mode (SQLite, in-memory channel layer, background tasks on the web process's threads,
+local providers), driven by Debian's Chromium through Playwright's sync API."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API runs an event loop in this thread; Django's async-safety check would
+# otherwise refuse any ORM use here. Only the e2e tests set this.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_EMAIL = "admin@demo.nerstudio.test"
+SERVER_START_SECONDS = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp / "server.log"
+        self.env = self._env()
+        self.process: subprocess.Popen | None = None
+
+    def _env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NERSTUDIO_", "DJANGO_"))}
+        for name in ("REDIS_URL", "DATABASE_URL", "EMAIL_URL", "SECRET_KEY", "DEBUG"):
+            env.pop(name, None)
+        env.update(
+            DJANGO_SETTINGS_MODULE="nerstudio.settings.base",
+            DEBUG="true",
+            REDIS_URL="",  # the embedded default; empty also beats a REDIS_URL in .env
+            DATABASE_URL=f"sqlite:///{self.tmp / 'e2e.sqlite3'}",
+            NERSTUDIO_MEDIA_ROOT=str(self.tmp / "media"),
+            NERSTUDIO_PUBLIC_URL=self.url,
+            NERSTUDIO_ALLOW_PRIVATE_DOWNLOADS="true",
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if result.returncode:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+        return result.stdout
+
+    def session_key(self, email: str) -> str:
+        """A signed-in session for `email`, created in the server's database."""
+        code = (
+            "from django.test import Client; from accounts.models import User; "
+            f"c = Client(); c.force_login(User.objects.get(email={email!r})); "
+            "print(c.cookies['sessionid'].value)"
+        )
+        return self.manage("shell", "-c", code).strip().splitlines()[-1]
+
+    def start(self) -> None:
+        self.manage("migrate", "--noinput", "-v0")
+        self.manage("seed_demo")
+        self.manage("topup_credits", "Demo Studio", "500", "--note", "e2e")
+        self.log = open(self.log_path, "w")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"The server exited:\n{self.log_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz/", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.25)
+        raise RuntimeError(f"The server did not answer in {SERVER_START_SECONDS} s:\n{self.log_text()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self.process:
+            self.log.close()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+
+
+@pytest.fixture(scope="session")
+def e2e_server(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    server = Server(tmp_path_factory.mktemp("e2e"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def admin_page(e2e_server, browser):
+    """A browser tab signed in as the demo organization's admin."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_cookies(
+        [
+            {
+                "name": "sessionid",
+                "value": e2e_server.session_key(ADMIN_EMAIL),
+                "url": e2e_server.url,
+                "httpOnly": True,
+            }
+        ]
+    )
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    context.close()

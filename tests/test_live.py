@@ -1,0 +1,281 @@
+"""Live results: the generation page, its websocket (auth, isolation, current state on connect)
+and pushes from the pipeline's sync code reaching the browser. Runs on the in-memory channel
+layer by default and on channels-redis when REDIS_URL is set (as in CI)."""
+
+import asyncio
+import threading
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+
+from generation import live
+from generation.models import Generation, GenerationImage
+from nerstudio.asgi import application
+from tests.factories import MembershipFactory
+
+TIMEOUT = 5
+
+
+def make_generation(membership, count=3, status=Generation.Status.GENERATING):
+    provider = membership.org.providers.get(adapter="local-image")
+    generation = Generation.objects.create(
+        org=membership.org, user=membership.user, provider=provider, provider_name=provider.name,
+        credit_cost=2, prompt="A ceramic mug on a linen tablecloth", aspect_ratio="4:5",
+        quality="draft", count=count, status=status,
+    )  # fmt: skip
+    GenerationImage.objects.bulk_create(
+        GenerationImage(generation=generation, index=i) for i in range(count)
+    )
+    return generation
+
+
+@pytest.fixture
+def owner_membership(org):
+    return MembershipFactory(org=org, user__email="olga@acme.test", user__name="Olga Owner")
+
+
+@pytest.fixture
+def generation(owner_membership):
+    return make_generation(owner_membership)
+
+
+def session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+async def connect(generation, user=None):
+    """A browser's websocket to the generation's page, through the real ASGI stack."""
+    headers = [(b"origin", b"http://testserver")]
+    if user is not None:
+        key = await database_sync_to_async(session_cookie)(user)
+        headers.append((b"cookie", f"sessionid={key}".encode()))
+    communicator = WebsocketCommunicator(
+        application, f"/ws/generations/{generation.public_id}/", headers=headers
+    )
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    return communicator, connected
+
+
+def finish_image(image, status, **fields):
+    GenerationImage.objects.filter(pk=image.pk).update(status=status, **fields)
+
+
+def in_a_pipeline_thread(fn, *args):
+    """Like the embedded worker pool: a plain thread, not one asgiref started for us."""
+
+    def run():
+        try:
+            fn(*args)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return asyncio.to_thread(thread.join)
+
+
+# --- The websocket: who may connect --------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_anonymous_is_refused(generation):
+    communicator, connected = await connect(generation)
+    assert not connected
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_member_who_does_not_own_the_generation_is_refused(generation, member):
+    communicator, connected = await connect(generation, member)
+    assert not connected
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_another_organizations_admin_is_refused(generation, other_admin):
+    communicator, connected = await connect(generation, other_admin)
+    assert not connected
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_user_without_organization_is_refused(generation):
+    from tests.factories import UserFactory
+
+    loner = await database_sync_to_async(UserFactory)()
+    communicator, connected = await connect(generation, loner)
+    assert not connected
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("who", ["owner", "admin"])
+async def test_the_owner_and_the_org_admin_receive_the_current_state_on_connect(
+    who, generation, owner_membership, admin
+):
+    image = await generation.images.aget(index=1)
+    await database_sync_to_async(finish_image)(
+        image, GenerationImage.Status.FAILED, error="The model refused the prompt."
+    )
+    user = owner_membership.user if who == "owner" else admin
+
+    communicator, connected = await connect(generation, user)
+    assert connected
+    html = await communicator.receive_from(timeout=TIMEOUT)
+    await communicator.disconnect()
+
+    assert html.count('hx-swap-oob="true"') == 1 + 3  # the status line and every card
+    assert 'id="generation-status"' in html
+    assert "Generating images: 0 of 3 done, 1 failed" in html
+    async for card in generation.images.all():
+        assert f'id="image-{card.public_id}"' in html
+    assert "The model refused the prompt." in html
+    assert "2 credits refunded" in html
+
+
+# --- Pushes from the pipeline ---------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_push_from_sync_code_reaches_the_connected_browser(generation, owner_membership):
+    communicator, connected = await connect(generation, owner_membership.user)
+    assert connected
+    await communicator.receive_from(timeout=TIMEOUT)  # the initial state
+    image = await generation.images.aget(index=0)
+    await database_sync_to_async(finish_image)(
+        image, GenerationImage.Status.DONE, file="generated/a.png", thumbnail="generated/t/a.webp"
+    )
+
+    await sync_to_async(live.push_image)(image.pk)
+    html = await communicator.receive_from(timeout=TIMEOUT)
+    await communicator.disconnect()
+
+    assert html.startswith(f'<article id="image-{image.public_id}"')
+    assert 'hx-swap-oob="true"' in html
+    assert 'src="/media/generated/t/a.webp"' in html
+    assert 'href="/media/generated/a.png"' in html
+    assert "Generating images: 1 of 3 done" in html  # the status line follows the cards
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_pushes_from_a_plain_worker_thread_arrive_in_order(generation, owner_membership):
+    """The embedded pool's threads are not asgiref's: the in-memory layer must still be reached
+    through the server's loop (STACK.md §3a), and the redis layer through its own loop."""
+    communicator, connected = await connect(generation, owner_membership.user)
+    assert connected
+    await communicator.receive_from(timeout=TIMEOUT)
+
+    def pipeline():
+        Generation.objects.filter(pk=generation.pk).update(status=Generation.Status.FAILED)
+        for image in generation.images.all():
+            finish_image(image, GenerationImage.Status.FAILED, error="Provider is down.")
+            live.push_image(image.pk)
+        live.push_generation(generation.pk)
+
+    await in_a_pipeline_thread(pipeline)
+    messages = [await communicator.receive_from(timeout=TIMEOUT) for _ in range(4)]
+    await communicator.disconnect()
+
+    assert all('data-status="failed"' in m for m in messages[:3])
+    assert "Failed" in messages[3] and "6 credits refunded" in messages[3]
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_viewers_receive_only_the_generations_they_are_connected_to(
+    generation, owner_membership, org
+):
+    neighbour = await database_sync_to_async(MembershipFactory)(org=org)
+    theirs = await database_sync_to_async(make_generation)(neighbour, count=1)
+    mine_ws, _ = await connect(generation, owner_membership.user)
+    theirs_ws, _ = await connect(theirs, neighbour.user)
+    await mine_ws.receive_from(timeout=TIMEOUT)
+    await theirs_ws.receive_from(timeout=TIMEOUT)
+
+    their_image = await theirs.images.aget()
+    await sync_to_async(live.push_image)(their_image.pk)
+    await sync_to_async(live.push_generation)(theirs.pk)
+
+    assert f"image-{their_image.public_id}" in await theirs_ws.receive_from(timeout=TIMEOUT)
+    assert "generation-status" in await theirs_ws.receive_from(timeout=TIMEOUT)
+    assert await mine_ws.receive_nothing(timeout=0.5)
+    await mine_ws.disconnect()
+    await theirs_ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pushing_with_nobody_connected_or_for_a_missing_row_never_raises(generation):
+    live.push_generation(generation.pk)
+    live.push_image(generation.images.first().pk)
+    live.push_generation(999_999)
+    live.push_image(999_999)
+
+
+@pytest.mark.django_db
+def test_a_push_inside_a_transaction_waits_for_the_commit(
+    generation, django_capture_on_commit_callbacks, monkeypatch
+):
+    sent = []
+    monkeypatch.setattr(live, "_send", lambda public_id, message: sent.append(message))
+    with django_capture_on_commit_callbacks(execute=True):
+        live.push_image(generation.images.first().pk)
+        assert sent == []
+    assert [m["type"] for m in sent] == ["image.changed"]
+
+
+# --- The page ------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "who, expected",
+    [("owner", 200), ("admin", 200), ("member", 404), ("other_admin", 404), ("anonymous", 302)],
+)
+def test_the_generation_page_is_for_its_owner_and_the_org_admins(
+    who, expected, client, generation, owner_membership, admin, member, other_admin
+):
+    users = {"owner": owner_membership.user, "admin": admin, "member": member}
+    users["other_admin"] = other_admin
+    if who != "anonymous":
+        client.force_login(users[who])
+    url = reverse("generation:detail", args=[generation.public_id])
+
+    response = client.get(url)
+
+    assert response.status_code == expected
+    if who == "anonymous":
+        assert response["Location"].startswith(reverse("account_login"))
+
+
+@pytest.mark.django_db
+def test_the_page_renders_the_current_state_for_a_reload(client, generation, owner_membership):
+    first, second, third = generation.images.order_by("index")
+    finish_image(first, "done", file="generated/a.png", thumbnail="generated/t/a.webp")
+    finish_image(second, "failed", error="Content policy.")
+    finish_image(third, "generating")
+    client.force_login(owner_membership.user)
+
+    html = client.get(reverse("generation:detail", args=[generation.public_id])).content.decode()
+
+    assert f'data-ws-connect="/ws/generations/{generation.public_id}/"' in html
+    assert "hx-swap-oob" not in html  # a boosted swap of the page must not move the cards
+    assert html.count('class="gen-card ') == 3
+    assert 'href="/media/generated/a.png"' in html and 'src="/media/generated/t/a.webp"' in html
+    assert "Content policy." in html and "2 credits refunded" in html
+    assert "Generating…" in html  # the third
+    assert "Generating images: 1 of 3 done, 1 failed" in html
+    assert "Local renderer (offline)" in html and "6 credits" in html
