@@ -3,6 +3,7 @@ the in-process thread pool, the local provider calling back over HTTP to a live 
 downloaded from it and stored."""
 
 import io
+import os
 import time
 
 import pytest
@@ -97,3 +98,19 @@ def test_ledger_and_balance_agree_after_generations(studio):
         _wait_until_finished(_start(membership, local, count=2, references=0))
     total = sum(LedgerEntry.objects.filter(org=membership.org).values_list("delta", flat=True))
     assert total == credits.balance_of(membership.org) == 50 - 2 * 2 * 2
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL (CI sets it)")
+def test_with_redis_a_separate_celery_worker_runs_the_whole_pipeline(studio, settings):
+    """Production shape: web process enqueues to Redis, a Celery worker does the work."""
+    from celery.contrib.testing.worker import start_worker
+
+    from nerstudio.celery import app as celery_app
+
+    settings.CELERY_BROKER_URL = os.environ["REDIS_URL"]
+    membership, local = studio
+    celery_app.control.purge()  # messages other tests left behind
+    with start_worker(celery_app, pool="threads", concurrency=4, perform_ping_check=False):
+        generation = _wait_until_finished(_start(membership, local, count=2))
+    assert generation.status == Generation.Status.DONE
+    assert credits.balance_of(membership.org) == 50 - 2 * 2
