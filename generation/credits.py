@@ -3,6 +3,7 @@ moves the balance in the same transaction, so the balance always equals the ledg
 concurrent holds can never overdraw it (the CHECK constraint is the backstop)."""
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from generation.models import CreditAccount, LedgerEntry
 
@@ -28,7 +29,9 @@ def _post(*, org_id: int, kind: str, delta: int, amount: int, **refs) -> LedgerE
     entry = LedgerEntry.objects.create(
         org_id=org_id, kind=kind, delta=delta, amount=amount, balance_after=new_balance, **refs
     )
-    CreditAccount.objects.filter(pk=account.pk).update(balance=new_balance)
+    CreditAccount.objects.filter(pk=account.pk).update(
+        balance=new_balance, updated_at=timezone.now()
+    )
     return entry
 
 
@@ -43,6 +46,8 @@ def top_up(*, org, amount: int, actor=None, note: str = "") -> LedgerEntry:
 @transaction.atomic
 def adjust(*, org, delta: int, actor, note: str) -> LedgerEntry:
     """A manual correction by platform staff; may not take the balance below zero."""
+    if delta == 0:
+        raise ValueError("An adjustment must change the balance.")
     return _post(org_id=org.pk, kind=LedgerEntry.Kind.ADJUSTMENT, delta=delta, amount=abs(delta),
                  actor=actor, note=note[:200])  # fmt: skip
 

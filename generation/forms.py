@@ -104,13 +104,15 @@ class GenerateForm(forms.Form):
         self.max_upload_bytes = settings.NERSTUDIO_UPLOAD_MAX_BYTES
         self.max_upload_label = human_bytes(self.max_upload_bytes)
         self.fields["count"] = forms.IntegerField(
-            label="Images",
+            label="Number of images",
             min_value=1,
             max_value=settings.NERSTUDIO_MAX_IMAGES_PER_GENERATION,
             initial=3,
             widget=forms.NumberInput(attrs={"inputmode": "numeric"}),
         )
-        self.fields["model"].choices = [(str(p.public_id), model_label(p)) for p in image_models]
+        self.fields["model"].choices = [
+            (str(p.public_id), model_label(p)) for p in self.image_models
+        ]
         model = self.selected_model = self._selected_model(default_model)
         if model is None:
             return
@@ -142,8 +144,15 @@ class GenerateForm(forms.Form):
         return self.image_models[0] if self.image_models else None
 
     def clean_model(self) -> Provider:
-        # The choices are this organization's models, so a valid value is always found here.
-        return next(p for p in self.image_models if str(p.public_id) == self.cleaned_data["model"])
+        """The chosen model as it is now, not as the per-process registry cached it: a model
+        disabled or repriced a moment ago must not be charged at its old state."""
+        chosen = next(
+            p for p in self.image_models if str(p.public_id) == self.cleaned_data["model"]
+        )
+        current = Provider.objects.enabled().filter(pk=chosen.pk, org_id=chosen.org_id).first()
+        if current is None:
+            raise ValidationError(self.fields["model"].error_messages["invalid_choice"])
+        return current
 
     def estimate(self, balance: int) -> "Estimate":
         """The cost of what is selected now, for the live estimate (the form need not be valid)."""
@@ -177,10 +186,6 @@ class Estimate:
     @property
     def can_generate(self) -> bool:
         return self.valid_count and self.covered
-
-    @property
-    def shortfall(self) -> int:
-        return max(self.total - self.balance, 0)
 
 
 def _int_or_none(value) -> int | None:

@@ -22,7 +22,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -73,6 +73,9 @@ def start_generation(
     """
     if provider.org_id != membership.org_id or not provider.enabled or provider.kind != "image":
         raise GenerationError("Choose one of your organization's enabled image models.")
+    if not 1 <= count <= settings.NERSTUDIO_MAX_IMAGES_PER_GENERATION:
+        limit = settings.NERSTUDIO_MAX_IMAGES_PER_GENERATION
+        raise GenerationError(f"Generate between 1 and {limit} images.")
     if aspect_ratio not in provider.aspect_ratios:
         raise GenerationError(f"{provider} does not offer the aspect ratio {aspect_ratio}.")
     if provider.quality_levels and quality not in provider.quality_levels:
@@ -85,6 +88,13 @@ def start_generation(
         raise GenerationError(
             f"{provider} takes at most {provider.max_reference_images} references."
         )
+    available = credits.balance_of(membership.org)
+    if available < count * provider.credit_cost:
+        raise credits.InsufficientCredits(needed=count * provider.credit_cost, available=available)
+    # Files first, outside the transaction: the hold below locks the org's credit account, and no
+    # storage round trip should happen while it is held. Names are content hashes, so a request
+    # that then loses a race for the last credits leaves at most a file a later upload reuses.
+    names = {image.sha256: _save_blob(membership.org, image) for image in products + references}
     with transaction.atomic():
         generation = Generation.objects.create(
             org_id=membership.org_id,
@@ -97,38 +107,39 @@ def start_generation(
             quality=quality,
             count=count,
         )
-        credits.hold(generation=generation)  # raises before anything is stored
-        generation.products.set([_store(membership, image) for image in products])
-        generation.references.set([_store(membership, image) for image in references])
+        generation.products.set([_source(membership, i, names[i.sha256]) for i in products])
+        generation.references.set([_source(membership, i, names[i.sha256]) for i in references])
         GenerationImage.objects.bulk_create(
             GenerationImage(generation=generation, index=i) for i in range(count)
         )
+        credits.hold(generation=generation)  # raises InsufficientCredits: all rolled back
         from generation import tasks
 
         enqueue(tasks.run_generation, generation_id=generation.pk)
     return generation
 
 
-def _store(membership, image: ValidatedImage) -> SourceImage:
-    """Content-addressed: the same bytes are stored once per organization."""
-    existing = SourceImage.objects.filter(org_id=membership.org_id, sha256=image.sha256).first()
-    if existing:
-        return existing
-    source = SourceImage(
+def _save_blob(org, image: ValidatedImage) -> str:
+    """Store the bytes once per organization under their content hash."""
+    name = f"uploads/{org.public_id}/{image.sha256}.{image.format.lower()}"
+    if not default_storage.exists(name):
+        name = default_storage.save(name, ContentFile(image.data))
+    return name
+
+
+def _source(membership, image: ValidatedImage, name: str) -> SourceImage:
+    source, _ = SourceImage.objects.get_or_create(
         org_id=membership.org_id,
         sha256=image.sha256,
-        format=image.format,
-        width=image.width,
-        height=image.height,
-        size=len(image.data),
-        uploaded_by_id=membership.user_id,
+        defaults={
+            "file": name,
+            "format": image.format,
+            "width": image.width,
+            "height": image.height,
+            "size": len(image.data),
+            "uploaded_by_id": membership.user_id,
+        },
     )
-    source.file.save(f"{image.sha256}.{image.format.lower()}", ContentFile(image.data), save=False)
-    try:
-        with transaction.atomic():
-            source.save()
-    except IntegrityError:  # the same image uploaded at the same moment
-        return SourceImage.objects.get(org_id=membership.org_id, sha256=image.sha256)
     return source
 
 

@@ -435,6 +435,25 @@ def test_a_disabled_model_cannot_be_picked(admin_client, org, seedream):
     assert not Generation.objects.exists()
 
 
+@pytest.mark.django_db
+def test_the_model_is_checked_as_it_is_now_not_as_a_process_cached_it(
+    admin_client, org, seedream, settings
+):
+    settings.NERSTUDIO_PROVIDER_REFRESH_SECONDS = 3600
+    credits.top_up(org=org, amount=100)
+    assert admin_client.get(GENERATE).status_code == 200  # this process now caches Seedream
+    Provider.objects.filter(pk=seedream.pk).update(credit_cost=5)
+
+    admin_client.post(GENERATE, form_data(seedream, count=2))
+    assert Generation.objects.get().credit_cost == 5
+    assert credits.balance_of(org) == 90
+
+    Provider.objects.filter(pk=seedream.pk).update(enabled=False)
+    response = admin_client.post(GENERATE, form_data(seedream, count=2))
+    assert response.status_code == 422
+    assert Generation.objects.count() == 1
+
+
 # --- Prompt history -------------------------------------------------------------------------------
 
 

@@ -25,6 +25,10 @@
       if (/^image\/(jpeg|png|webp)$/.test(file.type)) {
         var img = document.createElement("img");
         img.alt = "";
+        img.onerror = function () {
+          item.classList.add("preview-bad");
+          caption.textContent = file.name + " · cannot be read as an image";
+        };
         img.src = URL.createObjectURL(file);
         item.appendChild(img);
       } else {

@@ -5,10 +5,13 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import User
+from generation import credits
+from generation.models import LedgerEntry
 from orgs.models import Membership, Organization
 from providers.defaults import install_default_providers
 
 DEMO_ORG = "Demo Studio"
+DEMO_CREDITS = 500
 DEMO_USERS = [
     ("admin@demo.nerstudio.test", "Ada Admin", Membership.Role.ADMIN),
     ("member@demo.nerstudio.test", "Max Member", Membership.Role.MEMBER),
@@ -37,7 +40,10 @@ class Command(BaseCommand):
                 Membership.objects.create(org=org, user=user, role=role)
             elif membership.org_id != org.pk:
                 self.stderr.write(f"{email} belongs to {membership.org}; left unchanged.")
+        if not LedgerEntry.objects.filter(org=org, kind=LedgerEntry.Kind.TOPUP).exists():
+            credits.top_up(org=org, amount=DEMO_CREDITS, note="Demo credits")
         self.stdout.write(
             self.style.SUCCESS(f"Demo organization '{org}' is ready: ")
             + ", ".join(f"{email} ({role})" for email, _, role in DEMO_USERS)
+            + f"; {credits.balance_of(org)} credits"
         )

@@ -1,0 +1,63 @@
+"""The product's main path in a real browser: sign in, upload a product photo, generate three
+images with the local providers and watch them arrive over the websocket without a reload."""
+
+import re
+
+import pytest
+from PIL import Image, ImageDraw
+
+SCREENSHOT = "/tmp/e2e-detail.png"
+WAIT_MS = 60_000
+
+
+def product_photo(path) -> str:
+    """A simple packshot: a mug on a light backdrop."""
+    image = Image.new("RGB", (640, 480), "#f4efe6")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((170, 380, 470, 430), fill="#d8d0c4")  # shadow
+    draw.rounded_rectangle((220, 150, 420, 400), radius=28, fill="#2e86de")  # body
+    draw.arc((380, 200, 480, 330), start=270, end=90, fill="#2e86de", width=22)  # handle
+    image.save(path, "PNG")
+    return str(path)
+
+
+def test_generated_images_appear_live_on_the_generation_page(e2e_server, admin_page, tmp_path):
+    page = admin_page
+    try:
+        page.goto(f"{e2e_server.url}/generate/")
+        page.set_input_files("#id_products", product_photo(tmp_path / "mug.png"))
+        page.fill("#id_prompt", "A blue ceramic mug on a linen tablecloth, morning light")
+        page.fill("#id_count", "3")
+        page.locator("#estimate button[type=submit]:not([disabled])").click()
+
+        page.wait_for_url(re.compile(r"/generations/[0-9a-f-]{36}/$"), timeout=WAIT_MS)
+        # From here on the page must not navigate: images arrive over the websocket.
+        images_at_start = page.evaluate(
+            """() => {
+                window.e2eSamePage = true;
+                window.e2eWsMessages = 0;
+                document.body.addEventListener("htmx:wsAfterMessage", () => window.e2eWsMessages++);
+                return document.querySelectorAll("#generation-live .gen-card img").length;
+            }"""
+        )
+        assert page.locator("#generation-live .gen-card").count() == 3
+
+        page.wait_for_function(
+            """() => {
+                const imgs = document.querySelectorAll("#generation-live .gen-card img");
+                return imgs.length === 3 && [...imgs].every(i => i.complete && i.naturalWidth > 0);
+            }""",
+            timeout=WAIT_MS,
+        )
+        page.wait_for_selector('#generation-status[data-status="done"]', timeout=WAIT_MS)
+
+        assert page.evaluate("window.e2eSamePage") is True, "the page reloaded or navigated"
+        assert page.evaluate("window.e2eWsMessages") >= 1
+        assert images_at_start < 3, "the images were there before the page could show them live"
+        assert "Done: 3 of 3 images" in page.locator("#generation-status").inner_text()
+        page.screenshot(path=SCREENSHOT, full_page=True)
+
+        page.reload()  # the state survives a reload, rendered from the database
+        assert page.locator("#generation-live .gen-card img").count() == 3
+    except Exception as exc:
+        pytest.fail(f"{exc}\n\n--- server log ---\n{e2e_server.log_text()}")
