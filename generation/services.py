@@ -123,7 +123,9 @@ def _save_blob(org, image: ValidatedImage) -> str:
     """Store the bytes once per organization under their content hash."""
     name = f"uploads/{org.public_id}/{image.sha256}.{image.format.lower()}"
     if not default_storage.exists(name):
-        name = default_storage.save(name, ContentFile(image.data))
+        saved = default_storage.save(name, ContentFile(image.data))
+        if saved != name:  # the same bytes arrived concurrently: keep one copy
+            default_storage.delete(saved)
     return name
 
 
