@@ -48,3 +48,22 @@ def admin_client(client, admin):
 def member_client(client, member):
     client.force_login(member)
     return client
+
+
+@pytest.fixture
+def memory_broker(settings):
+    """Send Celery messages to kombu's in-memory transport, where no worker runs them, and put
+    the app back on the configured broker afterwards (its producer pool outlives settings)."""
+    from nerstudio.celery import app
+
+    def use(url):
+        settings.CELERY_BROKER_URL = url
+        app.conf.broker_url = url
+        app._pool = None
+        if "amqp" in app.__dict__:
+            app.amqp._producer_pool = None
+
+    configured = app.conf.broker_url
+    use("memory://")
+    yield
+    use(configured)

@@ -26,9 +26,8 @@ HISTORY = reverse("generation:history")
 
 
 @pytest.fixture(autouse=True)
-def _isolated(settings, tmp_path):
+def _isolated(settings, tmp_path, memory_broker):  # tasks are sent, never run
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.CELERY_BROKER_URL = "memory://"  # tasks are sent, never run
     settings.NERSTUDIO_PROVIDER_REFRESH_SECONDS = 0
     settings.NERSTUDIO_MAX_IMAGES_PER_GENERATION = 8
     clear_registry()

@@ -90,7 +90,9 @@ class Server:
                         return
             except OSError:
                 time.sleep(0.25)
-        raise RuntimeError(f"The server did not answer in {SERVER_START_SECONDS} s:\n{self.log_text()}")
+        raise RuntimeError(
+            f"The server did not answer in {SERVER_START_SECONDS} s:\n{self.log_text()}"
+        )
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
