@@ -118,7 +118,7 @@ class ProviderAdmin(OrgScopedAdmin):
 
     @admin.display(description="Adapter")
     def adapter_label(self, obj):
-        return obj.adapter_class.label
+        return obj.adapter_label
 
     @admin.display(description="API key")
     def key_status(self, obj):

@@ -7,6 +7,7 @@ storage. So the embedded default exercises the same callback → confirm → dow
 
 import json
 import logging
+import random
 import time
 
 import requests
@@ -39,7 +40,8 @@ class LocalImageService(LocalImageAdapter):
         submitted = super().submit(request, timeout=timeout)
         enqueue(
             tasks.render_local_image,
-            countdown=self.delay_seconds,
+            # Jittered like a real provider, so images arrive one by one.
+            countdown=self.delay_seconds * random.uniform(0.6, 1.4),
             task_id=submitted.task_id,
             prompt=request.prompt,
             image_urls=list(request.image_urls),

@@ -104,6 +104,10 @@ class Provider(models.Model):
         return get_adapter_class(self.adapter)
 
     @property
+    def adapter_label(self):
+        return self.adapter_class.label
+
+    @property
     def masked_api_key(self):
         return mask_secret(self.api_key)
 

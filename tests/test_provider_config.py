@@ -246,6 +246,7 @@ def test_the_providers_page_shows_masked_keys_and_never_the_key(admin_client, or
     body = admin_client.get(reverse("providers:index")).content.decode()
     assert "••••••••9876" in body and "sk-should-never-appear" not in body
     assert "Local renderer (offline)" in body
+    assert "FLUX.2 Pro image-to-image (kie.ai)" in body  # the adapter behind each row
 
 
 def test_the_providers_page_lists_only_this_organizations_providers(admin_client, other_admin):
