@@ -4,7 +4,7 @@ anonymous visitor."""
 import pytest
 from django.urls import reverse
 
-from tests.factories import InvitationFactory, MembershipFactory
+from tests.factories import GenerationFactory, InvitationFactory, MembershipFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -16,6 +16,8 @@ def objects(org, admin_membership, member_membership):
         "membership": MembershipFactory(org=org),
         "invitation": InvitationFactory(org=org),
         "provider": org.providers.get(adapter="local-image"),
+        # The admin's own generation: members see only their own, so theirs is a 404.
+        "generation": GenerationFactory(org=org, user=admin_membership.user),
     }
 
 
@@ -33,6 +35,8 @@ VIEWS = [
     ("generation:generate", None, "get", 200, 200),
     ("generation:history", None, "get", 200, 200),
     ("gallery:index", None, "get", 200, 200),
+    ("generation:estimate", None, "get", 200, 200),
+    ("generation:detail", "generation", "get", 200, 404),
     ("providers:index", None, "get", 200, 403),
     ("providers:test-connection", "provider", "post", 302, 403),
 ]
@@ -127,3 +131,24 @@ def test_home_sends_admins_to_the_dashboard_and_members_to_generate(admin_client
     assert admin_client.get("/")["Location"] == reverse("orgs:dashboard")
     client.force_login(member)
     assert client.get("/")["Location"] == reverse("generation:generate")
+
+
+def test_posts_without_a_csrf_token_are_refused(admin, org):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin)
+    response = client.post(reverse("orgs:invite"), {"email": "x@acme.test", "role": "member"})
+    assert response.status_code == 403
+    assert not org.invitations.exists()
+
+
+def test_the_providers_page_runs_a_fixed_number_of_queries(
+    admin_client, org, django_assert_max_num_queries
+):
+    from providers.models import ProviderAttempt
+
+    for provider in org.providers.all():
+        ProviderAttempt.objects.create(provider=provider, purpose="test", outcome="success")
+    with django_assert_max_num_queries(6):
+        assert admin_client.get(reverse("providers:index")).status_code == 200
