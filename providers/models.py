@@ -152,38 +152,34 @@ class Provider(models.Model):
             raise ValidationError(errors)
 
     def _clean_image_settings(self, cls, errors):
-        self.aspect_ratios = list(self.aspect_ratios or cls.aspect_ratios)
-        unknown = sorted(set(self.aspect_ratios) - set(cls.aspect_ratios))
-        if unknown:
-            errors["aspect_ratios"] = (
-                f"{cls.label} does not support {', '.join(unknown)}; "
-                f"choose from {', '.join(cls.aspect_ratios)}."
-            )
-        self.default_aspect_ratio = self.default_aspect_ratio or (
-            cls.default_aspect_ratio
-            if cls.default_aspect_ratio in self.aspect_ratios
-            else self.aspect_ratios[0]
-        )
-        if self.default_aspect_ratio not in self.aspect_ratios:
-            errors["default_aspect_ratio"] = "The default must be one of the allowed aspect ratios."
-        self.quality_levels = list(self.quality_levels or cls.qualities)
-        unknown = sorted(set(self.quality_levels) - set(cls.qualities))
-        if unknown:
-            errors["quality_levels"] = (
-                f"{cls.label} does not support {', '.join(unknown)}; "
-                f"choose from {', '.join(cls.qualities) or 'none'}."
-            )
-        if self.quality_levels:
-            self.default_quality = self.default_quality or (
-                cls.default_quality
-                if cls.default_quality in self.quality_levels
-                else self.quality_levels[0]
-            )
-            if self.default_quality not in self.quality_levels:
-                errors["default_quality"] = "The default must be one of the allowed quality levels."
+        self._clean_choices(
+            errors, cls, "aspect_ratios", "default_aspect_ratio", cls.aspect_ratios,
+            cls.default_aspect_ratio, "aspect ratios",
+        )  # fmt: skip
+        self._clean_choices(
+            errors, cls, "quality_levels", "default_quality", cls.qualities, cls.default_quality,
+            "quality levels",
+        )  # fmt: skip
         # Product images go to the image model; references only to the vision step.
         if cls.max_images and self.max_product_images > cls.max_images:
             errors["max_product_images"] = f"{cls.label} takes at most {cls.max_images} images."
+
+    def _clean_choices(self, errors, cls, field, default_field, supported, preferred, noun):
+        """A subset of what the adapter supports (blank: all of it) and a default from it."""
+        chosen = list(getattr(self, field) or supported)
+        setattr(self, field, chosen)
+        unknown = sorted(set(chosen) - set(supported))
+        if unknown:
+            errors[field] = (
+                f"{cls.label} does not support {', '.join(unknown)}; "
+                f"choose from {', '.join(supported) or 'none'}."
+            )
+        if not chosen:
+            return
+        default = getattr(self, default_field) or (preferred if preferred in chosen else chosen[0])
+        setattr(self, default_field, default)
+        if default not in chosen:
+            errors[default_field] = f"The default must be one of the allowed {noun}."
 
     def validate_constraints(self, exclude=None):
         # save() moves the default flag atomically and clean() checks it is an image model.
