@@ -30,7 +30,7 @@ run: seed
 	@echo ""
 	@echo "  NER Studio is starting on http://127.0.0.1:$(PORT)/"
 	@echo "  Sign in: use 'Email me a sign-in code' with admin@demo.nerstudio.test (org admin)"
-	@echo "           or member@demo.nerstudio.test (member); the 6-character code is printed below."
+	@echo "           or member@demo.nerstudio.test (member); the sign-in code (like ABCD-EFGH) is printed below."
 	@echo "  Or create a new account with any email to try onboarding. Stop with Ctrl-C."
 	@echo ""
 	DEBUG=$${DEBUG:-true} NERSTUDIO_PUBLIC_URL=$${NERSTUDIO_PUBLIC_URL:-http://127.0.0.1:$(PORT)} \
