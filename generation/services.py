@@ -458,6 +458,23 @@ def reconcile(now=None) -> dict[str, int]:
             enqueue(tasks.collect_result, image_id=image_id)
             counts["polled"] += 1
 
+    # Images never submitted although their generation reached the image stage (the worker died
+    # between writing the prompts and queueing the submissions): submit them, or give up.
+    waiting = GenerationImage.objects.filter(
+        status=ImageStatus.WAITING,
+        generation__status=Status.GENERATING,
+        generation__updated_at__lt=now
+        - timedelta(seconds=settings.NERSTUDIO_STALLED_AFTER_SECONDS),
+    )
+    deadline = now - timedelta(seconds=settings.NERSTUDIO_IMAGE_DEADLINE_SECONDS)
+    for image_id, created_at in waiting.values_list("pk", "generation__created_at"):
+        if created_at < deadline:
+            if fail_image(image_id, "The image was never submitted; the credits were released."):
+                counts["timed_out"] += 1
+        else:
+            enqueue(tasks.submit_image, image_id=image_id)
+            counts["resumed"] += 1
+
     stalled = Generation.objects.filter(
         status__in=[Status.QUEUED, Status.ANALYSING, Status.WRITING],
         updated_at__lt=now - timedelta(seconds=settings.NERSTUDIO_STALLED_AFTER_SECONDS),

@@ -390,3 +390,25 @@ def test_a_generation_stopped_mid_pipeline_resumes(fake, kie_org):
     services.submit_image(generation.images.get().pk)
 
     assert generation.images.get().status == GenerationImage.Status.GENERATING
+
+
+def test_images_left_unsubmitted_by_a_dead_worker_are_submitted_or_failed(
+    fake, kie_org, django_capture_on_commit_callbacks
+):
+    membership, seedream = kie_org
+    generation = services.start_generation(
+        membership=membership, provider=seedream, prompt="A ceramic mug", count=2,
+        aspect_ratio="1:1", quality="basic", products=[validated()], references=[],
+    )  # fmt: skip
+    services.run_generation(generation.pk)  # prompts written; the submissions were never sent
+    Generation.objects.filter(pk=generation.pk).update(
+        updated_at=timezone.now() - timedelta(minutes=5)
+    )
+
+    with django_capture_on_commit_callbacks() as queued:
+        assert services.reconcile()["resumed"] == 2
+    assert len(queued) == 2  # two submit_image tasks
+
+    counts = services.reconcile(now=timezone.now() + timedelta(minutes=11))
+    assert counts["timed_out"] == 2
+    assert credits.balance_of(membership.org) == 100
