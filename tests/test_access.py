@@ -152,3 +152,19 @@ def test_the_providers_page_runs_a_fixed_number_of_queries(
         ProviderAttempt.objects.create(provider=provider, purpose="test", outcome="success")
     with django_assert_max_num_queries(6):
         assert admin_client.get(reverse("providers:index")).status_code == 200
+
+
+def test_the_generation_page_runs_a_fixed_number_of_queries(
+    admin_client, admin_membership, django_assert_max_num_queries
+):
+    from generation.models import GenerationImage
+
+    generation = GenerationFactory(org=admin_membership.org, user=admin_membership.user, count=8)
+    GenerationImage.objects.bulk_create(
+        GenerationImage(generation=generation, index=i, status="done", file=f"g/{i}.png",
+                        thumbnail=f"g/t{i}.webp", width=8, height=8)
+        for i in range(8)
+    )  # fmt: skip
+    with django_assert_max_num_queries(6):
+        response = admin_client.get(reverse("generation:detail", args=[generation.public_id]))
+    assert response.status_code == 200
