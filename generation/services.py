@@ -163,18 +163,16 @@ def run_generation(generation_id: int) -> None:
     )
     live.push_generation(generation.pk)
 
-    products = list(generation.products.all())
-    product_context = ", ".join(f"{p.format} {p.width}×{p.height}" for p in products)
-    brief = (
-        f"{generation.prompt}\n\nProduct photos supplied ({len(products)}): {product_context}. "
-        "Keep the product exactly as photographed."
+    products = tuple(
+        f"{p.format} photo, {p.width}×{p.height} px" for p in generation.products.all()
     )
     try:
         result = provider_services.write_variants(
             org_id=generation.org_id,
-            prompt=brief,
+            prompt=generation.prompt,
             n=generation.count,
             references=tuple(notes),
+            products=products,
             generation_id=generation.pk,
         )
     except ChainFailed as exc:

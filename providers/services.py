@@ -131,6 +131,7 @@ def write_variants(
     prompt: str,
     n: int,
     references: tuple[str, ...] = (),
+    products: tuple[str, ...] = (),
     generation_id: int | None = None,
 ) -> chain.ChainResult:
     """Exactly `n` prompt variants from the org's LLM chain, falling back in priority order.
@@ -138,7 +139,7 @@ def write_variants(
     providers = providers_for(org_id).llm
     return chain.generate_variants(
         [(p.pk, p.build()) for p in providers],
-        VariantsRequest(prompt=prompt, n=n, references=references),
+        VariantsRequest(prompt=prompt, n=n, references=references, products=products),
         deadline=settings.NERSTUDIO_LLM_CHAIN_DEADLINE,
         cooldowns=cooldowns,
         on_attempt=_record("variants", generation_id),

@@ -67,6 +67,7 @@ def test_a_generation_on_local_providers_delivers_every_image_and_captures_its_c
     images = list(generation.images.order_by("index"))
     assert [i.status for i in images] == ["done"] * 3
     assert len({i.prompt for i in images}) == 3  # three distinct variants
+    assert all(i.prompt.startswith("A ceramic mug on a linen tablecloth.") for i in images)
     for image in images:
         with default_storage.open(image.file.name) as fh, Image.open(io.BytesIO(fh.read())) as im:
             assert im.size == (image.width, image.height)

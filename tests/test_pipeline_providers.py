@@ -148,7 +148,9 @@ def test_the_pipeline_with_kie_and_openai_delivers_and_captures(client, fake, ki
     assert len({c["callBackUrl"] for c in created}) == 3  # one unguessable URL per image
     llm_request = json.loads(next(c for c in fake.calls if "chat/completions" in c.request.url
                                   and "kie" in c.request.url).request.body)  # fmt: skip
-    assert "Warm terracotta tones" in json.dumps(llm_request)  # the reference description
+    sent_to_llm = json.dumps(llm_request, ensure_ascii=False)
+    assert "Warm terracotta tones" in sent_to_llm  # the reference description
+    assert "PNG photo, 320×240 px" in sent_to_llm  # the product context
 
     for index in range(3):
         fake.get(f"{KIE}/api/v1/jobs/recordInfo", json=record(

@@ -122,6 +122,7 @@ class VariantsRequest:
     prompt: str
     n: int
     references: tuple[str, ...] = ()
+    products: tuple[str, ...] = ()  # what the product photos are, e.g. "PNG photo, 800×800"
 
 
 @dataclass(frozen=True)
@@ -404,6 +405,10 @@ def variants_user_text(request: VariantsRequest) -> str:
     if request.references:
         lines.append("Match the look of these reference images:")
         lines += [f"- {text.strip()}" for text in request.references if text.strip()]
+    if request.products:
+        lines.append("The image model receives these product photos; keep the product exactly as")
+        lines.append("photographed and describe the scene around it:")
+        lines += [f"- {text.strip()}" for text in request.products if text.strip()]
     return "\n".join(lines)
 
 
