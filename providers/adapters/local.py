@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from PIL import (
     Image,
     ImageDraw,
+    ImageEnhance,
     ImageFilter,
     ImageFont,
     ImageOps,
@@ -154,10 +155,50 @@ def _shadow(product: Image.Image, blur: float) -> Image.Image:
     return shadow.filter(ImageFilter.GaussianBlur(blur))
 
 
+def _direction(prompt: str) -> str:
+    """The part of a variant that differs from its siblings: what follows the shared brief."""
+    sentences = [s for s in re.split(r"(?<=\.)\s+", prompt) if s.strip()]
+    return " ".join(sentences[1:]) if len(sentences) > 1 else prompt
+
+
 def _caption(prompt: str) -> str:
-    words = re.findall(r"[\w'-]+", prompt)
+    words = re.findall(r"[\w'-]+", _direction(prompt))
     text = " ".join(words[:8])
     return text[:60].upper()
+
+
+# Framing and grading follow the shot and light a prompt asks for, so variants look different.
+FRAMING = (  # (words, scale, horizontal centre, vertical centre)
+    (("close-up", "detail", "macro"), 1.3, 0.5, 0.5),
+    (("wide", "negative space"), 0.6, 0.38, 0.55),
+    (("low-angle", "monumental"), 1.1, 0.5, 0.6),
+    (("flat lay", "top-down", "overhead"), 0.8, 0.5, 0.5),
+    (("three-quarter", "from above"), 0.9, 0.56, 0.48),
+)
+GRADES = (  # (words, tint colour, strength, brightness)
+    (("golden-hour", "warm", "sunset"), (255, 170, 60), 0.16, 1.03),
+    (("moody", "low-key", "dusk", "night"), (20, 24, 48), 0.22, 0.82),
+    (("high-key", "bright", "morning"), (255, 255, 255), 0.14, 1.08),
+    (("cool", "blue hour", "icy"), (90, 150, 230), 0.14, 1.0),
+    (("dappled", "natural light"), (170, 210, 140), 0.08, 1.0),
+)
+
+
+def _framing(prompt: str, rng: random.Random) -> tuple[float, float, float]:
+    text = _direction(prompt).lower()
+    scale, cx, cy = next(
+        (frame[1:] for frame in FRAMING if any(word in text for word in frame[0])), (1, 0.5, 0.5)
+    )
+    return scale, cx + rng.uniform(-0.03, 0.03), cy + rng.uniform(-0.02, 0.02)
+
+
+def _grade(canvas: Image.Image, prompt: str) -> Image.Image:
+    text = _direction(prompt).lower()
+    for words, tint, strength, brightness in GRADES:
+        if any(word in text for word in words):
+            tinted = Image.blend(canvas, Image.new("RGBA", canvas.size, (*tint, 255)), strength)
+            return ImageEnhance.Brightness(tinted).enhance(brightness)
+    return canvas
 
 
 def render_image(
@@ -188,13 +229,14 @@ def render_image(
     canvas.alpha_composite(_bokeh(size, colours, rng))
 
     products = list(product_images)[:4]
+    scale, centre_x, centre_y = _framing(prompt, rng)
     if products:
         gap = w * 0.03
-        slot_w = (w * 0.72 - gap * (len(products) - 1)) / len(products)
-        loaded = [_load_product(p, (round(slot_w), round(h * 0.6))) for p in products]
-        x = (w - sum(p.width for p in loaded) - gap * (len(loaded) - 1)) / 2
+        slot_w = (w * 0.72 * scale - gap * (len(products) - 1)) / len(products)
+        loaded = [_load_product(p, (round(slot_w), round(h * 0.6 * scale))) for p in products]
+        x = w * centre_x - (sum(p.width for p in loaded) + gap * (len(loaded) - 1)) / 2
         for product in loaded:
-            top = round(h * 0.5 - product.height / 2)
+            top = round(h * centre_y - product.height / 2)
             shadow = _shadow(product, max(w, h) / 45)
             pad = (shadow.width - product.width) // 2
             canvas.alpha_composite(shadow, (round(x) - pad, top - pad + round(h * 0.025)))
@@ -212,6 +254,7 @@ def render_image(
         )
         canvas.alpha_composite(layer.filter(ImageFilter.GaussianBlur(1)))
 
+    canvas = _grade(canvas, prompt)
     grain = _grain(size, rng).point(lambda v: v // 24)  # at most ~4% lighter
     canvas = Image.composite(Image.new("RGBA", size, (255, 255, 255, 255)), canvas, grain)
 
