@@ -204,3 +204,18 @@ def test_the_local_llm_weaves_in_the_reference_descriptions():
 def test_the_local_llm_rejects_an_empty_prompt():
     with pytest.raises(PermanentError):
         LocalLLMAdapter(ProviderConfig()).generate_variants(VariantsRequest("  ", 2))
+
+
+def test_the_shot_a_variant_asks_for_changes_the_framing():
+    from PIL import Image as PILImage
+
+    product = png_bytes((200, 300), (142, 68, 173))
+
+    def product_pixels(prompt):
+        image = PILImage.open(io.BytesIO(render_image(prompt, [product], seed=1, max_side=256)))
+        pixels = image.convert("RGB").get_flattened_data()
+        return sum(1 for r, g, b in pixels if abs(r - 142) + abs(g - 68) + abs(b - 173) < 40)
+
+    close = product_pixels("A bottle. Close-up detail shot on a clean seamless backdrop.")
+    wide = product_pixels("A bottle. Wide shot with generous negative space on a pedestal.")
+    assert close > 2 * wide
