@@ -3,6 +3,8 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from generation.models import CreditAccount, LedgerEntry
+from generation.usage import usage_summary
 from orgs import services
 from orgs.access import get_membership, org_admin_required, org_member_required
 from orgs.forms import InviteForm, OrganizationForm, RoleForm
@@ -20,6 +22,11 @@ def home(request):
 def dashboard(request):
     org = request.org
     context = {
+        "account": CreditAccount.objects.filter(org=org).first() or CreditAccount(org=org),
+        "ledger_entries": LedgerEntry.objects.filter(org=org).select_related("actor", "generation")[
+            :5
+        ],
+        "usage": usage_summary(org),
         "member_count": org.memberships.count(),
         "admin_count": org.memberships.admins().count(),
         "pending_invitations": org.invitations.pending().count(),
@@ -78,8 +85,12 @@ def members(request):
 
 def _render_members(request, invite_form, status=200):
     org = request.org
+    usage = {row["actor_id"]: row for row in usage_summary(org).by_member}
+    memberships = list(Membership.objects.for_org(org).select_related("user").order_by("joined_at"))
+    for membership in memberships:
+        membership.usage = usage.get(membership.user_id)
     context = {
-        "memberships": Membership.objects.for_org(org).select_related("user").order_by("joined_at"),
+        "memberships": memberships,
         "invitations": Invitation.objects.for_org(org)
         .filter(accepted_at__isnull=True, revoked_at__isnull=True)
         .select_related("invited_by")
