@@ -35,6 +35,7 @@ from generation.models import (
     GenerationImage,
     ReferenceAnalysis,
     SourceImage,
+    source_image_path,
 )
 from generation.uploads import ValidatedImage
 from nerstudio.tasks import enqueue
@@ -121,7 +122,7 @@ def start_generation(
 
 def _save_blob(org, image: ValidatedImage) -> str:
     """Store the bytes once per organization under their content hash."""
-    name = f"uploads/{org.public_id}/{image.sha256}.{image.format.lower()}"
+    name = source_image_path(SourceImage(org=org, sha256=image.sha256, format=image.format), "")
     if not default_storage.exists(name):
         saved = default_storage.save(name, ContentFile(image.data))
         if saved != name:  # the same bytes arrived concurrently: keep one copy
