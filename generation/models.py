@@ -203,6 +203,9 @@ class GenerationImage(models.Model):
     next_poll_at = models.DateTimeField(null=True, blank=True, db_index=True)
     polls = models.PositiveSmallIntegerField(default=0)
     deadline_at = models.DateTimeField(null=True, blank=True)
+    # Set while one worker confirms and downloads the result, so concurrent duplicate callbacks
+    # never store it twice; a claim left by a dead worker lapses at this time.
+    collecting_until = models.DateTimeField(null=True, blank=True)
     file = models.FileField(upload_to="generated/", max_length=200, blank=True)
     thumbnail = models.FileField(upload_to="generated/thumbs/", max_length=200, blank=True)
     width = models.PositiveIntegerField(null=True, blank=True)
