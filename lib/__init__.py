@@ -1,0 +1,1 @@
+"""Framework-level helpers shared by the apps (HTTP limits, egress, logging, task runner)."""

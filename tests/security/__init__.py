@@ -1,0 +1,1 @@
+"""One test module per threat a hostile tenant or provider poses (issue 7)."""
