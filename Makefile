@@ -34,7 +34,7 @@ run: seed
 	@echo "  Or create a new account with any email to try onboarding. Stop with Ctrl-C."
 	@echo ""
 	DEBUG=$${DEBUG:-true} NERSTUDIO_PUBLIC_URL=$${NERSTUDIO_PUBLIC_URL:-http://127.0.0.1:$(PORT)} \
-	  NERSTUDIO_ALLOW_PRIVATE_DOWNLOADS=$${NERSTUDIO_ALLOW_PRIVATE_DOWNLOADS:-true} \
+	  NERSTUDIO_EGRESS_ALLOW_LOOPBACK=$${NERSTUDIO_EGRESS_ALLOW_LOOPBACK:-true} \
 	  $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 test: $(STAMP)

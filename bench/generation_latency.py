@@ -144,8 +144,12 @@ def main():
     os.environ.update({
         "DEBUG": "true", "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{tmp}/b.db"),
         "NERSTUDIO_MEDIA_ROOT": f"{tmp}/media", "NERSTUDIO_PUBLIC_URL": app_url,
-        "NERSTUDIO_ALLOW_PRIVATE_DOWNLOADS": "true", "NERSTUDIO_EMBEDDED_BEAT": "false",
+        "NERSTUDIO_EGRESS_ALLOW_LOOPBACK": "true", "NERSTUDIO_EMBEDDED_BEAT": "false",
         "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "nerstudio.settings.base",
+        # The platform's own accounts point at the fake providers (the catalogue models use them).
+        "NERSTUDIO_KIE_API_KEY": "bench", "NERSTUDIO_KIE_BASE_URL": FakeProviders.base,
+        "NERSTUDIO_KIE_UPLOAD_BASE_URL": FakeProviders.base,
+        "NERSTUDIO_OPENAI_API_KEY": "bench", "NERSTUDIO_OPENAI_BASE_URL": FakeProviders.base,
     })  # fmt: skip
     os.environ.pop("REDIS_URL", None)
     sys.path.insert(0, str(ROOT))
@@ -172,10 +176,7 @@ def main():
     org.providers.update(enabled=False)
     for name in ("Seedream 4.5 Edit", "Gemini 3 Pro (kie.ai)", "GPT-4o vision (OpenAI)"):
         provider = org.providers.get(name=name)
-        provider.enabled, provider.api_key, provider.base_url = True, "bench", FakeProviders.base
-        if provider.kind == "image":
-            provider.options = {"upload_base_url": FakeProviders.base}
-            provider.is_default = True
+        provider.enabled, provider.is_default = True, provider.kind == "image"
         provider.save()
     seedream = org.providers.get(name="Seedream 4.5 Edit")
 

@@ -1,21 +1,23 @@
 """Credits and generations in the admin.
 
 The balance is a cache of the ledger's sum, so no one edits it or a ledger row here: credits move
-only through generation.credits — a top-up (organization admins for their own organization,
-superusers for any) or an adjustment (superusers only) — each of which appends a ledger entry with
-the acting user.
+only through generation.credits, each movement appending a ledger entry with the acting user.
+Credits are the platform's currency: top-ups and adjustments are for platform operators
+(superusers) only. Organization admins are tenants; they see their balance and ledger, and ask for
+credits with a top-up request from the dashboard, which operators approve or decline here.
 """
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from generation import credits
-from generation.models import CreditAccount, Generation, LedgerEntry
+from generation.models import CreditAccount, Generation, LedgerEntry, TopUpRequest
 from orgs.admin import OrgScopedAdmin
 
 MAX_MOVEMENT = 1_000_000_000  # a typo guard, far above any real purchase
@@ -63,11 +65,15 @@ class ReadOnlyAdmin(OrgScopedAdmin):
 
 @admin.register(CreditAccount)
 class CreditAccountAdmin(ReadOnlyAdmin):
-    list_display = ["org", "balance", "updated_at", "ledger_link", "top_up_link"]
+    """Organization admins view their own account; only operators top up or adjust it."""
+
+    list_display = ["org", "balance", "updated_at", "ledger_link"]
+    operator_list_display = [*list_display, "pending_requests", "top_up_link"]
     list_select_related = ["org"]
     search_fields = ["org__name"]
     fields = ["org", "balance", "updated_at"]
     change_form_template = "admin/generation/creditaccount/change_form.html"
+    change_list_template = "admin/generation/creditaccount/change_list.html"
 
     def get_urls(self):
         return [
@@ -84,26 +90,54 @@ class CreditAccountAdmin(ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        if credits.is_operator(request.user):
+            pending = Q(org__top_up_requests__status=TopUpRequest.Status.PENDING)
+            qs = qs.annotate(pending_count=Count("org__top_up_requests", filter=pending))
+        return qs
+
+    def get_list_display(self, request):
+        if credits.is_operator(request.user):
+            return self.operator_list_display
+        return self.list_display
+
     @admin.display(description="Ledger")
     def ledger_link(self, obj):
         return format_html('<a href="{}">Ledger</a>', ledger_url(obj))
+
+    @admin.display(description="Pending requests", ordering="pending_count")
+    def pending_requests(self, obj):
+        if not obj.pending_count:
+            return "—"
+        return format_html(
+            '<a href="{}">{}</a>', requests_url(org_id=obj.org_id), obj.pending_count
+        )
 
     @admin.display(description="Top up")
     def top_up_link(self, obj):
         url = reverse("admin:generation_creditaccount_top_up", args=[obj.pk])
         return format_html('<a href="{}">Top up credits</a>', url)
 
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), **operator_context(request)}
+        return super().changelist_view(request, extra_context)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "can_adjust": request.user.is_superuser}
+        extra_context = {**(extra_context or {}), **operator_context(request)}
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def _account(self, request, object_id) -> CreditAccount:
-        """The account if the user may move its credits; other organizations' accounts are 404
-        (get_queryset scopes them away), exactly as in the rest of the admin."""
-        return get_object_or_404(self.get_queryset(request).select_related("org"), pk=object_id)
+    def _operator_account(self, request, object_id) -> CreditAccount:
+        """The account, for a platform operator. Other organizations' accounts are 404 to an
+        organization admin (get_queryset scopes them away, as in the rest of the admin); their own
+        is 403: credits are the platform's to give."""
+        account = get_object_or_404(self.get_queryset(request).select_related("org"), pk=object_id)
+        if not credits.is_operator(request.user):
+            raise PermissionDenied("Only the platform can add credits. Request them instead.")
+        return account
 
     def top_up_view(self, request, object_id):
-        account = self._account(request, object_id)
+        account = self._operator_account(request, object_id)
         form = TopUpForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
@@ -120,9 +154,7 @@ class CreditAccountAdmin(ReadOnlyAdmin):
         return self._render_form(request, account, form, "Top up credits", "Add credits")
 
     def adjust_view(self, request, object_id):
-        if not request.user.is_superuser:
-            raise PermissionDenied("Only platform staff can adjust balances.")
-        account = self._account(request, object_id)
+        account = self._operator_account(request, object_id)
         form = AdjustmentForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
@@ -155,6 +187,30 @@ class CreditAccountAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/generation/creditaccount/credit_form.html", context)
 
 
+def operator_context(request) -> dict:
+    """What the credit pages show a platform operator only: the money tools and open requests."""
+    if not credits.is_operator(request.user):
+        return {"is_operator": False}
+    return {
+        "is_operator": True,
+        "pending_top_up_requests": TopUpRequest.objects.pending().count(),
+        "top_up_requests_url": requests_url(),
+    }
+
+
+def requests_url(*, org_id=None) -> str:
+    """The top-up request list: pending ones (its default), optionally for one organization."""
+    url = reverse("admin:generation_topuprequest_changelist")
+    return f"{url}?org__id__exact={org_id}" if org_id else url
+
+
+PLATFORM_ACTOR = "NER Studio"
+
+
+def _tenant_column(name: str) -> str:
+    return "by" if name == "actor" else name
+
+
 def ledger_url(account: CreditAccount) -> str:
     """The ledger changelist narrowed to the account's organization (org admins see only theirs
     anyway)."""
@@ -176,10 +232,25 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         "provider", "note", "created_at",
     ]  # fmt: skip
 
+    readonly_fields = ["by"]
+
     def get_list_display(self, request):
         if request.user.is_superuser:
             return self.list_display
-        return [name for name in self.list_display if name != "org"]
+        return [_tenant_column(name) for name in self.list_display if name != "org"]
+
+    def get_fields(self, request, obj=None):
+        if request.user.is_superuser:
+            return self.fields
+        return [_tenant_column(name) for name in self.fields]
+
+    @admin.display(description="Actor")
+    def by(self, obj):
+        """An operator's movement reads as the platform's to a tenant, without the operator's
+        account."""
+        if obj.actor is not None and obj.actor.is_superuser:
+            return PLATFORM_ACTOR
+        return obj.actor or "-"
 
     def get_list_filter(self, request):
         # The organization filter would list every organization's name: superusers only.
@@ -196,3 +267,115 @@ class GenerationAdmin(ReadOnlyAdmin):
     @admin.display(description="Prompt", ordering="prompt")
     def short_prompt(self, obj):
         return obj.prompt if len(obj.prompt) <= 60 else obj.prompt[:59] + "…"
+
+
+class TopUpRequestStatusFilter(admin.SimpleListFilter):
+    """Pending requests unless another status is chosen, so the operator's to-do list is the
+    default view; "All" is an explicit choice rather than the absence of a filter."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [*TopUpRequest.Status.choices, ("all", "All")]
+
+    def _value(self):
+        return self.value() or TopUpRequest.Status.PENDING
+
+    def choices(self, changelist):
+        for value, label in self.lookup_choices:
+            yield {
+                "selected": self._value() == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": label,
+            }
+
+    def queryset(self, request, queryset):
+        value = self._value()
+        return queryset if value == "all" else queryset.filter(status=value)
+
+
+@admin.register(TopUpRequest)
+class TopUpRequestAdmin(admin.ModelAdmin):
+    """Platform operators (superusers) only; organization admins do not see it at all. Approving
+    and declining go through generation.credits, which decides each request once."""
+
+    list_display = [
+        "reference", "org", "amount", "note", "requested_by", "status", "created_at",
+        "decided_by", "decided_at", "ledger_entry",
+    ]  # fmt: skip
+    list_display_links = ["reference"]
+    list_filter = [TopUpRequestStatusFilter, "org"]
+    list_select_related = ["org", "requested_by", "decided_by", "ledger_entry"]
+    search_fields = ["org__name", "note", "requested_by__email"]
+    fields = [
+        "reference", "org", "amount", "note", "requested_by", "created_at", "status",
+        "decided_by", "decided_at", "ledger_entry", "balance",
+    ]  # fmt: skip
+    readonly_fields = fields
+    actions = ["approve", "decline"]
+
+    def has_module_permission(self, request):
+        return credits.is_operator(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return credits.is_operator(request.user)
+
+    def has_decide_permission(self, request):
+        return credits.is_operator(request.user)
+
+    def has_add_permission(self, request):
+        return False  # organization admins request from their dashboard
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Current balance")
+    def balance(self, obj):
+        return credits.balance_of(obj.org)
+
+    @admin.action(
+        description="Approve selected requests (adds the credits)", permissions=["decide"]
+    )
+    def approve(self, request, queryset):
+        def approve_one(top_up_request):
+            decided = credits.approve_top_up_request(
+                top_up_request=top_up_request, operator=request.user
+            )
+            return (
+                f"Approved request {decided.reference}: added {decided.amount} credits to "
+                f"{decided.org}. New balance: {decided.ledger_entry.balance_after}."
+            )
+
+        self._decide_each(request, queryset, approve_one)
+
+    @admin.action(description="Decline selected requests", permissions=["decide"])
+    def decline(self, request, queryset):
+        def decline_one(top_up_request):
+            decided = credits.decline_top_up_request(
+                top_up_request=top_up_request, operator=request.user
+            )
+            return (
+                f"Declined request {decided.reference} ({decided.amount} credits for "
+                f"{decided.org}). No credits moved."
+            )
+
+        self._decide_each(request, queryset, decline_one)
+
+    def _decide_each(self, request, queryset, decide):
+        """Decide every chosen request through the service and report each outcome. A row picked
+        from the pending list that another operator decided meanwhile is filtered out of
+        `queryset`, so the ticked ids are added back: the service then says who was first."""
+        ticked = request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+        ids = set(queryset.values_list("pk", flat=True))
+        ids |= set(self.get_queryset(request).filter(pk__in=ticked).values_list("pk", flat=True))
+        for top_up_request in self.get_queryset(request).filter(pk__in=ids).order_by("pk"):
+            try:
+                outcome = decide(top_up_request)
+            except credits.TopUpRequestError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                self.message_user(request, outcome, messages.SUCCESS)

@@ -3,7 +3,6 @@ on its own: the result is confirmed with the provider's status endpoint (collect
 
 import logging
 
-from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -25,7 +24,9 @@ def image_callback(request, public_id, token):
     if provider is None:
         return HttpResponse(status=204)
     adapter = provider.build()
-    secret = settings.NERSTUDIO_WEBHOOK_SECRETS.get(provider.adapter_class.platform_key_env or "")
+    # The platform's webhook key signs callbacks for its own account only (catalogue models).
+    account = provider.catalogue.account if provider.catalogue_id else None
+    secret = account.webhook_secret if account else ""
     verify = getattr(adapter, "verify_webhook", None)
     if secret and verify and not verify(request.headers, request.body, secret):
         logger.warning("Rejected a callback with a bad signature for image %s", image.pk)

@@ -2,10 +2,19 @@
 moves the balance in the same transaction, so the balance always equals the ledger's sum and two
 concurrent holds can never overdraw it (the CHECK constraint is the backstop)."""
 
+import logging
+from functools import partial
+
+from django.conf import settings
+from django.core.mail import mail_admins
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
-from generation.models import CreditAccount, LedgerEntry
+from generation.models import CreditAccount, LedgerEntry, TopUpRequest
+from orgs.models import Membership, Organization
+
+logger = logging.getLogger(__name__)
 
 
 class InsufficientCredits(Exception):
@@ -13,7 +22,7 @@ class InsufficientCredits(Exception):
         self.needed, self.available = needed, available
         super().__init__(
             f"This needs {needed} credits but your organization has {available}. "
-            "Ask an admin to top up, or generate fewer images."
+            "Ask an admin to request more credits, or generate fewer images."
         )
 
 
@@ -35,8 +44,16 @@ def _post(*, org_id: int, kind: str, delta: int, amount: int, **refs) -> LedgerE
     return entry
 
 
+def is_operator(user) -> bool:
+    """Platform operators own the currency: only they add credits or decide top-up requests.
+    Organization admins are tenants and never are."""
+    return bool(user and user.is_active and user.is_superuser)
+
+
 @transaction.atomic
 def top_up(*, org, amount: int, actor=None, note: str = "") -> LedgerEntry:
+    """Add credits. Only operator paths call this: the topup_credits command, the superuser-only
+    admin view and approve_top_up_request."""
     if amount <= 0:
         raise ValueError("A top-up must add a positive number of credits.")
     return _post(org_id=org.pk, kind=LedgerEntry.Kind.TOPUP, delta=amount, amount=amount,
@@ -81,3 +98,122 @@ def _settle(image, kind, *, delta, note="") -> LedgerEntry | None:
                          note=note[:200])  # fmt: skip
     except IntegrityError:
         return None  # settled before: a duplicate callback or a redelivered task
+
+
+# --- Top-up requests: organization admins ask, platform operators decide -------------------------
+
+
+class TopUpRequestError(Exception):
+    """A refused top-up request or decision, with a message safe to show the user."""
+
+
+def request_top_up(*, org, user, amount: int, note: str = "") -> TopUpRequest:
+    """An organization admin asks the platform for `amount` credits. Operators are emailed (when
+    ADMINS is set) once the request is stored."""
+    if not Membership.objects.filter(org=org, user=user, role=Membership.Role.ADMIN).exists():
+        raise TopUpRequestError("Only organization admins can request credits.")
+    if not TopUpRequest.MIN_AMOUNT <= amount <= TopUpRequest.MAX_AMOUNT:
+        raise TopUpRequestError(
+            f"Request between {TopUpRequest.MIN_AMOUNT:,} and {TopUpRequest.MAX_AMOUNT:,} credits."
+        )
+    limit = TopUpRequest.MAX_PENDING_PER_ORG
+    with transaction.atomic():
+        # Lock the organization so concurrent requests count the open ones one after another.
+        list(Organization.objects.select_for_update().filter(pk=org.pk).values_list("pk"))
+        if TopUpRequest.objects.for_org(org).pending().count() >= limit:
+            raise TopUpRequestError(
+                f"Your organization already has {limit} open requests. Wait for the platform to "
+                "answer them, or withdraw one, before asking again."
+            )
+        top_up_request = TopUpRequest.objects.create(
+            org=org, requested_by=user, amount=amount, note=note.strip()[:200]
+        )
+        transaction.on_commit(partial(_tell_operators, top_up_request.pk))
+    return top_up_request
+
+
+def approve_top_up_request(*, top_up_request: TopUpRequest, operator) -> TopUpRequest:
+    """Top up exactly the requested amount, with the operator as the ledger entry's actor. A
+    request is approved at most once: its row is locked and claimed with a conditional UPDATE in
+    the same transaction as the top-up, so a second approval (or a decline, or a withdrawal) at
+    the same moment finds it decided and adds nothing."""
+    if not is_operator(operator):
+        raise TopUpRequestError("Only platform operators can approve top-up requests.")
+    with transaction.atomic():
+        pending = (
+            TopUpRequest.objects.select_for_update()
+            .filter(pk=top_up_request.pk, status=TopUpRequest.Status.PENDING)
+            .first()
+        )
+        if pending is None:
+            raise _already_decided(top_up_request)
+        note = f"Request {pending.reference}" + (f": {pending.note}" if pending.note else "")
+        entry = top_up(org=pending.org, amount=pending.amount, actor=operator, note=note)
+        claimed = TopUpRequest.objects.filter(
+            pk=pending.pk, status=TopUpRequest.Status.PENDING
+        ).update(
+            status=TopUpRequest.Status.APPROVED,
+            decided_by=operator,
+            decided_at=timezone.now(),
+            ledger_entry=entry,
+        )
+        if not claimed:  # only where the row lock is a no-op (SQLite); rolls the top-up back
+            raise _already_decided(top_up_request)
+    return TopUpRequest.objects.select_related("org", "ledger_entry").get(pk=pending.pk)
+
+
+def decline_top_up_request(*, top_up_request: TopUpRequest, operator) -> TopUpRequest:
+    """Refuse a pending request; no credits move."""
+    if not is_operator(operator):
+        raise TopUpRequestError("Only platform operators can decline top-up requests.")
+    return _close(top_up_request, TopUpRequest.Status.DECLINED, decided_by=operator)
+
+
+def withdraw_top_up_request(*, top_up_request: TopUpRequest, user) -> TopUpRequest:
+    """The organization's admin takes back a request that is still pending."""
+    if not Membership.objects.filter(
+        org_id=top_up_request.org_id, user=user, role=Membership.Role.ADMIN
+    ).exists():
+        raise TopUpRequestError("Only the organization's admins can withdraw its requests.")
+    return _close(top_up_request, TopUpRequest.Status.WITHDRAWN, decided_by=user)
+
+
+def _close(top_up_request, status, *, decided_by) -> TopUpRequest:
+    claimed = TopUpRequest.objects.filter(
+        pk=top_up_request.pk, status=TopUpRequest.Status.PENDING
+    ).update(status=status, decided_by=decided_by, decided_at=timezone.now())
+    if not claimed:
+        raise _already_decided(top_up_request)
+    return TopUpRequest.objects.select_related("org").get(pk=top_up_request.pk)
+
+
+def _already_decided(top_up_request) -> TopUpRequestError:
+    current = TopUpRequest.objects.filter(pk=top_up_request.pk).first()
+    if current is None:
+        return TopUpRequestError(f"Request {top_up_request.reference} no longer exists.")
+    return TopUpRequestError(
+        f"Request {current.reference} was already {current.get_status_display().lower()}."
+    )
+
+
+def _tell_operators(top_up_request_id: int) -> None:
+    """Best effort: a failed email must not lose or fail the request, which the admin lists."""
+    if not settings.ADMINS:
+        return
+    try:
+        top_up_request = TopUpRequest.objects.select_related("org", "requested_by").get(
+            pk=top_up_request_id
+        )
+        org_name = " ".join(str(top_up_request.org).split())  # no line breaks in a subject
+        url = settings.NERSTUDIO_PUBLIC_URL + reverse("admin:generation_topuprequest_changelist")
+        requester = top_up_request.requested_by
+        who = f"{requester} <{requester.email}>" if requester else "A former admin"
+        mail_admins(
+            f"Top-up request: {top_up_request.amount:,} credits for {org_name}",
+            f"{who} asked for {top_up_request.amount:,} credits for "
+            f"{org_name} (balance {balance_of(top_up_request.org):,}).\n\n"
+            f"Note: {top_up_request.note or '(none)'}\n\n"
+            f"Approve or decline it in the admin: {url}\n",
+        )
+    except Exception:
+        logger.exception("Could not email the operators about top-up request %s", top_up_request_id)

@@ -4,7 +4,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from generation.uploads import ACCEPT, ValidatedImage, human_bytes, validate_image
+from generation.uploads import ACCEPT, CheckedUpload, check_image, human_bytes
 from providers.models import Provider
 
 
@@ -13,8 +13,10 @@ class MultipleImageInput(forms.ClearableFileInput):
 
 
 class MultipleImageField(forms.FileField):
-    """Several image files, each decoded by validate_image; every bad file gets its own error.
-    The form sets `max_files` and `model_name` from the selected model."""
+    """Several image files, each given only the cheap checks of check_image (size, header format
+    and dimensions; nothing is decoded: start_generation does that once everything else passed).
+    Every bad file gets its own error. The form sets `max_files` and `model_name` from the
+    selected model."""
 
     def __init__(self, *args, noun: tuple[str, str] = ("image", "images"), **kwargs):
         self.noun = noun
@@ -23,7 +25,7 @@ class MultipleImageField(forms.FileField):
         kwargs.setdefault("widget", MultipleImageInput(attrs={"multiple": True, "accept": ACCEPT}))
         super().__init__(*args, **kwargs)
 
-    def clean(self, data, initial=None) -> list[ValidatedImage]:
+    def clean(self, data, initial=None) -> list[CheckedUpload]:
         files = [f for f in (data if isinstance(data, list | tuple) else [data]) if f]
         if not files:
             if self.required:
@@ -34,7 +36,7 @@ class MultipleImageField(forms.FileField):
         images, errors = [], []
         for f in files:
             try:
-                images.append(validate_image(f))
+                images.append(check_image(f))
             except ValidationError as exc:
                 errors.extend(exc.error_list)
         if errors:
@@ -149,8 +151,13 @@ class GenerateForm(forms.Form):
         chosen = next(
             p for p in self.image_models if str(p.public_id) == self.cleaned_data["model"]
         )
-        current = Provider.objects.enabled().filter(pk=chosen.pk, org_id=chosen.org_id).first()
-        if current is None:
+        current = (
+            Provider.objects.enabled()
+            .select_related("catalogue")
+            .filter(pk=chosen.pk, org_id=chosen.org_id)
+            .first()
+        )
+        if current is None or not current.is_runnable:
             raise ValidationError(self.fields["model"].error_messages["invalid_choice"])
         return current
 

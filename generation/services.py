@@ -16,10 +16,10 @@ second charge:
 import hashlib
 import io
 import logging
-import secrets
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -37,11 +37,14 @@ from generation.models import (
     SourceImage,
     source_image_path,
 )
-from generation.uploads import ValidatedImage
+from generation.uploads import CheckedUpload, ValidatedImage, ingest_image
+from lib import ratelimit
+from lib.tokens import hash_token, new_token
 from nerstudio.tasks import enqueue
 from providers import services as provider_services
 from providers.adapters.base import ImageJobRequest, ProviderError
 from providers.chain import ChainFailed
+from providers.fairshare import provider_slot
 from providers.models import Provider
 
 logger = logging.getLogger(__name__)
@@ -52,6 +55,33 @@ ImageStatus = GenerationImage.Status
 
 class GenerationError(Exception):
     """A refused generation request, with a message safe to show the user."""
+
+
+class TooManyGenerations(GenerationError):
+    def __init__(self, retry_after: int, *, whole_org: bool):
+        who = "Your organization is" if whole_org else "You are"
+        super().__init__(
+            f"{who} starting generations faster than allowed; try again in {retry_after} s."
+        )
+        self.retry_after = retry_after
+
+
+def check_generate_rate(membership) -> None:
+    """Count one generate request for the member and for the organization (shared cache), or
+    raise TooManyGenerations with the time until the next one is allowed."""
+    window = 60
+    member = ratelimit.hit(
+        f"generate:member:{membership.user_id}",
+        limit=settings.NERSTUDIO_GENERATE_PER_MEMBER_PER_MINUTE, window=window,
+    )  # fmt: skip
+    if member:
+        raise TooManyGenerations(member, whole_org=False)
+    org = ratelimit.hit(
+        f"generate:org:{membership.org_id}",
+        limit=settings.NERSTUDIO_GENERATE_PER_ORG_PER_MINUTE, window=window,
+    )  # fmt: skip
+    if org:
+        raise TooManyGenerations(org, whole_org=True)
 
 
 # --- Starting a generation (web request) ----------------------------------------------------------
@@ -65,14 +95,18 @@ def start_generation(
     count: int,
     aspect_ratio: str,
     quality: str,
-    products: list[ValidatedImage],
-    references: list[ValidatedImage],
+    products: list[CheckedUpload | ValidatedImage],
+    references: list[CheckedUpload | ValidatedImage],
 ) -> Generation:
     """Hold the credits, store the uploads and queue the pipeline, all or nothing.
 
-    Raises credits.InsufficientCredits or GenerationError; nothing is stored or charged then.
+    Uploads come header-checked from the form (CheckedUpload) and are decoded here, only after
+    every cheaper check passed. Raises credits.InsufficientCredits or GenerationError (naming a
+    file that cannot be decoded); nothing is stored or charged then.
     """
-    if provider.org_id != membership.org_id or not provider.enabled or provider.kind != "image":
+    offered = provider.enabled and provider.kind == "image" and provider.is_runnable
+    visible = membership.is_admin or provider.visible_to_members
+    if provider.org_id != membership.org_id or not (offered and visible):
         raise GenerationError("Choose one of your organization's enabled image models.")
     if not 1 <= count <= settings.NERSTUDIO_MAX_IMAGES_PER_GENERATION:
         limit = settings.NERSTUDIO_MAX_IMAGES_PER_GENERATION
@@ -92,39 +126,55 @@ def start_generation(
     available = credits.balance_of(membership.org)
     if available < count * provider.credit_cost:
         raise credits.InsufficientCredits(needed=count * provider.credit_cost, available=available)
-    # Files first, outside the transaction: the hold below locks the org's credit account, and no
-    # storage round trip should happen while it is held. Names are content hashes, so a request
-    # that then loses a race for the last credits leaves at most a file a later upload reuses.
-    names = {image.sha256: _save_blob(membership.org, image) for image in products + references}
-    with transaction.atomic():
-        generation = Generation.objects.create(
-            org_id=membership.org_id,
-            user_id=membership.user_id,
-            provider=provider,
-            provider_name=provider.name,
-            credit_cost=provider.credit_cost,
-            prompt=prompt.strip(),
-            aspect_ratio=aspect_ratio,
-            quality=quality,
-            count=count,
-        )
-        generation.products.set([_source(membership, i, names[i.sha256]) for i in products])
-        generation.references.set([_source(membership, i, names[i.sha256]) for i in references])
-        GenerationImage.objects.bulk_create(
-            GenerationImage(generation=generation, index=i) for i in range(count)
-        )
-        credits.hold(generation=generation)  # raises InsufficientCredits: all rolled back
-        from generation import tasks
+    # Only now are the images decoded and re-encoded (generation/uploads.py): one at a time per
+    # process, each into a temporary file, so a damaged last file still leaves nothing stored.
+    uploads = [*products, *references]
+    images: list[ValidatedImage] = []
+    try:
+        for upload in uploads:
+            try:
+                images.append(ingest_image(upload))
+            except ValidationError as exc:
+                raise GenerationError(" ".join(exc.messages)) from None
+        # Files first, outside the transaction: the hold below locks the org's credit account, and
+        # no storage round trip should happen while it is held. Names are content hashes, so a
+        # request that then loses a race for the last credits leaves at most a file a later upload
+        # reuses.
+        names = {image.sha256: _save_blob(membership.org, image) for image in images}
+        with transaction.atomic():
+            generation = Generation.objects.create(
+                org_id=membership.org_id,
+                user_id=membership.user_id,
+                provider=provider,
+                provider_name=provider.name,
+                credit_cost=provider.credit_cost,
+                prompt=prompt.strip(),
+                aspect_ratio=aspect_ratio,
+                quality=quality,
+                count=count,
+            )
+            sources = [_source(membership, image, names[image.sha256]) for image in images]
+            generation.products.set(sources[: len(products)])
+            generation.references.set(sources[len(products) :])
+            GenerationImage.objects.bulk_create(
+                GenerationImage(generation=generation, index=i) for i in range(count)
+            )
+            credits.hold(generation=generation)  # raises InsufficientCredits: all rolled back
+            from generation import tasks
 
-        enqueue(tasks.run_generation, generation_id=generation.pk)
+            enqueue(tasks.run_generation, generation_id=generation.pk)
+    finally:
+        for upload, image in zip(uploads, images, strict=False):
+            if image is not upload:
+                image.close()  # our temporary file, not a caller's
     return generation
 
 
 def _save_blob(org, image: ValidatedImage) -> str:
-    """Store the bytes once per organization under their content hash."""
+    """Store the (re-encoded) bytes once per organization under their content hash."""
     name = source_image_path(SourceImage(org=org, sha256=image.sha256, format=image.format), "")
     if not default_storage.exists(name):
-        saved = default_storage.save(name, ContentFile(image.data))
+        saved = default_storage.save(name, image.content())
         if saved != name:  # the same bytes arrived concurrently: keep one copy
             default_storage.delete(saved)
     return name
@@ -139,7 +189,7 @@ def _source(membership, image: ValidatedImage, name: str) -> SourceImage:
             "format": image.format,
             "width": image.width,
             "height": image.height,
-            "size": len(image.data),
+            "size": image.size,
             "uploaded_by_id": membership.user_id,
         },
     )
@@ -150,6 +200,20 @@ def _source(membership, image: ValidatedImage, name: str) -> SourceImage:
 
 
 def run_generation(generation_id: int) -> None:
+    org_id = (
+        Generation.objects.filter(
+            pk=generation_id, status__in=[Status.QUEUED, Status.ANALYSING, Status.WRITING]
+        )
+        .values_list("org_id", flat=True)
+        .first()
+    )
+    if org_id is None:
+        return  # already past these stages: a redelivered message
+    with provider_slot(org_id):  # the organization's share of provider calls, or try later
+        _run_generation(generation_id)
+
+
+def _run_generation(generation_id: int) -> None:
     claimed = Generation.objects.filter(pk=generation_id, status=Status.QUEUED).update(
         status=Status.ANALYSING
     )
@@ -242,17 +306,31 @@ def callback_url(image: GenerationImage, token: str) -> str:
 
 
 def submit_image(image_id: int) -> None:
-    token = secrets.token_urlsafe(32)
+    org_id = (
+        GenerationImage.objects.filter(pk=image_id, status=ImageStatus.WAITING)
+        .values_list("generation__org_id", flat=True)
+        .first()
+    )
+    if org_id is None:
+        return  # submitted before (redelivery) or already finished
+    with provider_slot(org_id):
+        _submit_image(image_id)
+
+
+def _submit_image(image_id: int) -> None:
+    token = new_token()
     now = timezone.now()
     claimed = GenerationImage.objects.filter(pk=image_id, status=ImageStatus.WAITING).update(
         status=ImageStatus.SUBMITTING,
-        callback_token_hash=hashlib.sha256(token.encode()).hexdigest(),
+        callback_token_hash=hash_token(token),
         submitted_at=now,
         deadline_at=now + timedelta(seconds=settings.NERSTUDIO_IMAGE_DEADLINE_SECONDS),
     )
     if not claimed:
         return  # submitted before (redelivery) or already finished
-    image = GenerationImage.objects.select_related("generation__provider").get(pk=image_id)
+    image = GenerationImage.objects.select_related("generation__provider__catalogue").get(
+        pk=image_id
+    )
     generation = image.generation
     provider = generation.provider
     if provider is None:
@@ -275,7 +353,7 @@ def submit_image(image_id: int) -> None:
         provider_services.record_attempt(provider, "image", exc, generation_id=generation.pk)
         if exc.retryable and image.polls < settings.NERSTUDIO_SUBMIT_RETRIES:
             # Back to waiting; the task retries with backoff (generation/tasks.py).
-            GenerationImage.objects.filter(pk=image.pk).update(
+            GenerationImage.objects.filter(pk=image.pk, status=ImageStatus.SUBMITTING).update(
                 status=ImageStatus.WAITING, polls=F("polls") + 1
             )
             raise
@@ -299,11 +377,13 @@ def _reference_palette(generation: Generation) -> tuple[str, ...]:
 
 
 def _product_url(adapter, source: SourceImage) -> str:
-    """A URL the provider can fetch: a presigned storage URL when storage is public (R2/S3),
-    otherwise the provider's own upload API."""
-    url = default_storage.url(source.file.name)
-    if url.startswith(("http://", "https://")) or not hasattr(adapter, "upload_file"):
-        return url if url.startswith("http") else settings.NERSTUDIO_PUBLIC_URL + url
+    """A URL the provider can fetch: a short-lived presigned URL with a bucket (R2/S3); without
+    one, the provider's own upload API when it has one (this server may not be reachable from
+    it), otherwise a short-lived URL signed for this one file."""
+    from gallery import media
+
+    if media.storage_presigns() or not hasattr(adapter, "upload_file"):
+        return media.fetch_url(source.file.name)
     with source.file.open("rb") as fh:
         return adapter.upload_file(fh.read(), f"{source.sha256}.{source.format.lower()}")
 
@@ -313,9 +393,9 @@ def _product_url(adapter, source: SourceImage) -> str:
 
 def find_image_for_callback(public_id, token: str) -> GenerationImage | None:
     """The image whose callback URL carries `token`; None for an unknown or forged token."""
-    token_hash = hashlib.sha256(token.encode()).hexdigest()
+    token_hash = hash_token(token)
     image = (
-        GenerationImage.objects.select_related("generation__provider")
+        GenerationImage.objects.select_related("generation__provider__catalogue")
         .filter(public_id=public_id, callback_token_hash=token_hash)
         .first()
     )
@@ -323,10 +403,39 @@ def find_image_for_callback(public_id, token: str) -> GenerationImage | None:
 
 
 def collect_result(image_id: int) -> None:
-    """Ask the provider for the image's state (never trusting a callback body) and act on it."""
-    image = GenerationImage.objects.select_related("generation__provider").get(pk=image_id)
-    if image.status != ImageStatus.GENERATING:
+    """Ask the provider for the image's state (never trusting a callback body) and act on it.
+
+    The image is claimed first (a lease, `collecting_until`), so of several duplicate callbacks
+    arriving at once exactly one downloads and stores the result."""
+    org_id = (
+        GenerationImage.objects.filter(pk=image_id, status=ImageStatus.GENERATING)
+        .values_list("generation__org_id", flat=True)
+        .first()
+    )
+    if org_id is None:
         return  # finished before: a duplicate or late callback
+    with provider_slot(org_id):
+        now = timezone.now()
+        claimed = (
+            GenerationImage.objects.filter(pk=image_id, status=ImageStatus.GENERATING)
+            .filter(Q(collecting_until__isnull=True) | Q(collecting_until__lt=now))
+            .update(collecting_until=now + timedelta(seconds=COLLECT_LEASE_SECONDS))
+        )
+        if not claimed:
+            return  # another worker is collecting it right now
+        try:
+            _collect_result(image_id)
+        finally:
+            GenerationImage.objects.filter(pk=image_id).update(collecting_until=None)
+
+
+COLLECT_LEASE_SECONDS = 300  # a poll and a download, each bounded well below this
+
+
+def _collect_result(image_id: int) -> None:
+    image = GenerationImage.objects.select_related("generation__provider__catalogue").get(
+        pk=image_id
+    )
     provider = image.generation.provider
     if provider is None:
         fail_image(image.pk, "The image model was removed while generating.")

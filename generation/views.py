@@ -14,20 +14,25 @@ PREFILL = ("prompt", "model", "aspect_ratio", "quality", "count")
 HISTORY_PAGE_SIZE = 20
 
 
-def _generate_form(request, data=None, files=None) -> GenerateForm:
+def _generate_form(request, data=None, files=None, prefill=None) -> GenerateForm:
     available = providers_for(request.org.pk)
-    initial = {key: value for key in PREFILL if (value := request.GET.get(key))}
+    prefill = request.GET if prefill is None else prefill
+    initial = {key: value for key in PREFILL if (value := prefill.get(key))}
     return GenerateForm(
         data,
         files,
         initial=initial,
-        image_models=available.image,
-        default_model=available.default_image,
+        image_models=available.images_for(request.membership),
+        default_model=available.default_image_for(request.membership),
     )
 
 
-def _render_generate(request, form, *, template="generation/generate.html", status=200):
-    context = {"form": form, "estimate": form.estimate(credits.balance_of(request.org))}
+def _render_generate(request, form, *, template="generation/generate.html", status=200, refusal=""):
+    context = {
+        "form": form,
+        "estimate": form.estimate(credits.balance_of(request.org)),
+        "refusal": refusal,
+    }
     return render(request, template, context, status=status)
 
 
@@ -41,6 +46,13 @@ def generate(request):
             return _render_generate(request, form, template="generation/generate.html#options")
         return _render_generate(request, form)
 
+    try:
+        services.check_generate_rate(request.membership)  # before any file is looked at
+    except services.TooManyGenerations as exc:
+        form = _generate_form(request, prefill=request.POST)  # keeps what they wrote
+        response = _render_generate(request, form, status=429, refusal=str(exc))
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     form = _generate_form(request, request.POST, request.FILES)
     if form.is_valid():
         data = form.cleaned_data

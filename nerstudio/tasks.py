@@ -4,14 +4,18 @@ With REDIS_URL set, tasks go to Celery workers. Without it (the embedded default
 task bodies run on a thread pool inside the web process, so a page never waits for them and results
 still arrive one by one. Either way the task is sent only after the current transaction commits,
 so a worker never looks for rows that are not there yet.
+
+A task that cannot proceed yet (its organization already has its share of provider calls in
+flight) raises `TryLater`: it runs again after a short wait, without holding a worker meanwhile —
+a Celery retry with a countdown, or a timer in the embedded mode.
 """
 
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
-from celery import Task
+import celery
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
@@ -33,18 +37,37 @@ def _embedded_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def _run_embedded(task_name: str, kwargs: dict, countdown: float = 0) -> None:
-    if countdown:
-        time.sleep(countdown)
+class TryLater(Exception):
+    """Run this task again after `seconds`; nothing went wrong."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"try again in {seconds:.1f} s")
+        self.seconds = seconds
+
+
+class Task(celery.Task):
+    """Our tasks' base: `TryLater` re-queues the task instead of failing or blocking it."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except TryLater as later:
+            if self.request.is_eager:  # the embedded runner: back on the pool after a timer
+                submit_embedded(self.name, kwargs, later.seconds, self.request.retries + 1)
+                return None
+            raise self.retry(countdown=later.seconds, max_retries=None) from None
+
+
+def _run_embedded(task_name: str, kwargs: dict, retries: int = 0) -> None:
     try:
-        result = celery_app.tasks[task_name].apply(kwargs=kwargs)
+        result = celery_app.tasks[task_name].apply(kwargs=kwargs, retries=retries)
         if result.failed():
             logger.error("Task %s failed: %r", task_name, result.result)
     finally:
         close_old_connections()
 
 
-def enqueue(task: Task, /, *, countdown: float = 0, **kwargs) -> None:
+def enqueue(task: celery.Task, /, *, countdown: float = 0, **kwargs) -> None:
     """Run `task(**kwargs)` in the background once the current transaction commits, after
     `countdown` seconds."""
     if settings.CELERY_BROKER_URL:
@@ -53,8 +76,36 @@ def enqueue(task: Task, /, *, countdown: float = 0, **kwargs) -> None:
         transaction.on_commit(lambda: submit_embedded(task.name, kwargs, countdown))
 
 
-def submit_embedded(task_name: str, kwargs: dict, countdown: float = 0) -> Future:
-    return _embedded_pool().submit(_run_embedded, task_name, kwargs, countdown)
+_timers: set[threading.Timer] = set()
+
+
+def submit_embedded(task_name: str, kwargs: dict, countdown: float = 0, retries: int = 0) -> None:
+    """Run on the pool now, or after `countdown` seconds from a timer: a waiting task never holds
+    one of the pool's threads."""
+    if countdown > 0:
+
+        def fire():
+            with _pool_lock:
+                _timers.discard(timer)
+            submit_embedded(task_name, kwargs, retries=retries)
+
+        timer = threading.Timer(countdown, fire)
+        timer.daemon = True
+        with _pool_lock:
+            _timers.add(timer)
+        timer.start()
+        return
+    _embedded_pool().submit(_run_embedded, task_name, kwargs, retries)
+
+
+def cancel_deferred() -> int:
+    """Drop the embedded tasks waiting on a timer (shutdown, tests); returns how many."""
+    with _pool_lock:
+        timers = list(_timers)
+        _timers.clear()
+    for timer in timers:
+        timer.cancel()
+    return len(timers)
 
 
 def start_embedded_beat() -> None:

@@ -1,8 +1,6 @@
-from django.conf import settings
 from django.contrib import admin
 from django.http import HttpResponse
-from django.urls import include, path, re_path
-from django.views.static import serve
+from django.urls import include, path
 
 from orgs import views as org_views
 
@@ -11,6 +9,8 @@ def healthz(request):
     return HttpResponse("ok", content_type="text/plain")
 
 
+# No route serves MEDIA_ROOT: stored files go out only through gallery/media.py's access-checked
+# views and short-lived signed URLs, in every mode (DEBUG too).
 urlpatterns = [
     path("", org_views.home, name="home"),
     path("healthz/", healthz, name="healthz"),
@@ -21,13 +21,3 @@ urlpatterns = [
     path("", include("gallery.urls")),
     path("", include("providers.urls")),
 ]
-
-
-def media(request, path):
-    """Files on local storage (the embedded default). Names are content hashes; with R2/S3 the
-    browser and providers get presigned URLs instead and this route does not exist."""
-    return serve(request, path, document_root=settings.MEDIA_ROOT)
-
-
-if not settings.NERSTUDIO_S3_BUCKET:
-    urlpatterns.append(re_path(r"^media/(?P<path>.+)$", media, name="media"))

@@ -1,6 +1,9 @@
+import re
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.http import HttpResponseRedirect
 
 from orgs import services
 from orgs.access import get_membership
@@ -65,6 +68,22 @@ class OrgScopedAdmin(admin.ModelAdmin):
 
     def has_module_permission(self, request):
         return request.user.is_superuser or self._admin_org(request) is not None
+
+    def changelist_view(self, request, extra_context=None):
+        """A list-editable save naming a row outside the admin's list (another organization's,
+        or one that does not exist) changes nothing and says so."""
+        if request.method == "POST" and self.list_editable and "_save" in request.POST:
+            posted = {v for k, v in request.POST.items() if re.fullmatch(r"form-\d+-id", k)}
+            known = {str(pk) for pk in self.get_queryset(request).values_list("pk", flat=True)}
+            if posted - known:
+                self.message_user(
+                    request,
+                    "The list changed or names rows that are not yours; nothing was saved. "
+                    "Here is the current list.",
+                    messages.ERROR,
+                )
+                return HttpResponseRedirect(request.get_full_path())
+        return super().changelist_view(request, extra_context)
 
     def has_view_permission(self, request, obj=None):
         return super().has_view_permission(request, obj) or self._allowed(request, obj)

@@ -1,5 +1,6 @@
 from django import forms
 
+from generation.models import TopUpRequest
 from orgs.models import Membership, Organization
 
 
@@ -20,9 +21,27 @@ class OrganizationForm(forms.ModelForm):
 
 
 class InviteForm(forms.Form):
-    email = forms.EmailField(widget=forms.EmailInput(attrs={"placeholder": "name@company.com"}))
+    email = forms.EmailField(
+        max_length=254,  # what the database column holds
+        widget=forms.EmailInput(attrs={"placeholder": "name@company.com"}),
+    )
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
 
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Membership.Role.choices)
+
+
+class TopUpRequestForm(forms.Form):
+    amount = forms.IntegerField(
+        min_value=TopUpRequest.MIN_AMOUNT,
+        max_value=TopUpRequest.MAX_AMOUNT,
+        label="Credits",
+        widget=forms.NumberInput(attrs={"placeholder": "1000"}),
+    )
+    note = forms.CharField(
+        max_length=200,
+        required=False,
+        label="Note for the platform",
+        widget=forms.TextInput(attrs={"placeholder": "e.g. purchase order 2026-17"}),
+    )

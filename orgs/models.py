@@ -1,5 +1,3 @@
-import hashlib
-import secrets
 import uuid
 from datetime import timedelta
 
@@ -7,6 +5,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+
+from lib.tokens import hash_token, new_token
 
 
 class OrgError(Exception):
@@ -76,10 +76,6 @@ class Membership(models.Model):
             )
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class InvitationQuerySet(models.QuerySet):
     def for_org(self, org):
         return self.filter(org=org)
@@ -139,7 +135,7 @@ class Invitation(models.Model):
 
     def new_token(self) -> str:
         """Give the invitation a fresh token and expiry; return the token (never stored)."""
-        token = secrets.token_urlsafe(32)
+        token = new_token()
         self.token_hash = hash_token(token)
         self.sent_at = timezone.now()
         self.expires_at = self.sent_at + timedelta(days=settings.NERSTUDIO_INVITATION_DAYS)

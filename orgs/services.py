@@ -9,7 +9,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from orgs.models import Invitation, Membership, Organization, OrgError, hash_token
+from lib.tokens import hash_token
+from orgs.models import Invitation, Membership, Organization, OrgError
 
 
 def verified_emails(user) -> set[str]:

@@ -6,6 +6,12 @@ app_name = "orgs"
 
 urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
+    path("credits/request/", views.request_credits, name="request-credits"),
+    path(
+        "credits/requests/<uuid:public_id>/withdraw/",
+        views.withdraw_credit_request,
+        name="withdraw-credit-request",
+    ),
     path("welcome/", views.onboarding, name="onboarding"),
     path("invite/<str:token>/", views.invitation, name="invitation"),
     path("members/", views.members, name="members"),

@@ -3,11 +3,12 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from generation.models import CreditAccount, LedgerEntry
+from generation import credits
+from generation.models import CreditAccount, LedgerEntry, TopUpRequest
 from generation.usage import usage_summary
 from orgs import services
 from orgs.access import get_membership, org_admin_required, org_member_required
-from orgs.forms import InviteForm, OrganizationForm, RoleForm
+from orgs.forms import InviteForm, OrganizationForm, RoleForm, TopUpRequestForm
 from orgs.models import Invitation, Membership, OrgError
 
 
@@ -20,19 +21,62 @@ def home(request):
 
 @org_admin_required
 def dashboard(request):
+    return _render_dashboard(request, TopUpRequestForm())
+
+
+def _render_dashboard(request, top_up_form, status=200):
     org = request.org
     context = {
         "account": CreditAccount.objects.filter(org=org).first() or CreditAccount(org=org),
         "ledger_entries": LedgerEntry.objects.filter(org=org).select_related("actor", "generation")[
             :5
         ],
+        "top_up_form": top_up_form,
+        "top_up_requests": TopUpRequest.objects.for_org(org).select_related("requested_by")[:5],
         "usage": usage_summary(org),
         "member_count": org.memberships.count(),
         "admin_count": org.memberships.admins().count(),
         "pending_invitations": org.invitations.pending().count(),
         "recent_members": org.memberships.select_related("user").order_by("-joined_at")[:5],
     }
-    return render(request, "orgs/dashboard.html", context)
+    return render(request, "orgs/dashboard.html", context, status=status)
+
+
+@require_POST
+@org_admin_required
+def request_credits(request):
+    """Ask the platform for credits: organization admins never add credits themselves."""
+    form = TopUpRequestForm(request.POST)
+    if form.is_valid():
+        try:
+            top_up_request = credits.request_top_up(
+                org=request.org, user=request.user, **form.cleaned_data
+            )
+        except credits.TopUpRequestError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(
+                request,
+                f"Requested {top_up_request.amount:,} credits. The platform will review it; its "
+                "status is shown below.",
+            )
+            return redirect("orgs:dashboard")
+    return _render_dashboard(request, form, status=422)
+
+
+@require_POST
+@org_admin_required
+def withdraw_credit_request(request, public_id):
+    top_up_request = get_object_or_404(
+        TopUpRequest.objects.for_org(request.org), public_id=public_id
+    )
+    try:
+        credits.withdraw_top_up_request(top_up_request=top_up_request, user=request.user)
+    except credits.TopUpRequestError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Withdrew the request for {top_up_request.amount:,} credits.")
+    return redirect("orgs:dashboard")
 
 
 @login_required

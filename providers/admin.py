@@ -1,12 +1,29 @@
+"""Providers in the admin, at two levels.
+
+- The platform operator (superusers) edits the catalogue: adapters, model ids, endpoints, prices,
+  timeouts and limits of the models the platform offers on its own keys.
+- An organization admin chooses from the catalogue (platform models: enable, order, default, who
+  sees them, display names) and may add own-key providers (their key, endpoint and price).
+"""
+
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from orgs.admin import OrgScopedAdmin
 from providers import services
-from providers.models import Provider, ProviderAttempt
+from providers.adapters.registry import ADAPTERS
+from providers.models import (
+    CatalogueEntry,
+    Kind,
+    OwnKeyProvider,
+    PlatformModel,
+    Provider,
+    ProviderAttempt,
+)
 
 
 class ListField(forms.CharField):
@@ -19,17 +36,13 @@ class ListField(forms.CharField):
         return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-class ProviderAdminForm(forms.ModelForm):
-    api_key = forms.CharField(
-        label="API key",
-        required=False,
-        strip=True,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Stored encrypted and never shown again. Leave blank to keep the current key.",
-    )
-    clear_api_key = forms.BooleanField(
-        required=False, label="Remove the stored key (use the platform key from the environment)"
-    )
+IMAGE_SETTINGS = [
+    "credit_cost", "aspect_ratios", "default_aspect_ratio", "quality_levels", "default_quality",
+    "max_product_images", "max_reference_images",
+]  # fmt: skip
+
+
+class ImageSettingsForm(forms.ModelForm):
     aspect_ratios = ListField(
         required=False, help_text="Comma-separated; blank: all the model supports."
     )
@@ -37,98 +50,64 @@ class ProviderAdminForm(forms.ModelForm):
         required=False, help_text="Comma-separated; blank: all the model supports."
     )
 
-    class Meta:
-        model = Provider
-        fields = [
-            "org", "name", "adapter", "model_id", "base_url", "api_key", "enabled", "priority",
-            "timeout_seconds", "options", "is_default", "credit_cost", "aspect_ratios",
-            "default_aspect_ratio", "quality_levels", "default_quality", "max_product_images",
-            "max_reference_images",
-        ]  # fmt: skip
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        stored = self.instance.api_key if self.instance.pk else ""
-        if stored:
-            self.fields["api_key"].help_text = (
-                f"Current key: {self.instance.masked_api_key}. Stored encrypted and never shown "
-                "again. Leave blank to keep it."
-            )
-        elif "api_key" in self.fields:
-            platform = self.instance.pk and self.instance.platform_key()
-            self.fields["api_key"].help_text = (
-                "No key stored: the platform key from the environment is used."
-                if platform
-                else "No key stored and no platform key set: calls will be refused."
-            )
-
-    def _post_clean(self):
-        new_key = self.cleaned_data.get("api_key")
-        if self.cleaned_data.get("clear_api_key"):
-            self.cleaned_data["api_key"] = ""
-        elif not new_key and self.instance.pk:
-            self.cleaned_data["api_key"] = Provider.objects.get(pk=self.instance.pk).api_key
-        super()._post_clean()
+# --- The platform catalogue (superusers) ----------------------------------------------------------
 
 
-@admin.register(Provider)
-class ProviderAdmin(OrgScopedAdmin):
-    form = ProviderAdminForm
-    org_admin_can_add = True
-    org_admin_can_delete = True
+@admin.register(CatalogueEntry)
+class CatalogueEntryAdmin(admin.ModelAdmin):
+    """Only superusers: Django's model permissions deny everyone else, org admins included."""
+
+    form = ImageSettingsForm
     list_display = [
-        "name", "kind", "adapter_label", "enabled", "priority", "is_default", "credit_cost",
-        "key_status", "health",
+        "name", "kind", "adapter_label", "model_id", "credit_cost", "timeout_seconds", "offered",
+        "organizations", "availability",
     ]  # fmt: skip
-    list_editable = ["enabled", "priority"]
-    list_filter = ["kind", "enabled"]
+    list_filter = ["kind", "offered"]
     search_fields = ["name", "model_id"]
-    ordering = ["kind", "priority", "pk"]
-    actions = ["test_connections", "make_default"]
-    readonly_fields = ["kind", "public_id", "updated_at", "health_detail"]
-    change_form_template = "admin/providers/provider/change_form.html"
+    readonly_fields = ["kind", "public_id", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "adapter", "kind", "model_id", "base_url", "offered",
+                           "priority", "timeout_seconds", "options"]}),
+        ("Image model", {"fields": IMAGE_SETTINGS}),
+    ]  # fmt: skip
 
-    def get_fieldsets(self, request, obj=None):
-        general = ["name", "adapter", "kind", "model_id", "base_url", "api_key", "clear_api_key",
-                   "enabled", "priority", "timeout_seconds", "options"]  # fmt: skip
-        if request.user.is_superuser:
-            general.insert(0, "org")
-        image = ["is_default", "credit_cost", "aspect_ratios", "default_aspect_ratio",
-                 "quality_levels", "default_quality", "max_product_images",
-                 "max_reference_images"]  # fmt: skip
-        sets = [(None, {"fields": general})]
-        if obj is None or obj.kind == "image":
-            sets.append(("Image model", {"fields": image}))
-        if obj is not None:
-            sets.append(("Health (last 24 hours)", {"fields": ["health_detail", "updated_at"]}))
-        return sets
-
-    def get_exclude(self, request, obj=None):
-        return None if request.user.is_superuser else ["org"]
-
-    def save_model(self, request, obj, form, change):
-        if not request.user.is_superuser and not change:
-            obj.org = self._admin_org(request)
-        super().save_model(request, obj, form, change)
-
-    def get_changelist_instance(self, request):
-        changelist = super().get_changelist_instance(request)
-        self._health = services.provider_health(changelist.result_list)
-        return changelist
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(organizations=Count("providers__org"))
 
     @admin.display(description="Adapter")
     def adapter_label(self, obj):
         return obj.adapter_label
 
-    @admin.display(description="API key")
-    def key_status(self, obj):
-        if obj.api_key:
-            return obj.masked_api_key
-        return "platform key" if obj.platform_key() else ("—" if obj.has_key else "missing")
+    @admin.display(description="Organizations", ordering="organizations")
+    def organizations(self, obj):
+        return obj.organizations
 
-    @admin.display(description="Health")
-    def health(self, obj):
-        return health_summary(getattr(self, "_health", {}).get(obj.pk))
+    @admin.display(description="Available")
+    def availability(self, obj):
+        return obj.unavailable_reason() or "yes"
+
+
+# --- An organization's platform models ------------------------------------------------------------
+
+
+class HealthColumns:
+    """Health and availability columns; health for the whole page is computed once, on the
+    objects of this request (no state on the shared ModelAdmin)."""
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        health = services.provider_health(changelist.result_list)
+        for obj in changelist.result_list:
+            obj.health = health[obj.pk]
+        return changelist
+
+    @admin.display(description="Status")
+    def status(self, obj):
+        reason = obj.unavailable_reason()
+        if reason:
+            return format_html('<span class="errornote-inline">Unavailable: {}</span>', reason)
+        return health_summary(getattr(obj, "health", None)) if obj.enabled else "disabled"
 
     @admin.display(description="Health")
     def health_detail(self, obj):
@@ -140,14 +119,37 @@ class ProviderAdmin(OrgScopedAdmin):
             return format_html("{}<br>Last error ({}): {}", text, h.last_error_at, h.last_error)
         return text
 
+    @admin.display(description="Available")
+    def availability(self, obj):
+        return obj.unavailable_reason() or "yes"
+
+
+class ProviderRowAdmin(HealthColumns, OrgScopedAdmin):
+    org_admin_can_add = True
+    org_admin_can_delete = True
+    list_filter = ["kind", "enabled"]
+    search_fields = ["name", "model_id"]
+    ordering = ["kind", "priority", "pk"]
+    list_select_related = ["catalogue"]
+    actions = ["test_connections", "make_default"]
+    change_form_template = "admin/providers/provider/change_form.html"
+
+    def get_exclude(self, request, obj=None):
+        return None if request.user.is_superuser else ["org"]
+
+    def save_model(self, request, obj, form, change):
+        if not request.user.is_superuser and not change:
+            obj.org = self._admin_org(request)
+        super().save_model(request, obj, form, change)
+
     @admin.action(description="Test the connection of the selected providers")
     def test_connections(self, request, queryset):
-        for provider in queryset:
-            services.test_connection_with_message(request, provider)
+        for provider in queryset.select_related("catalogue"):
+            report_connection_test(request, provider)
 
     @admin.action(description="Make the selected image model the default")
     def make_default(self, request, queryset):
-        if queryset.count() != 1 or queryset.first().kind != "image":
+        if queryset.count() != 1 or queryset.first().kind != Kind.IMAGE:
             self.message_user(request, "Select exactly one image model.", messages.ERROR)
             return
         provider = queryset.first()
@@ -163,7 +165,7 @@ class ProviderAdmin(OrgScopedAdmin):
             path(
                 "<path:object_id>/test-connection/",
                 self.admin_site.admin_view(self.test_connection_view),
-                name="providers_provider_test_connection",
+                name=f"{self.opts.app_label}_{self.opts.model_name}_test_connection",
             ),
             *super().get_urls(),
         ]
@@ -171,8 +173,185 @@ class ProviderAdmin(OrgScopedAdmin):
     def test_connection_view(self, request, object_id):
         provider = get_object_or_404(self.get_queryset(request), pk=object_id)
         if request.method == "POST":
-            services.test_connection_with_message(request, provider)
-        return redirect(reverse("admin:providers_provider_change", args=[provider.pk]))
+            report_connection_test(request, provider)
+        opts = self.opts
+        return redirect(
+            reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[provider.pk])
+        )
+
+
+class PlatformModelForm(forms.ModelForm):
+    class Meta:
+        model = PlatformModel
+        fields = ["org", "catalogue", "name", "enabled", "priority", "is_default",
+                  "visible_to_members"]  # fmt: skip
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "catalogue" in self.fields:
+            self.fields["catalogue"].required = True
+            self.fields["catalogue"].queryset = CatalogueEntry.objects.filter(offered=True)
+        self.fields["name"].required = False
+        self.fields["name"].help_text = "What members see. Blank: the catalogue model's name."
+
+    admin_org = None  # set by the admin for an organization admin's form (see get_form)
+
+    def clean(self):
+        cleaned = super().clean()
+        entry = cleaned.get("catalogue") or (self.instance.catalogue_id and self.instance.catalogue)
+        if entry and not cleaned.get("name"):
+            cleaned["name"] = entry.name
+        org = cleaned.get("org") or self.admin_org or (self.instance.org_id and self.instance.org)
+        taken = Provider.objects.filter(org=org, catalogue=entry).exclude(pk=self.instance.pk)
+        if entry and org and taken.exists():
+            self.add_error("catalogue", f"{org} already uses {entry}.")
+        return cleaned
+
+
+@admin.register(PlatformModel)
+class PlatformModelAdmin(ProviderRowAdmin):
+    form = PlatformModelForm
+    list_display = [
+        "name", "kind", "catalogue", "enabled", "priority", "is_default", "visible_to_members",
+        "credit_cost", "status",
+    ]  # fmt: skip
+    list_editable = ["enabled", "priority", "visible_to_members"]
+    readonly_fields = [
+        "kind", "adapter_label", "model_id", "credit_cost", "timeout_seconds", "aspect_ratios",
+        "quality_levels", "max_product_images", "max_reference_images", "availability",
+        "health_detail", "updated_at",
+    ]  # fmt: skip
+
+    def get_fieldsets(self, request, obj=None):
+        chosen = ["catalogue", "name", "enabled", "priority", "is_default", "visible_to_members"]
+        if request.user.is_superuser:
+            chosen.insert(0, "org")
+        sets = [(None, {"fields": chosen})]
+        if obj is not None:
+            platform = ["adapter_label", "kind", "model_id", "credit_cost", "timeout_seconds"]
+            if obj.kind == Kind.IMAGE:
+                platform += ["aspect_ratios", "quality_levels", "max_product_images",
+                             "max_reference_images"]  # fmt: skip
+            sets.append(("Set by the platform", {"fields": [*platform, "availability"]}))
+            sets.append(("Health (last 24 hours)", {"fields": ["health_detail", "updated_at"]}))
+        return sets
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)  # a new class per call
+        form.admin_org = None if request.user.is_superuser else self._admin_org(request)
+        return form
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(self.readonly_fields)
+        return [*fields, "catalogue"] if obj is not None else fields
+
+    @admin.display(description="Adapter")
+    def adapter_label(self, obj):
+        return obj.adapter_label
+
+
+# --- An organization's own-key providers ----------------------------------------------------------
+
+
+def keyed_adapter_choices():
+    """Own keys are for remote services; the offline local providers come from the catalogue."""
+    return [
+        (
+            label,
+            [
+                (slug, cls.label)
+                for slug, cls in ADAPTERS.items()
+                if cls.kind == kind and cls.vendor
+            ],
+        )
+        for kind, label in Kind.choices
+    ]
+
+
+class OwnKeyProviderForm(ImageSettingsForm):
+    api_key = forms.CharField(
+        label="API key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted and never shown again.",
+    )
+
+    class Meta:
+        model = OwnKeyProvider
+        fields = [
+            "org", "name", "adapter", "model_id", "base_url", "api_key", "enabled", "priority",
+            "timeout_seconds", "options", "is_default", "visible_to_members", *IMAGE_SETTINGS,
+        ]  # fmt: skip
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["adapter"].choices = keyed_adapter_choices()
+        self.fields[
+            "credit_cost"
+        ].help_text = (
+            "What an image costs your organization in credits; 0 is allowed with your own key."
+        )
+        if self.instance.pk and self.instance.api_key:
+            self.fields["api_key"].help_text = (
+                f"Current key: {self.instance.masked_api_key}. Stored encrypted and never shown "
+                "again. Leave blank to keep it."
+            )
+
+    def clean_api_key(self):
+        """Blank keeps the stored key (which the form never shows)."""
+        new_key = self.cleaned_data.get("api_key")
+        if not new_key and self.instance.pk:
+            return Provider.objects.get(pk=self.instance.pk).api_key
+        return new_key
+
+
+@admin.register(OwnKeyProvider)
+class OwnKeyProviderAdmin(ProviderRowAdmin):
+    form = OwnKeyProviderForm
+    list_display = [
+        "name", "kind", "adapter_label", "enabled", "priority", "is_default", "credit_cost",
+        "key_status", "status",
+    ]  # fmt: skip
+    list_editable = ["enabled", "priority"]
+    readonly_fields = ["kind", "public_id", "updated_at", "health_detail"]
+
+    def get_fieldsets(self, request, obj=None):
+        general = ["name", "adapter", "kind", "model_id", "base_url", "api_key", "enabled",
+                   "priority", "timeout_seconds", "options"]  # fmt: skip
+        if request.user.is_superuser:
+            general.insert(0, "org")
+        sets = [(None, {"fields": general})]
+        if obj is None or obj.kind == Kind.IMAGE:
+            image = ["is_default", "visible_to_members", *IMAGE_SETTINGS]
+            sets.append(("Image model", {"fields": image}))
+        if obj is not None:
+            sets.append(("Health (last 24 hours)", {"fields": ["health_detail", "updated_at"]}))
+        return sets
+
+    @admin.display(description="Adapter")
+    def adapter_label(self, obj):
+        return obj.adapter_label
+
+    @admin.display(description="API key")
+    def key_status(self, obj):
+        return obj.key_label()
+
+
+def report_connection_test(request, provider: Provider) -> None:
+    """Run the connection test and tell the admin the outcome as a message."""
+    result = services.test_connection(provider)
+    verdict = "connected" if result.ok else "failed"
+    messages.add_message(
+        request,
+        messages.SUCCESS if result.ok else messages.ERROR,
+        f"{provider}: {verdict} in {result.latency_ms} ms — {result.message}",
+    )
+
+
+def admin_change_url(provider: Provider) -> str:
+    model = "platformmodel" if provider.catalogue_id else "ownkeyprovider"
+    return reverse(f"admin:providers_{model}_change", args=[provider.pk])
 
 
 def health_summary(h) -> str:

@@ -1,59 +1,76 @@
-"""The providers a new organization starts with (issue: sensible defaults, admin-editable)."""
+"""The platform's starting catalogue, and the providers a new organization starts with."""
 
-from django.conf import settings
 from django.db import transaction
 
-from providers.models import Provider
+from providers.adapters.registry import get_adapter_class
+from providers.models import CatalogueEntry, Provider
 
-# (adapter, display name, model id, priority, credit cost, platform key that enables it)
-KIE = "NERSTUDIO_KIE_API_KEY"
-IMAGE = [
-    ("kie-seedream-4.5-edit", "Seedream 4.5 Edit", "seedream/4.5-edit", 10, 3, KIE),
-    ("kie-nano-banana-pro", "Nano Banana Pro", "nano-banana-pro", 20, 5, KIE),
-    ("kie-flux-2-pro-edit", "FLUX.2 Pro", "flux-2/pro-image-to-image", 30, 4, KIE),
+# (adapter, name, model id, priority, credits per image). The operator edits prices and adds
+# models in the admin (superusers only); this is only what a fresh platform offers.
+CATALOGUE = [
+    ("kie-seedream-4.5-edit", "Seedream 4.5 Edit", "seedream/4.5-edit", 10, 3),
+    ("kie-nano-banana-pro", "Nano Banana Pro", "nano-banana-pro", 20, 5),
+    ("kie-flux-2-pro-edit", "FLUX.2 Pro", "flux-2/pro-image-to-image", 30, 4),
+    ("local-image", "Local renderer (offline)", "", 90, 1),
+    ("kie-chat", "Gemini 3 Pro (kie.ai)", "gemini-3-pro", 10, 1),
+    ("kie-chat", "Gemini 2.5 Pro (kie.ai)", "gemini-2.5-pro", 20, 1),
+    ("gemini-chat", "Gemini 2.5 Pro (Google)", "gemini-2.5-pro", 30, 1),
+    ("local-llm", "Local prompt writer (offline)", "", 90, 1),
+    ("openai-vision", "GPT-4o vision (OpenAI)", "gpt-4o", 10, 1),
+    ("local-vision", "Local image analysis (offline)", "", 90, 1),
 ]
-LLM = [
-    ("kie-chat", "Gemini 3 Pro (kie.ai)", "gemini-3-pro", 10, "NERSTUDIO_KIE_API_KEY"),
-    ("kie-chat", "Gemini 2.5 Pro (kie.ai)", "gemini-2.5-pro", 20, "NERSTUDIO_KIE_API_KEY"),
-    ("gemini-chat", "Gemini 2.5 Pro (Google)", "gemini-2.5-pro", 30, "NERSTUDIO_GEMINI_API_KEY"),
-]
-VISION = [
-    ("openai-vision", "GPT-4o vision (OpenAI)", "gpt-4o", 10, "NERSTUDIO_OPENAI_API_KEY"),
-]
-LOCAL = {
-    "image": ("local-image", "Local renderer (offline)"),
-    "llm": ("local-llm", "Local prompt writer (offline)"),
-    "vision": ("local-vision", "Local image analysis (offline)"),
-}
+
+
+def catalogue_settings(adapter: str) -> dict:
+    """What the adapter supports, as a catalogue entry's image settings."""
+    cls = get_adapter_class(adapter)
+    if cls.kind != "image":
+        return {"kind": cls.kind}
+    return {
+        "kind": cls.kind,
+        "aspect_ratios": list(cls.aspect_ratios),
+        "default_aspect_ratio": cls.default_aspect_ratio,
+        "quality_levels": list(cls.qualities),
+        "default_quality": cls.default_quality or "",
+        "max_product_images": min(4, cls.max_images) if cls.max_images else 4,
+    }
+
+
+def install_catalogue(entry_model=CatalogueEntry) -> None:
+    """Create the starting catalogue (a data migration runs this with its historical model)."""
+    for adapter, name, model, priority, cost in CATALOGUE:
+        entry_model.objects.get_or_create(
+            adapter=adapter,
+            model_id=model,
+            defaults={
+                "name": name, "priority": priority, "credit_cost": cost,
+                **catalogue_settings(adapter),
+            },
+        )  # fmt: skip
 
 
 @transaction.atomic
 def install_default_providers(org) -> list[Provider]:
-    """Real providers are enabled where a platform key exists; for a kind with none enabled the
-    offline local provider is active, so a fresh install works without any key."""
-    keys = settings.NERSTUDIO_PLATFORM_KEYS
-    rows: list[Provider] = []
-    for adapter, name, model, priority, cost, key in IMAGE:
-        rows.append(
-            _row(org, adapter, name, model, priority, bool(keys.get(key)), credit_cost=cost)
-        )
-    for adapter, name, model, priority, key in LLM:
-        rows.append(_row(org, adapter, name, model, priority, bool(keys.get(key))))
-    for adapter, name, model, priority, key in VISION:
-        rows.append(_row(org, adapter, name, model, priority, bool(keys.get(key))))
-    for kind, (adapter, name) in LOCAL.items():
-        real_enabled = any(r.enabled and r.adapter_class.kind == kind for r in rows)
-        rows.append(_row(org, adapter, name, "", 90, not real_enabled, credit_cost=1))
-    default = next(r for r in rows if r.adapter_class.kind == "image" and r.enabled)
-    default.is_default = True
+    """One row per offered catalogue model. Those that can run (the platform has their key) are
+    enabled; for a kind with none of those the offline local provider is, so a fresh install
+    works without any key. A platform whose catalogue is still empty gets the starting one."""
+    if not CatalogueEntry.objects.exists():
+        install_catalogue()
+    entries = list(CatalogueEntry.objects.filter(offered=True))
+    rows = [
+        Provider(org=org, catalogue=entry, name=entry.name, priority=entry.priority)
+        for entry in entries
+    ]
     for row in rows:
-        row.full_clean(exclude=["org"])
+        row.apply_catalogue()
+        local = row.adapter_class.vendor is None
+        row.enabled = not local and row.is_runnable
+    for row in rows:
+        if row.adapter_class.vendor is None:
+            row.enabled = not any(r.enabled and r.kind == row.kind for r in rows if r is not row)
+    default = next((r for r in rows if r.kind == "image" and r.enabled), None)
+    if default is not None:
+        default.is_default = True
+    for row in rows:
         row.save()
     return rows
-
-
-def _row(org, adapter, name, model, priority, enabled, **extra) -> Provider:
-    return Provider(
-        org=org, adapter=adapter, name=name, model_id=model, priority=priority, enabled=enabled,
-        **extra,
-    )  # fmt: skip

@@ -5,20 +5,28 @@ delay, stores the PNG and POSTs a callback to the image's callback URL. `poll` a
 storage. So the embedded default exercises the same callback → confirm → download path as kie.ai.
 """
 
-import json
 import logging
 import random
 import time
 
 import requests
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from providers.adapters.base import ImageJobRequest, ImageJobStatus, ImageJobSubmitted
+from gallery.media import fetch_url
+from providers.adapters.base import (
+    ImageJobRequest,
+    ImageJobStatus,
+    ImageJobSubmitted,
+    InvalidOutput,
+    loads,
+)
 from providers.adapters.local import LocalImageAdapter, render_image
 
 logger = logging.getLogger(__name__)
+
+
+STATES = ("pending", "success", "failed")
 
 
 def _result_name(task_id: str) -> str:
@@ -26,8 +34,9 @@ def _result_name(task_id: str) -> str:
 
 
 def absolute_url(name: str) -> str:
-    url = default_storage.url(name)
-    return url if url.startswith("http") else settings.NERSTUDIO_PUBLIC_URL + url
+    """Where the result is published: a short-lived URL for this one file, as a remote provider's
+    CDN link would be (presigned with a bucket, signed by us without one)."""
+    return fetch_url(name)
 
 
 class LocalImageService(LocalImageAdapter):
@@ -59,11 +68,17 @@ class LocalImageService(LocalImageAdapter):
         return ImageJobStatus(task_id, "pending")
 
     def parse_callback(self, body: bytes) -> ImageJobStatus:
-        payload = json.loads(body)
+        payload = loads(body)
+        if not isinstance(payload, dict) or not isinstance(payload.get("taskId"), str):
+            raise InvalidOutput(
+                "The local provider's callback has no task id.", code="bad_callback"
+            )
+        state = payload.get("state")
+        urls = payload.get("resultUrls") or ()
+        if state not in ("pending", "success", "failed") or not isinstance(urls, list):
+            raise InvalidOutput("The local provider's callback is malformed.", code="bad_callback")
         return ImageJobStatus(
-            str(payload.get("taskId", "")),
-            payload.get("state", "pending"),
-            tuple(payload.get("resultUrls") or ()),
+            payload["taskId"], state, tuple(u for u in urls if isinstance(u, str))
         )
 
 

@@ -1,14 +1,17 @@
 import uuid
 
-from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import F, Q
+from django.utils.text import capfirst
 
+from lib.egress import EgressRefused, check_url, origin
 from orgs.models import Organization
 from providers.adapters.base import ProviderConfig
 from providers.adapters.registry import ADAPTERS, KINDS, build_adapter, get_adapter_class
 from providers.fields import EncryptedTextField, mask_secret
+from providers.platform import platform_account
 
 
 class Kind(models.TextChoices):
@@ -30,47 +33,25 @@ def adapter_choices():
     ]
 
 
-class ProviderQuerySet(models.QuerySet):
-    def for_org(self, org):
-        return self.filter(org=org)
-
-    def enabled(self):
-        return self.filter(enabled=True)
-
-    def of_kind(self, kind):
-        return self.filter(kind=kind)
+# Every call to a provider is bounded: per attempt, at least 1 and at most 120 seconds.
+MIN_TIMEOUT, MAX_TIMEOUT = 1, 120
 
 
-class Provider(models.Model):
-    """One configured AI service of an organization: an adapter from the registry plus the
-    admin's settings for it."""
+class ProviderSettings(models.Model):
+    """What a provider is and how it is called: the adapter, its model and limits, what an image
+    costs. The platform operator owns these for catalogue models; an organization owns them for
+    its own-key providers."""
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="providers")
     kind = models.CharField(max_length=10, choices=Kind.choices, editable=False)
     adapter = models.CharField(max_length=50, choices=adapter_choices)
-    name = models.CharField("display name", max_length=80)
     model_id = models.CharField(
         "provider model id", max_length=120, blank=True, help_text="Blank: the adapter's default."
     )
-    base_url = models.URLField(
-        max_length=300, blank=True,
-        help_text="Blank: the provider's public API. Set it for proxies or regional endpoints.",
-    )  # fmt: skip
-    api_key = EncryptedTextField(
-        "API key", blank=True,
-        help_text="Stored encrypted. Blank: use the platform key from the environment.",
-    )  # fmt: skip
-    priority = models.PositiveSmallIntegerField(
-        default=10, help_text="Lower runs first (fallback order for prompt writers and vision)."
-    )
-    enabled = models.BooleanField(default=True)
     timeout_seconds = models.FloatField(
-        "timeout (s)", default=30, help_text="Bound on each call to this provider."
-    )
-    is_default = models.BooleanField(
-        "default image model", default=False, help_text="Preselected on the Generate page."
-    )
+        "timeout (s)", default=30,
+        validators=[MinValueValidator(MIN_TIMEOUT), MaxValueValidator(MAX_TIMEOUT)],
+        help_text=f"Bound on each call to this provider, {MIN_TIMEOUT} to {MAX_TIMEOUT} seconds.",
+    )  # fmt: skip
     credit_cost = models.PositiveIntegerField("credits per image", default=1)
     aspect_ratios = models.JSONField(default=list, blank=True)
     default_aspect_ratio = models.CharField(max_length=10, blank=True)
@@ -79,25 +60,9 @@ class Provider(models.Model):
     max_product_images = models.PositiveSmallIntegerField(default=4)
     max_reference_images = models.PositiveSmallIntegerField(default=4)
     options = models.JSONField(default=dict, blank=True, help_text="Adapter-specific settings.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    objects = ProviderQuerySet.as_manager()
 
     class Meta:
-        ordering = ["kind", "priority", "pk"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["org"], condition=Q(is_default=True), name="provider_one_default_per_org"
-            ),
-            models.CheckConstraint(
-                condition=Q(is_default=False) | Q(kind="image"), name="provider_default_is_image"
-            ),
-            models.CheckConstraint(condition=Q(timeout_seconds__gt=0), name="provider_timeout_pos"),
-        ]
-
-    def __str__(self):
-        return self.name
+        abstract = True
 
     @property
     def adapter_class(self):
@@ -107,51 +72,37 @@ class Provider(models.Model):
     def adapter_label(self):
         return self.adapter_class.label
 
-    @property
-    def masked_api_key(self):
-        return mask_secret(self.api_key)
+    def full_clean(self, exclude=None, *args, **kwargs):
+        """Errors about fields a form does not show (a changelist row shows two) become errors of
+        the whole row: a model form would otherwise fail with "has no field named ..."."""
+        try:
+            super().full_clean(exclude, *args, **kwargs)
+        except ValidationError as exc:
+            if not hasattr(exc, "error_dict") or not exclude:
+                raise
+            errors: dict = {}
+            for name, messages in exc.error_dict.items():
+                if name in exclude and name != NON_FIELD_ERRORS:
+                    label = capfirst(self._meta.get_field(name).verbose_name)
+                    messages = [f"{label}: {m}" for e in messages for m in e.messages]
+                    name = NON_FIELD_ERRORS
+                errors.setdefault(name, []).extend(messages)
+            raise ValidationError(errors) from None
 
-    def platform_key(self) -> str:
-        env_name = self.adapter_class.platform_key_env
-        return settings.NERSTUDIO_PLATFORM_KEYS.get(env_name, "") if env_name else ""
-
-    @property
-    def has_key(self) -> bool:
-        return bool(self.api_key or self.platform_key() or not self.adapter_class.platform_key_env)
-
-    def config(self) -> ProviderConfig:
-        return ProviderConfig(
-            base_url=self.base_url,
-            api_key=self.api_key or self.platform_key(),
-            model=self.model_id,
-            timeout=self.timeout_seconds,
-            options=self.options,
-        )
-
-    def build(self, **kwargs):
-        return build_adapter(self.adapter, self.config(), **kwargs)
-
-    def clean(self):
+    def clean_settings(self, errors: dict) -> None:
+        """Check the settings against what the adapter supports; fills `errors` by field."""
         try:
             cls = get_adapter_class(self.adapter)
         except LookupError as exc:
-            raise ValidationError({"adapter": str(exc)}) from None
+            errors["adapter"] = str(exc)
+            return
         self.kind = cls.kind
-        errors = {}
         try:
             self.options = cls.validate_options(self.options or {})
         except ValueError as exc:
             errors["options"] = str(exc)
-        if self.kind == Kind.IMAGE:
-            self._clean_image_settings(cls, errors)
-        elif self.is_default:
-            errors["is_default"] = "Only an image model can be the default image model."
-        if self.is_default and not self.enabled:
-            errors["is_default"] = "The default image model must be enabled."
-        if errors:
-            raise ValidationError(errors)
-
-    def _clean_image_settings(self, cls, errors):
+        if self.kind != Kind.IMAGE:
+            return
         self._clean_choices(
             errors, cls, "aspect_ratios", "default_aspect_ratio", cls.aspect_ratios,
             cls.default_aspect_ratio, "aspect ratios",
@@ -181,12 +132,287 @@ class Provider(models.Model):
         if default not in chosen:
             errors[default_field] = f"The default must be one of the allowed {noun}."
 
+
+# The settings an organization's catalogue row takes from its catalogue entry, always.
+CATALOGUE_FIELDS = (
+    "kind", "adapter", "model_id", "timeout_seconds", "credit_cost", "aspect_ratios",
+    "default_aspect_ratio", "quality_levels", "default_quality", "max_product_images",
+    "max_reference_images", "options",
+)  # fmt: skip
+
+
+class CatalogueEntry(ProviderSettings):
+    """A model the platform offers on its own keys (providers.platform): set by the platform
+    operator, chosen from by organizations. Its price is what an image costs every organization
+    that uses it."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(
+        max_length=80, help_text="What organizations see until they rename it for their members."
+    )
+    base_url = models.URLField(
+        max_length=300, blank=True,
+        help_text="Blank: the platform's endpoint for this vendor (NERSTUDIO_*_BASE_URL). A path "
+        "on the same host is allowed; another host is not (the platform key goes only there).",
+    )  # fmt: skip
+    offered = models.BooleanField(
+        default=True, help_text="Organizations may use it. Unticking withdraws it everywhere."
+    )
+    priority = models.PositiveSmallIntegerField(
+        default=10, help_text="Default order for new organizations (lower runs first)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kind", "priority", "pk"]
+        verbose_name = "catalogue model"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(timeout_seconds__gte=MIN_TIMEOUT, timeout_seconds__lte=MAX_TIMEOUT),
+                name="catalogue_timeout_bounded",
+            ),
+            models.CheckConstraint(condition=Q(credit_cost__gte=1), name="catalogue_cost_positive"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def account(self):
+        return platform_account(self.adapter_class.vendor)
+
+    def unavailable_reason(self) -> str:
+        if not self.offered:
+            return "The platform no longer offers this model."
+        vendor = self.adapter_class.vendor
+        account = self.account
+        if vendor and not (account and account.api_key):
+            label = account.label if account else vendor
+            return f"The platform has no {label} key configured yet."
+        return ""
+
+    def clean(self):
+        errors: dict = {}
+        self.clean_settings(errors)
+        if self.credit_cost < 1:
+            errors["credit_cost"] = "Catalogue models cost at least 1 credit per image."
+        if self.base_url and "adapter" not in errors:
+            account = self.account
+            try:
+                check_url(self.base_url, base=True)
+                if account is None:
+                    raise EgressRefused(f"{self.adapter_label} has no platform endpoint.")
+                if origin(self.base_url) not in account.origins:
+                    raise EgressRefused(
+                        f"The {account.label} platform key is only sent to "
+                        f"{account.base_url}; set NERSTUDIO_{account.vendor.upper()}_BASE_URL "
+                        "to use another host."
+                    )
+            except EgressRefused as exc:
+                errors["base_url"] = str(exc)
+        if errors:
+            raise ValidationError(errors)
+
+    @transaction.atomic
+    def save(self, *args, **kwargs):
+        self.kind = self.adapter_class.kind
+        super().save(*args, **kwargs)
+        # Organizations' rows follow the catalogue at once: a new price applies to the next
+        # generation everywhere.
+        rows = Provider.objects.filter(catalogue=self)
+        rows.update(**{name: getattr(self, name) for name in CATALOGUE_FIELDS})
+        Organization.objects.filter(pk__in=rows.values("org_id")).update(
+            config_version=F("config_version") + 1
+        )
+
+
+class ProviderQuerySet(models.QuerySet):
+    def for_org(self, org):
+        return self.filter(org=org)
+
+    def enabled(self):
+        return self.filter(enabled=True)
+
+    def of_kind(self, kind):
+        return self.filter(kind=kind)
+
+
+class Provider(ProviderSettings):
+    """One AI service an organization uses: either a model from the platform catalogue (the
+    platform's key, price and limits; the organization picks name, order, default and who sees
+    it) or an own-key provider (the organization's key, endpoint and price)."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="providers")
+    catalogue = models.ForeignKey(
+        CatalogueEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="providers",
+        verbose_name="catalogue model",
+        help_text="The platform's model this row uses; blank for an own-key provider.",
+    )  # fmt: skip
+    name = models.CharField("display name", max_length=80)
+    base_url = models.URLField(
+        max_length=300, blank=True,
+        help_text="Own-key providers only. Blank: the provider's public API. Set it for proxies "
+        "or regional endpoints (https, public addresses only).",
+    )  # fmt: skip
+    api_key = EncryptedTextField(
+        "API key", blank=True, help_text="Own-key providers only. Stored encrypted."
+    )
+    priority = models.PositiveSmallIntegerField(
+        default=10, help_text="Lower runs first (fallback order for prompt writers and vision)."
+    )
+    enabled = models.BooleanField(default=True)
+    is_default = models.BooleanField(
+        "default image model", default=False, help_text="Preselected on the Generate page."
+    )
+    visible_to_members = models.BooleanField(
+        "members may use it", default=True,
+        help_text="Image models only: untick to keep a model to admins (for trying it out).",
+    )  # fmt: skip
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ProviderQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["kind", "priority", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org"], condition=Q(is_default=True), name="provider_one_default_per_org"
+            ),
+            models.UniqueConstraint(
+                fields=["org", "catalogue"],
+                name="provider_catalogue_model_once_per_org",
+                violation_error_message="This catalogue model is already in use here.",
+            ),
+            models.CheckConstraint(
+                condition=Q(is_default=False) | Q(kind="image"), name="provider_default_is_image"
+            ),
+            models.CheckConstraint(
+                condition=Q(timeout_seconds__gte=MIN_TIMEOUT, timeout_seconds__lte=MAX_TIMEOUT),
+                name="provider_timeout_bounded",
+            ),
+            # A catalogue row carries neither a key nor an endpoint of its own (the platform's
+            # are used) and costs what the catalogue says, never less than 1.
+            models.CheckConstraint(
+                condition=Q(catalogue__isnull=True)
+                | Q(api_key="", base_url="", credit_cost__gte=1),
+                name="provider_catalogue_row_platform_owned",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_own_key(self) -> bool:
+        return self.catalogue_id is None
+
+    @property
+    def masked_api_key(self):
+        return mask_secret(self.api_key)
+
+    def unavailable_reason(self) -> str:
+        """Why members cannot use this provider now; empty when it can run."""
+        if self.catalogue_id:
+            return self.catalogue.unavailable_reason()
+        if self.adapter_class.vendor and not self.api_key:
+            return "No API key: add the organization's key."
+        return ""
+
+    @property
+    def is_runnable(self) -> bool:
+        return not self.unavailable_reason()
+
+    def key_label(self) -> str:
+        """What admins see about the key: never more than its last four characters."""
+        if self.catalogue_id:
+            account = self.catalogue.account
+            return f"platform ({account.label})" if account else "not needed"
+        return self.masked_api_key or "missing"
+
+    def config(self) -> ProviderConfig:
+        if self.catalogue_id:
+            # The platform's account: its key goes only to its configured endpoint.
+            account = self.catalogue.account
+            return ProviderConfig(
+                base_url=self.catalogue.base_url or (account.base_url if account else ""),
+                api_key=account.api_key if account else "",
+                upload_base_url=account.upload_base_url if account else "",
+                model=self.model_id,
+                timeout=self.timeout_seconds,
+                options=self.options,
+            )
+        return ProviderConfig(
+            base_url=self.base_url,
+            api_key=self.api_key,
+            upload_base_url=(self.options or {}).get("upload_base_url", ""),
+            model=self.model_id,
+            timeout=self.timeout_seconds,
+            options=self.options,
+        )
+
+    def build(self):
+        return build_adapter(self.adapter, self.config())
+
+    def apply_catalogue(self) -> None:
+        """A catalogue row takes the operator's settings and carries no key or endpoint."""
+        entry = self.catalogue
+        for name in CATALOGUE_FIELDS:
+            setattr(self, name, getattr(entry, name))
+        self.api_key = ""
+        self.base_url = ""
+
+    def full_clean(self, *args, **kwargs):
+        if self.catalogue_id:
+            self.apply_catalogue()  # before the fields are checked: they are the catalogue's
+        super().full_clean(*args, **kwargs)
+
+    def clean(self):
+        errors: dict = {}
+        if not self.catalogue_id:
+            self._clean_own_key(errors)
+        if self.is_default and self.kind != Kind.IMAGE:
+            errors["is_default"] = "Only an image model can be the default image model."
+        elif self.is_default and not self.enabled:
+            # On `enabled`: that is the field the changelist offers next to the list.
+            errors["enabled"] = (
+                "The default image model must stay enabled; make another model the default first."
+            )
+        if errors:
+            raise ValidationError(errors)
+
+    def _clean_own_key(self, errors: dict) -> None:
+        self.clean_settings(errors)
+        if "adapter" in errors:
+            return
+        if self.adapter_class.vendor is None:
+            errors["adapter"] = (
+                "The offline local providers come from the platform catalogue; add them from there."
+            )
+        elif not self.api_key:
+            errors["api_key"] = "An own-key provider needs the organization's API key."
+        if self.base_url:
+            try:
+                check_url(self.base_url, base=True)
+            except EgressRefused as exc:
+                errors["base_url"] = str(exc)
+        upload = (self.options or {}).get("upload_base_url")
+        if upload and "options" not in errors:
+            try:
+                check_url(upload, base=True)
+            except EgressRefused as exc:
+                errors["options"] = f"upload_base_url: {exc}"
+
     def validate_constraints(self, exclude=None):
         # save() moves the default flag atomically and clean() checks it is an image model.
         super().validate_constraints(exclude=set(exclude or ()) | {"is_default"})
 
     @transaction.atomic
     def save(self, *args, **kwargs):
+        if self.catalogue_id:
+            self.apply_catalogue()
         self.kind = self.adapter_class.kind
         if self.is_default:
             Provider.objects.filter(org_id=self.org_id, is_default=True).exclude(pk=self.pk).update(
@@ -200,6 +426,41 @@ class Provider(models.Model):
             result = super().delete(*args, **kwargs)
             bump_config_version(self.org_id)
         return result
+
+
+class PlatformModelManager(models.Manager.from_queryset(ProviderQuerySet)):
+    def get_queryset(self):
+        return super().get_queryset().filter(catalogue__isnull=False)
+
+
+class OwnKeyManager(models.Manager.from_queryset(ProviderQuerySet)):
+    def get_queryset(self):
+        return super().get_queryset().filter(catalogue__isnull=True)
+
+
+class PlatformModel(Provider):
+    """An organization's use of a catalogue model (the admin's view of those rows)."""
+
+    objects = PlatformModelManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "platform model"
+
+    def clean(self):
+        if not self.catalogue_id:
+            raise ValidationError({"catalogue": "Choose a model from the platform catalogue."})
+        super().clean()
+
+
+class OwnKeyProvider(Provider):
+    """An organization's own-key provider (the admin's view of those rows)."""
+
+    objects = OwnKeyManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "own-key provider"
 
 
 def bump_config_version(org_id: int) -> None:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib import messages
 from django.core.cache import cache
 from django.utils import timezone
 
@@ -27,19 +26,22 @@ from providers.models import Kind, Provider, ProviderAttempt
 
 @dataclass(frozen=True)
 class OrgProviders:
-    """An organization's enabled providers, each kind in priority order."""
+    """An organization's enabled providers that can run, each kind in priority order."""
 
     version: int
     image: tuple[Provider, ...]
     llm: tuple[Provider, ...]
     vision: tuple[Provider, ...]
 
-    @property
-    def default_image(self) -> Provider | None:
-        return next((p for p in self.image if p.is_default), self.image[0] if self.image else None)
+    def images_for(self, membership) -> tuple[Provider, ...]:
+        """The image models this person may choose: admins all, members those shown to them."""
+        if membership.is_admin:
+            return self.image
+        return tuple(p for p in self.image if p.visible_to_members)
 
-    def image_by_public_id(self, public_id) -> Provider | None:
-        return next((p for p in self.image if str(p.public_id) == str(public_id)), None)
+    def default_image_for(self, membership) -> Provider | None:
+        images = self.images_for(membership)
+        return next((p for p in images if p.is_default), images[0] if images else None)
 
 
 _registry: dict[int, tuple[float, OrgProviders]] = {}
@@ -59,7 +61,13 @@ def providers_for(org_id: int) -> OrgProviders:
     else:
         # Read the version before the rows: a change committed in between makes the next check
         # reload again, never the reverse.
-        rows = list(Provider.objects.filter(org_id=org_id, enabled=True).order_by("priority", "pk"))
+        rows = [
+            p
+            for p in Provider.objects.filter(org_id=org_id, enabled=True)
+            .select_related("catalogue")
+            .order_by("priority", "pk")
+            if p.is_runnable  # a model without a usable key is never offered or tried
+        ]
         resolved = OrgProviders(
             version=version or 0,
             image=tuple(p for p in rows if p.kind == Kind.IMAGE),
@@ -183,8 +191,8 @@ def describe_references(
 
 def test_connection(provider: Provider) -> ConnectionTestResult:
     """A zero-cost call (credit balance, model list); never a paid generation."""
-    if not provider.has_key:
-        return ConnectionTestResult(False, 0, "No API key: set one here or the platform key.")
+    if reason := provider.unavailable_reason():
+        return ConnectionTestResult(False, 0, reason)
     result = provider.build().test_connection()
     ProviderAttempt.objects.create(
         provider=provider,
@@ -197,21 +205,6 @@ def test_connection(provider: Provider) -> ConnectionTestResult:
 
 
 test_connection.__test__ = False  # not a pytest test, despite the name
-
-
-def test_connection_with_message(request, provider: Provider) -> ConnectionTestResult:
-    """Run the connection test and tell the admin the outcome as a message."""
-    result = test_connection(provider)
-    verdict = "connected" if result.ok else "failed"
-    messages.add_message(
-        request,
-        messages.SUCCESS if result.ok else messages.ERROR,
-        f"{provider}: {verdict} in {result.latency_ms} ms — {result.message}",
-    )
-    return result
-
-
-test_connection_with_message.__test__ = False
 
 
 @dataclass(frozen=True)

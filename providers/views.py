@@ -3,15 +3,21 @@ from django.views.decorators.http import require_POST
 
 from orgs.access import org_admin_required
 from providers import services
+from providers.admin import admin_change_url, report_connection_test
 from providers.models import Kind, Provider
 
 
 @org_admin_required
 def index(request):
-    providers = list(Provider.objects.for_org(request.org).order_by("kind", "priority", "pk"))
+    providers = list(
+        Provider.objects.for_org(request.org)
+        .select_related("catalogue")
+        .order_by("kind", "priority", "pk")
+    )
     health = services.provider_health(providers)
     for provider in providers:
         provider.health = health[provider.pk]
+        provider.edit_url = admin_change_url(provider)
     groups = [(label, [p for p in providers if p.kind == kind]) for kind, label in Kind.choices]
     return render(request, "providers/index.html", {"groups": groups})
 
@@ -19,6 +25,8 @@ def index(request):
 @require_POST
 @org_admin_required
 def test_connection(request, public_id):
-    provider = get_object_or_404(Provider.objects.for_org(request.org), public_id=public_id)
-    services.test_connection_with_message(request, provider)
+    provider = get_object_or_404(
+        Provider.objects.for_org(request.org).select_related("catalogue"), public_id=public_id
+    )
+    report_connection_test(request, provider)
     return redirect("providers:index")

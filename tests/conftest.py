@@ -1,6 +1,23 @@
+import copy
+
 import pytest
+from channels.layers import channel_layers
+from django.core.cache import cache
 
 from tests.factories import AdminMembershipFactory, MembershipFactory, OrganizationFactory
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Rate-limit counters and cooldowns live in the cache; every test starts without them."""
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    """A channel layer per test: channels-redis binds its locks to the event loop that first used
+    them, and a pipeline test pushing from worker threads must not leave one behind."""
+    channel_layers.backends = {}
 
 
 @pytest.fixture
@@ -67,3 +84,24 @@ def memory_broker(settings):
     use("memory://")
     yield
     use(configured)
+
+
+@pytest.fixture
+def loopback_egress(settings):
+    """The development allowance: outbound calls may reach servers on 127.0.0.1 (fakes)."""
+    settings.NERSTUDIO_EGRESS_ALLOW_LOOPBACK = True
+
+
+@pytest.fixture
+def platform_keys(settings):
+    """Set the platform's own provider keys (the operator's environment): `platform_keys(kie="k")`.
+    Endpoints may be given too: `platform_keys(kie="k", kie_base_url="https://kie.example")`."""
+
+    def give(**values):
+        accounts = copy.deepcopy(settings.NERSTUDIO_PLATFORM_ACCOUNTS)
+        for name, value in values.items():
+            vendor, _, field = name.partition("_")
+            accounts[vendor][field or "api_key"] = value
+        settings.NERSTUDIO_PLATFORM_ACCOUNTS = accounts
+
+    return give

@@ -101,8 +101,9 @@ def studio(admin_membership, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     org = admin_membership.org
     provider = org.providers.get(adapter="local-image")
-    provider.credit_cost = 3
-    provider.save()
+    provider.catalogue.credit_cost = 3  # the platform's price for the model
+    provider.catalogue.save()
+    provider.refresh_from_db()
     people = [admin_membership] + [MembershipFactory(org=org) for _ in range(3)]
     return org, provider, people
 

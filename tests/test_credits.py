@@ -1,5 +1,6 @@
-"""Credits: the ledger and balance always agree, top-ups from the command line and the admin, and
-the admin never lets anyone rewrite history."""
+"""Credits: the ledger and balance always agree, top-ups by platform operators from the command
+line and the superuser-only admin, and the admin never lets anyone rewrite history. (Attacks on
+the currency by tenants are in tests/security/test_credit_minting.py.)"""
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -35,9 +36,11 @@ def assert_consistent(org):
 
 
 def image_provider(org, cost=5):
+    """The org's local image model at `cost` per image: the platform operator's catalogue price."""
     provider = org.providers.get(adapter="local-image")
-    provider.credit_cost = cost
-    provider.save()
+    provider.catalogue.credit_cost = cost
+    provider.catalogue.save()
+    provider.refresh_from_db()
     return provider
 
 
@@ -115,8 +118,23 @@ def test_the_command_tops_up_by_public_id_and_prints_the_new_balance(org, capsys
     assert "New balance: 510" in capsys.readouterr().out
     entry = LedgerEntry.objects.filter(org=org).first()
     assert (entry.kind, entry.delta, entry.amount, entry.balance_after) == ("topup", 500, 500, 510)
-    assert entry.actor is None and entry.note == "Invoice 2026-001"
+    assert entry.actor is None and entry.note == "[command line] Invoice 2026-001"
     assert assert_consistent(org) == 510
+
+
+def test_the_command_records_the_operator_named_by_by(org, superuser):
+    call_command("topup_credits", "Acme Creative", "40", "--by", "ROOT@nerstudio.test")
+
+    entry = LedgerEntry.objects.get(org=org)
+    assert (entry.delta, entry.actor, entry.note) == (40, superuser, "[command line]")
+
+
+@pytest.mark.parametrize("by", ["ada@acme.test", "nobody@nerstudio.test"])
+def test_the_command_refuses_a_by_that_is_not_an_operator(org, admin, by):
+    with pytest.raises(CommandError, match="superuser"):
+        call_command("topup_credits", "Acme Creative", "40", "--by", by)
+
+    assert not LedgerEntry.objects.exists()
 
 
 def test_the_command_finds_an_organization_by_its_exact_name(org, capsys):
@@ -155,11 +173,20 @@ def test_the_command_refuses_an_amount_that_is_not_a_positive_whole_number(org, 
     assert credits.balance_of(org) == 0
 
 
-# --- Top-ups in the admin ------------------------------------------------------------------------
+# --- Top-ups in the admin: platform operators only -------------------------------------------
 
 
-def test_an_org_admin_sees_the_top_up_form_for_their_account(admin_client, account):
-    response = admin_client.get(top_up_url(account))
+def test_an_org_admin_gets_403_on_the_top_up_form_for_their_own_account(admin_client, account):
+    assert admin_client.get(top_up_url(account)).status_code == 403
+    response = admin_client.post(top_up_url(account), {"amount": "300", "note": "PO 17"})
+
+    assert response.status_code == 403
+    assert not LedgerEntry.objects.exists()
+    assert credits.balance_of(account.org) == 0
+
+
+def test_a_superuser_sees_the_top_up_form(superuser_client, account):
+    response = superuser_client.get(top_up_url(account))
 
     assert response.status_code == 200
     page = response.content.decode()
@@ -167,14 +194,14 @@ def test_an_org_admin_sees_the_top_up_form_for_their_account(admin_client, accou
     assert "NER Studio administration" in page
 
 
-def test_an_org_admin_tops_up_their_own_org_as_the_actor(admin_client, admin, org, account):
-    response = admin_client.post(top_up_url(account), {"amount": "300", "note": "PO 17"})
+def test_a_superuser_tops_up_an_org_as_the_actor(superuser_client, superuser, org, account):
+    response = superuser_client.post(top_up_url(account), {"amount": "300", "note": "PO 17"})
 
     assert response.status_code == 302
     entry = LedgerEntry.objects.get(org=org)
-    assert (entry.kind, entry.delta, entry.actor, entry.note) == ("topup", 300, admin, "PO 17")
+    assert (entry.kind, entry.delta, entry.actor, entry.note) == ("topup", 300, superuser, "PO 17")
     assert assert_consistent(org) == 300
-    assert "New balance: 300" in admin_client.get(response["Location"]).content.decode()
+    assert "New balance: 300" in superuser_client.get(response["Location"]).content.decode()
 
 
 def test_an_org_admin_cannot_top_up_another_org_with_a_crafted_post(admin_client, other_account):
@@ -187,8 +214,8 @@ def test_an_org_admin_cannot_top_up_another_org_with_a_crafted_post(admin_client
 
 
 @pytest.mark.parametrize("amount", ["0", "-10", "abc", ""])
-def test_a_top_up_needs_a_positive_amount(admin_client, org, account, amount):
-    response = admin_client.post(top_up_url(account), {"amount": amount})
+def test_a_top_up_needs_a_positive_amount(superuser_client, org, account, amount):
+    response = superuser_client.post(top_up_url(account), {"amount": amount})
 
     assert response.status_code == 200
     assert response.context["form"].errors["amount"]
@@ -261,15 +288,24 @@ def test_an_org_admin_cannot_adjust(admin_client, org, account):
     assert response.status_code == 403
     assert not LedgerEntry.objects.exists()
     page = admin_client.get(reverse("admin:generation_creditaccount_change", args=[account.pk]))
-    assert top_up_url(account) in page.content.decode()
+    assert page.status_code == 200
+    assert top_up_url(account) not in page.content.decode()
     assert adjust_url(account) not in page.content.decode()
 
 
-def test_a_superuser_sees_the_adjustment_tool(superuser_client, account):
+def test_a_superuser_sees_the_top_up_and_adjustment_tools(superuser_client, account):
     page = superuser_client.get(reverse("admin:generation_creditaccount_change", args=[account.pk]))
 
     assert page.status_code == 200
+    assert top_up_url(account) in page.content.decode()
     assert adjust_url(account) in page.content.decode()
+
+
+def test_an_org_admin_cannot_adjust_another_orgs_balance(admin_client, other_account):
+    response = admin_client.post(adjust_url(other_account), {"delta": "5", "note": "Free"})
+
+    assert response.status_code == 404
+    assert not LedgerEntry.objects.exists()
 
 
 # --- Balances and the ledger are read-only in the admin ------------------------------------------
@@ -369,11 +405,13 @@ def test_every_credit_admin_page_renders(superuser_client, admin_client, admin_m
     credits.top_up(org=account.org, amount=100)
     credits.hold(generation=generation)
     entry = LedgerEntry.objects.first()
+    top_up_request = credits.request_top_up(
+        org=account.org, user=admin_membership.user, amount=50, note="More"
+    )
     urls = [
         reverse("admin:app_list", args=["generation"]),
         reverse("admin:generation_creditaccount_changelist"),
         reverse("admin:generation_creditaccount_change", args=[account.pk]),
-        top_up_url(account),
         reverse("admin:generation_ledgerentry_changelist"),
         reverse("admin:generation_ledgerentry_change", args=[entry.pk]),
         reverse("admin:generation_generation_changelist"),
@@ -381,7 +419,15 @@ def test_every_credit_admin_page_renders(superuser_client, admin_client, admin_m
     ]
     for url in urls:
         assert admin_client.get(url).status_code == 200, url
-    assert superuser_client.get(adjust_url(account)).status_code == 200
+    operator_urls = [
+        top_up_url(account),
+        adjust_url(account),
+        reverse("admin:generation_topuprequest_changelist"),
+        reverse("admin:generation_topuprequest_changelist") + "?status=all",
+        reverse("admin:generation_topuprequest_change", args=[top_up_request.pk]),
+    ]
+    for url in [*urls, *operator_urls]:
+        assert superuser_client.get(url).status_code == 200, url
 
 
 # --- The dashboard -----------------------------------------------------------------------------

@@ -315,7 +315,9 @@ def test_a_valid_submission_holds_credits_stores_the_files_and_opens_the_generat
         assert (
             source.file.name == f"uploads/{org.public_id}/{source.sha256}.{source.format.lower()}"
         )
+        # The stored bytes are the re-encoded copy (generation/uploads.py); hash and size are its.
         assert hashlib.sha256(path.read_bytes()).hexdigest() == source.sha256
+        assert source.size == path.stat().st_size
     assert len(stored_files(settings)) == 3
 
 

@@ -165,8 +165,8 @@ async def test_a_push_from_sync_code_reaches_the_connected_browser(generation, o
 
     assert html.startswith(f'<article id="image-{image.public_id}"')
     assert 'hx-swap-oob="true"' in html
-    assert 'src="/media/generated/t/a.webp"' in html
-    assert 'href="/media/generated/a.png"' in html
+    assert f'src="/images/{image.public_id}/thumbnail/"' in html
+    assert f'href="/images/{image.public_id}/"' in html
     assert "Generating images: 1 of 3 done" in html  # the status line follows the cards
 
 
@@ -274,7 +274,8 @@ def test_the_page_renders_the_current_state_for_a_reload(client, generation, own
     assert f'data-ws-connect="/ws/generations/{generation.public_id}/"' in html
     assert "hx-swap-oob" not in html  # a boosted swap of the page must not move the cards
     assert html.count('class="gen-card ') == 3
-    assert 'href="/media/generated/a.png"' in html and 'src="/media/generated/t/a.webp"' in html
+    assert f'href="/images/{first.public_id}/"' in html
+    assert f'src="/images/{first.public_id}/thumbnail/"' in html
     assert "Content policy." in html and "2 credits refunded" in html
     assert "Generating…" in html  # the third
     assert "Generating images: 1 of 3 done, 1 failed" in html

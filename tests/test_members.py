@@ -6,8 +6,9 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
+from lib.tokens import hash_token
 from orgs import services
-from orgs.models import Invitation, Membership, OrgError, hash_token
+from orgs.models import Invitation, Membership, OrgError
 from tests.factories import (
     AdminMembershipFactory,
     InvitationFactory,

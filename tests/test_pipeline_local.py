@@ -7,6 +7,7 @@ import os
 import time
 
 import pytest
+import requests
 from django.core.files.storage import default_storage
 from PIL import Image
 
@@ -20,11 +21,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def embedded(live_server, settings, tmp_path):
+def embedded(live_server, settings, tmp_path, loopback_egress):
     settings.CELERY_BROKER_URL = None  # tasks on the in-process pool
     settings.NERSTUDIO_PUBLIC_URL = live_server.url
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.NERSTUDIO_ALLOW_PRIVATE_DOWNLOADS = True  # the "provider" is on 127.0.0.1
     provider_services.clear_registry()
     return live_server
 
@@ -33,9 +33,10 @@ def embedded(live_server, settings, tmp_path):
 def studio(embedded, admin_membership):
     org = admin_membership.org
     local = org.providers.get(adapter="local-image")
-    local.options = {"delay_seconds": 0.2}
-    local.credit_cost = 2
-    local.save()
+    entry = local.catalogue  # the platform operator sets the model's options and price
+    entry.options, entry.credit_cost = {"delay_seconds": 0.2}, 2
+    entry.save()
+    local.refresh_from_db()
     credits.top_up(org=org, amount=50)
     return admin_membership, local
 
@@ -99,6 +100,29 @@ def test_ledger_and_balance_agree_after_generations(studio):
         _wait_until_finished(_start(membership, local, count=2, references=0))
     total = sum(LedgerEntry.objects.filter(org=membership.org).values_list("delta", flat=True))
     assert total == credits.balance_of(membership.org) == 50 - 2 * 2 * 2
+
+
+def test_the_local_provider_reads_products_and_publishes_results_through_signed_urls(
+    studio, embedded
+):
+    """No public media route: the provider gets short-lived signed URLs for exactly these files.
+    (Django's live server itself serves MEDIA_URL, so the absence of the route is tested with the
+    test client in tests/security/test_media_access.py.)"""
+    membership, local = studio
+    generation = _wait_until_finished(_start(membership, local, count=1, references=0))
+    product = generation.products.get()
+    task_id = generation.images.get().provider_task_id
+    adapter = local.build()
+
+    urls = {
+        product.file.name: services._product_url(adapter, product),
+        f"local-provider/{task_id}.png": adapter.poll(task_id).result_urls[0],
+    }
+
+    for name, url in urls.items():
+        assert url.startswith(f"{embedded.url}/files/")
+        with default_storage.open(name) as fh:
+            assert requests.get(url, timeout=5).content == fh.read()
 
 
 @pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL (CI sets it)")

@@ -64,11 +64,12 @@ def _fresh(settings, tmp_path):
 
 
 @pytest.fixture
-def kie_org(admin_membership):
+def kie_org(admin_membership, platform_keys):
+    platform_keys(kie="key-kie", openai="key-openai", gemini="key-gemini")
     org = admin_membership.org
     for name in ("Seedream 4.5 Edit", "Gemini 3 Pro (kie.ai)", "GPT-4o vision (OpenAI)"):
         provider = org.providers.get(name=name)
-        provider.enabled, provider.api_key = True, "key-" + provider.adapter
+        provider.enabled = True
         provider.is_default = provider.kind == "image"
         provider.save()
     credits.top_up(org=org, amount=100)
@@ -234,9 +235,9 @@ def test_a_forged_callback_is_rejected_and_changes_nothing(client, fake, kie_org
 
 
 def test_with_a_webhook_key_unsigned_and_stale_callbacks_are_rejected(
-    client, fake, kie_org, settings
+    client, fake, kie_org, platform_keys
 ):
-    settings.NERSTUDIO_WEBHOOK_SECRETS = {"NERSTUDIO_KIE_API_KEY": "hmac-key"}
+    platform_keys(kie_webhook_secret="hmac-key")
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=1)
     task_id = generation.images.get().provider_task_id
@@ -272,7 +273,7 @@ def test_a_result_url_on_a_private_address_is_refused_and_refunded(fake, kie_org
     services.collect_result(image.pk)
 
     image.refresh_from_db()
-    assert image.status == "failed" and "private or reserved address" in image.error
+    assert image.status == "failed" and "private, loopback, link-local or reserved" in image.error
     assert credits.balance_of(membership.org) == 100
 
 

@@ -1,110 +1,183 @@
-"""Providers in the Django admin, as an organization admin uses them."""
+"""Providers in the Django admin: the operator's catalogue, and an organization admin's platform
+models and own-key providers."""
 
 import pytest
 import responses
 from django.urls import reverse
 
-from providers.models import Provider
+from providers.models import CatalogueEntry, Provider
+from tests.factories import OwnKeyProviderFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
+OWN_ADD = reverse("admin:providers_ownkeyprovider_add")
+PLATFORM_ADD = reverse("admin:providers_platformmodel_add")
+PLATFORM_LIST = reverse("admin:providers_platformmodel_changelist")
 
-def _form_data(provider, **changes):
+
+def own_key_form(provider=None, **changes):
+    """The own-key change form's fields, as the admin posts them."""
     data = {
-        "name": provider.name, "adapter": provider.adapter, "model_id": provider.model_id,
-        "base_url": provider.base_url, "api_key": "", "priority": provider.priority,
-        "timeout_seconds": provider.timeout_seconds, "options": "{}",
-        "credit_cost": provider.credit_cost, "aspect_ratios": ", ".join(provider.aspect_ratios),
-        "default_aspect_ratio": provider.default_aspect_ratio,
-        "quality_levels": ", ".join(provider.quality_levels),
-        "default_quality": provider.default_quality,
-        "max_product_images": provider.max_product_images,
-        "max_reference_images": provider.max_reference_images,
+        "name": "Nano Banana 2", "adapter": "kie-nano-banana-2", "model_id": "", "base_url": "",
+        "api_key": "", "priority": 40, "timeout_seconds": 60, "options": "{}", "credit_cost": 6,
+        "aspect_ratios": "", "default_aspect_ratio": "", "quality_levels": "",
+        "default_quality": "", "max_product_images": 4, "max_reference_images": 4,
+        "enabled": "on",
     }  # fmt: skip
-    if provider.enabled:
-        data["enabled"] = "on"
-    if provider.is_default:
-        data["is_default"] = "on"
+    if provider is not None:
+        data.update(
+            name=provider.name, adapter=provider.adapter, model_id=provider.model_id,
+            base_url=provider.base_url, priority=provider.priority,
+            timeout_seconds=provider.timeout_seconds, credit_cost=provider.credit_cost,
+            aspect_ratios=", ".join(provider.aspect_ratios),
+            default_aspect_ratio=provider.default_aspect_ratio,
+            quality_levels=", ".join(provider.quality_levels),
+            default_quality=provider.default_quality,
+        )  # fmt: skip
     data.update(changes)
     return {k: v for k, v in data.items() if v is not None}
 
 
-def _change_url(provider):
-    return reverse("admin:providers_provider_change", args=[provider.pk])
+def own_change_url(provider):
+    return reverse("admin:providers_ownkeyprovider_change", args=[provider.pk])
 
 
-def test_an_org_admin_adds_a_provider_to_their_own_organization(admin_client, org):
-    response = admin_client.post(reverse("admin:providers_provider_add"), {
-        "name": "Nano Banana 2", "adapter": "kie-nano-banana-2", "model_id": "", "base_url": "",
-        "api_key": "kie-new-key-5678", "priority": 40, "timeout_seconds": 60, "options": "{}",
-        "credit_cost": 6, "aspect_ratios": "", "default_aspect_ratio": "", "quality_levels": "",
-        "default_quality": "", "max_product_images": 4, "max_reference_images": 4,
-        "enabled": "on",
-    })  # fmt: skip
+def platform_change_url(provider):
+    return reverse("admin:providers_platformmodel_change", args=[provider.pk])
+
+
+# --- Own-key providers ------------------------------------------------------------------------
+
+
+def test_an_org_admin_adds_an_own_key_provider_to_their_own_organization(admin_client, org):
+    response = admin_client.post(OWN_ADD, own_key_form(api_key="kie-new-key-5678"))
+
     assert response.status_code == 302, response.content.decode()[:3000]
     provider = Provider.objects.get(name="Nano Banana 2")
-    assert provider.org == org and provider.kind == "image"
+    assert provider.org == org and provider.kind == "image" and provider.catalogue is None
     assert provider.api_key == "kie-new-key-5678"
     assert provider.default_aspect_ratio == "auto"
+    assert provider.is_runnable
+
+
+def test_an_own_key_provider_needs_the_organizations_key(admin_client):
+    response = admin_client.post(OWN_ADD, own_key_form(api_key=""))
+
+    assert response.status_code == 200
+    assert "needs the organization&#x27;s API key" in response.content.decode()
+    assert not Provider.objects.filter(name="Nano Banana 2").exists()
+
+
+def test_own_key_models_may_cost_nothing(admin_client):
+    response = admin_client.post(OWN_ADD, own_key_form(api_key="k-1234", credit_cost=0))
+
+    assert response.status_code == 302
+    assert Provider.objects.get(name="Nano Banana 2").credit_cost == 0
+
+
+def test_the_offline_providers_cannot_be_added_as_own_key_rows(admin_client):
+    response = admin_client.post(
+        OWN_ADD, own_key_form(name="Free renderer", adapter="local-image", api_key="x")
+    )
+
+    assert response.status_code == 200
+    assert not Provider.objects.filter(name="Free renderer").exists()
 
 
 def test_the_change_form_never_shows_the_stored_key(admin_client, org):
-    provider = org.providers.get(adapter="kie-flux-2-pro-edit")
-    provider.api_key = "sk-flux-secret-4321"
-    provider.save()
-    body = admin_client.get(_change_url(provider)).content.decode()
+    provider = OwnKeyProviderFactory(org=org, api_key="sk-flux-secret-4321")
+
+    body = admin_client.get(own_change_url(provider)).content.decode()
+
     assert "sk-flux-secret" not in body
     assert "••••••••4321" in body
 
 
-def test_saving_with_a_blank_key_keeps_the_stored_key_and_clearing_removes_it(admin_client, org):
-    provider = org.providers.get(adapter="kie-flux-2-pro-edit")
-    provider.api_key = "sk-flux-secret-4321"
-    provider.save()
+def test_saving_with_a_blank_key_keeps_the_stored_key(admin_client, org):
+    provider = OwnKeyProviderFactory(org=org, api_key="sk-flux-secret-4321")
 
-    response = admin_client.post(_change_url(provider), _form_data(provider, priority=5))
+    response = admin_client.post(own_change_url(provider), own_key_form(provider, priority=5))
+
     assert response.status_code == 302
     provider.refresh_from_db()
     assert (provider.priority, provider.api_key) == (5, "sk-flux-secret-4321")
 
-    admin_client.post(_change_url(provider), _form_data(provider, clear_api_key="on"))
-    provider.refresh_from_db()
-    assert provider.api_key == ""
-
 
 def test_re_keying_replaces_the_key(admin_client, org):
-    provider = org.providers.get(adapter="kie-flux-2-pro-edit")
-    admin_client.post(_change_url(provider), _form_data(provider, api_key="sk-rotated-0000"))
+    provider = OwnKeyProviderFactory(org=org, api_key="sk-old-key-1111")
+
+    admin_client.post(own_change_url(provider), own_key_form(provider, api_key="sk-rotated-0000"))
+
     provider.refresh_from_db()
     assert provider.api_key == "sk-rotated-0000"
 
 
 def test_an_unsupported_aspect_ratio_is_a_form_error(admin_client, org):
-    provider = org.providers.get(adapter="kie-flux-2-pro-edit")
+    provider = OwnKeyProviderFactory(org=org, adapter="kie-flux-2-pro-edit")
+
     response = admin_client.post(
-        _change_url(provider), _form_data(provider, aspect_ratios="1:1, 5:7")
+        own_change_url(provider), own_key_form(provider, aspect_ratios="1:1, 5:7")
     )
+
     assert response.status_code == 200
     assert "does not support 5:7" in response.content.decode()
     provider.refresh_from_db()
     assert "5:7" not in provider.aspect_ratios
 
 
+# --- Platform models ----------------------------------------------------------------------------
+
+
+def test_an_org_admin_adds_a_catalogue_model_with_the_platforms_price_and_limits(admin_client, org):
+    entry = CatalogueEntry.objects.get(adapter="kie-nano-banana-pro")
+    org.providers.filter(catalogue=entry).delete()
+
+    response = admin_client.post(PLATFORM_ADD, {
+        "catalogue": entry.pk, "name": "", "priority": 15, "enabled": "on",
+        "visible_to_members": "on",
+    })  # fmt: skip
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    row = org.providers.get(catalogue=entry)
+    assert (row.name, row.credit_cost, row.adapter) == ("Nano Banana Pro", 5, "kie-nano-banana-pro")
+    assert row.api_key == "" and row.base_url == ""
+
+
+def test_a_catalogue_model_is_added_once(admin_client, org):
+    entry = CatalogueEntry.objects.get(adapter="kie-nano-banana-pro")
+
+    response = admin_client.post(PLATFORM_ADD, {"catalogue": entry.pk, "priority": 15})
+
+    assert response.status_code == 200
+    assert org.providers.filter(catalogue=entry).count() == 1
+
+
+def test_a_platform_model_is_renamed_reordered_and_kept_from_members(admin_client, org):
+    row = org.providers.get(adapter="local-image")
+
+    response = admin_client.post(platform_change_url(row), {
+        "name": "Quick drafts", "priority": 3, "enabled": "on", "is_default": "on",
+    })  # fmt: skip
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    row.refresh_from_db()
+    assert (row.name, row.priority, row.visible_to_members) == ("Quick drafts", 3, False)
+
+
 def test_disabling_and_reordering_from_the_list(admin_client, org):
-    llm = list(org.providers.filter(kind="llm").order_by("pk"))
-    url = reverse("admin:providers_provider_changelist")
-    providers = list(Provider.objects.filter(org=org).order_by("kind", "priority", "pk"))
-    data = {
-        "form-TOTAL_FORMS": len(providers),
-        "form-INITIAL_FORMS": len(providers),
-        "_save": "Save",
-    }
-    for i, p in enumerate(providers):
+    llm = list(org.providers.filter(kind="llm").order_by("kind", "priority", "pk"))
+    rows = list(Provider.objects.filter(org=org).order_by("kind", "priority", "pk"))
+    data = {"form-TOTAL_FORMS": len(rows), "form-INITIAL_FORMS": len(rows), "_save": "Save"}
+    for i, p in enumerate(rows):
         data[f"form-{i}-id"] = p.pk
         data[f"form-{i}-priority"] = 1 if p.pk == llm[2].pk else p.priority
         if p.enabled or p.pk == llm[2].pk:
             data[f"form-{i}-enabled"] = "on"
-    response = admin_client.post(url, data)
+        if p.visible_to_members:
+            data[f"form-{i}-visible_to_members"] = "on"
+
+    response = admin_client.post(PLATFORM_LIST, data)
+
     assert response.status_code == 302
     llm[2].refresh_from_db()
     assert (llm[2].enabled, llm[2].priority) == (True, 1)
@@ -112,30 +185,68 @@ def test_disabling_and_reordering_from_the_list(admin_client, org):
 
 def test_another_orgs_provider_cannot_be_opened_or_changed(admin_client, org, other_admin):
     theirs = other_admin.membership.org.providers.get(adapter="local-image")
-    assert admin_client.get(_change_url(theirs)).status_code in (302, 404)
-    admin_client.post(_change_url(theirs), _form_data(theirs, name="Hijacked"))
+
+    assert admin_client.get(platform_change_url(theirs)).status_code in (302, 404)
+    admin_client.post(platform_change_url(theirs), {"name": "Hijacked", "priority": 1})
+
     theirs.refresh_from_db()
     assert theirs.name == "Local renderer (offline)"
-    listing = admin_client.get(reverse("admin:providers_provider_changelist"))
+    listing = admin_client.get(PLATFORM_LIST)
     assert {p.org_id for p in listing.context["cl"].result_list} == {org.pk}
 
 
 @responses.activate
-def test_the_admin_test_connection_button_reports_the_result(admin_client, org):
+def test_the_admin_test_connection_button_reports_the_result(admin_client, org, platform_keys):
+    platform_keys(openai="sk-openai")
     provider = org.providers.get(adapter="openai-vision")
-    provider.api_key = "sk-openai"
-    provider.save()
     responses.get(
         "https://api.openai.com/v1/models",
         json={"object": "list", "data": [{"id": "gpt-4o", "object": "model"}]},
     )
-    url = reverse("admin:providers_provider_test_connection", args=[provider.pk])
+
+    url = reverse("admin:providers_platformmodel_test_connection", args=[provider.pk])
     response = admin_client.post(url, follow=True)
+
     assert "GPT-4o vision (OpenAI): connected" in response.content.decode()
+    assert responses.calls[0].request.headers["Authorization"] == "Bearer sk-openai"
 
 
 def test_a_member_cannot_use_the_providers_admin(member_client, org):
     provider = org.providers.first()
-    assert member_client.get(_change_url(provider)).status_code == 403
-    url = reverse("admin:providers_provider_test_connection", args=[provider.pk])
+
+    assert member_client.get(platform_change_url(provider)).status_code == 403
+    url = reverse("admin:providers_platformmodel_test_connection", args=[provider.pk])
     assert member_client.post(url).status_code == 403
+
+
+# --- The catalogue (platform operator) ----------------------------------------------------------
+
+
+def test_the_catalogue_is_for_the_platform_operator_only(admin_client):
+    entry = CatalogueEntry.objects.first()
+
+    assert admin_client.get(reverse("admin:providers_catalogueentry_changelist")).status_code == 403
+    change = reverse("admin:providers_catalogueentry_change", args=[entry.pk])
+    assert admin_client.post(change, {"credit_cost": 0}).status_code == 403
+
+
+def test_an_operator_price_change_reaches_every_organizations_rows(client, org, other_admin):
+    operator = UserFactory(is_superuser=True, is_staff=True)
+    client.force_login(operator)
+    entry = CatalogueEntry.objects.get(adapter="local-image")
+    data = {
+        "name": entry.name, "adapter": entry.adapter, "model_id": "", "base_url": "",
+        "offered": "on", "priority": entry.priority, "timeout_seconds": 20, "options": "{}",
+        "credit_cost": 7, "aspect_ratios": ", ".join(entry.aspect_ratios),
+        "default_aspect_ratio": entry.default_aspect_ratio,
+        "quality_levels": ", ".join(entry.quality_levels),
+        "default_quality": entry.default_quality, "max_product_images": 4,
+        "max_reference_images": 4,
+    }  # fmt: skip
+
+    response = client.post(reverse("admin:providers_catalogueentry_change", args=[entry.pk]), data)
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    costs = set(Provider.objects.filter(catalogue=entry).values_list("credit_cost", flat=True))
+    assert costs == {7}
+    assert Provider.objects.filter(catalogue=entry).count() == 2  # both organizations

@@ -16,15 +16,9 @@ from django.urls import reverse
 from providers import services
 from providers.fields import decrypt
 from providers.models import Provider, ProviderAttempt
-from tests.factories import OrganizationFactory
+from tests.factories import OrganizationFactory, OwnKeyProviderFactory
 
 pytestmark = pytest.mark.django_db
-
-KIE_KEYS = {
-    "NERSTUDIO_KIE_API_KEY": "kie-platform",
-    "NERSTUDIO_OPENAI_API_KEY": "",
-    "NERSTUDIO_GEMINI_API_KEY": "",
-}
 
 
 @pytest.fixture(autouse=True)
@@ -51,8 +45,8 @@ def test_a_new_organization_starts_on_the_local_providers_without_keys(org):
     assert org.providers.get(kind="vision", adapter="openai-vision").model_id == "gpt-4o"
 
 
-@override_settings(NERSTUDIO_PLATFORM_KEYS=KIE_KEYS)
-def test_with_a_kie_key_new_organizations_use_kie_for_images_and_prompts():
+def test_with_a_kie_key_new_organizations_use_kie_for_images_and_prompts(platform_keys):
+    platform_keys(kie="kie-platform")
     org = OrganizationFactory()
     default = org.providers.get(is_default=True)
     assert (default.name, default.enabled, default.credit_cost) == ("Seedream 4.5 Edit", True, 3)
@@ -64,9 +58,7 @@ def test_with_a_kie_key_new_organizations_use_kie_for_images_and_prompts():
 
 
 def test_the_api_key_is_not_readable_in_the_database(org):
-    provider = org.providers.get(adapter="kie-nano-banana-pro")
-    provider.api_key = "sk-live-very-secret-1234"
-    provider.save()
+    provider = OwnKeyProviderFactory(org=org, api_key="sk-live-very-secret-1234")
     with connection.cursor() as cursor:
         cursor.execute("SELECT api_key FROM providers_provider WHERE id = %s", [provider.pk])
         stored = cursor.fetchone()[0]
@@ -79,9 +71,7 @@ def test_the_api_key_is_not_readable_in_the_database(org):
 def test_keys_survive_rotation_to_a_new_encryption_key(org, settings):
     from cryptography.fernet import Fernet
 
-    provider = org.providers.get(adapter="kie-nano-banana-pro")
-    provider.api_key = "kie-secret-abcd"
-    provider.save()
+    provider = OwnKeyProviderFactory(org=org, api_key="kie-secret-abcd")
     old_keys = list(settings.NERSTUDIO_ENCRYPTION_KEYS)
     settings.NERSTUDIO_ENCRYPTION_KEYS = [Fernet.generate_key().decode(), *old_keys]
     assert Provider.objects.get(pk=provider.pk).api_key == "kie-secret-abcd"
@@ -91,7 +81,8 @@ def test_keys_survive_rotation_to_a_new_encryption_key(org, settings):
 
 
 @override_settings(NERSTUDIO_PROVIDER_REFRESH_SECONDS=0.2)
-def test_a_change_reaches_the_registry_within_the_refresh_interval(org):
+def test_a_change_reaches_the_registry_within_the_refresh_interval(org, platform_keys):
+    platform_keys(gemini="gemini-platform")
     assert [p.adapter for p in services.providers_for(org.pk).llm] == ["local-llm"]
     gemini = org.providers.get(adapter="gemini-chat")
     gemini.enabled = True
@@ -110,7 +101,8 @@ def test_the_registry_does_not_query_the_database_between_refreshes(org, django_
             services.providers_for(org.pk)
 
 
-def test_there_is_one_default_image_model_per_organization(org):
+def test_there_is_one_default_image_model_per_organization(org, platform_keys):
+    platform_keys(kie="kie-platform")
     nano = org.providers.get(adapter="kie-nano-banana-pro")
     nano.enabled = True
     nano.is_default = True
@@ -131,7 +123,7 @@ def test_an_llm_cannot_be_the_default_image_model(org):
 def test_aspect_ratios_and_options_are_validated_by_the_adapter(org):
     from django.core.exceptions import ValidationError
 
-    seedream = org.providers.get(adapter="kie-seedream-4.5-edit")
+    seedream = org.providers.get(adapter="kie-seedream-4.5-edit").catalogue  # the operator's
     seedream.aspect_ratios = ["1:1", "7:5"]
     seedream.options = {"no_such_option": 1}
     with pytest.raises(ValidationError) as excinfo:
@@ -141,10 +133,10 @@ def test_aspect_ratios_and_options_are_validated_by_the_adapter(org):
 
 
 @responses.activate
-def test_the_llm_chain_falls_back_and_records_every_attempt(org):
+def test_the_llm_chain_falls_back_and_records_every_attempt(org, platform_keys):
+    platform_keys(kie="kie-key")
     kie = org.providers.get(name="Gemini 3 Pro (kie.ai)")
     kie.enabled = True
-    kie.api_key = "kie-key"
     kie.save()
     responses.post(
         "https://api.kie.ai/gemini-3-pro/v1/chat/completions",
@@ -165,10 +157,10 @@ def test_the_llm_chain_falls_back_and_records_every_attempt(org):
 
 
 @responses.activate
-def test_a_failing_provider_cools_down_and_is_skipped(org):
+def test_a_failing_provider_cools_down_and_is_skipped(org, platform_keys):
+    platform_keys(kie="kie-key")
     kie = org.providers.get(name="Gemini 3 Pro (kie.ai)")
     kie.enabled = True
-    kie.api_key = "kie-key"
     kie.save()
     responses.post("https://api.kie.ai/gemini-3-pro/v1/chat/completions", status=503)
     for _ in range(3):
@@ -178,10 +170,9 @@ def test_a_failing_provider_cools_down_and_is_skipped(org):
 
 
 @responses.activate
-def test_the_connection_test_reports_the_kie_credit_balance(admin_client, org):
+def test_the_connection_test_reports_the_kie_credit_balance(admin_client, org, platform_keys):
+    platform_keys(kie="kie-key")
     provider = org.providers.get(adapter="kie-nano-banana-pro")
-    provider.api_key = "kie-key"
-    provider.save()
     responses.get(
         "https://api.kie.ai/api/v1/chat/credit", json={"code": 200, "msg": "success", "data": 35.95}
     )
@@ -198,9 +189,7 @@ def test_the_connection_test_reports_the_kie_credit_balance(admin_client, org):
 
 @responses.activate
 def test_the_connection_test_shows_the_providers_error(admin_client, org):
-    provider = org.providers.get(adapter="kie-nano-banana-pro")
-    provider.api_key = "bad-key"
-    provider.save()
+    provider = OwnKeyProviderFactory(org=org, name="Nano Banana Pro", api_key="bad-key")
     responses.get(
         "https://api.kie.ai/api/v1/chat/credit",
         json={"code": 401, "msg": "You do not have access permissions"},
@@ -217,7 +206,7 @@ def test_the_connection_test_without_any_key_says_so(admin_client, org):
     response = admin_client.post(
         reverse("providers:test-connection", args=[provider.public_id]), follow=True
     )
-    assert "No API key" in response.content.decode()
+    assert "The platform has no kie.ai key configured yet." in response.content.decode()
 
 
 def test_health_reports_success_rate_latency_and_last_error(org):
@@ -240,9 +229,7 @@ def test_health_reports_success_rate_latency_and_last_error(org):
 
 
 def test_the_providers_page_shows_masked_keys_and_never_the_key(admin_client, org):
-    provider = org.providers.get(adapter="kie-nano-banana-pro")
-    provider.api_key = "sk-should-never-appear-9876"
-    provider.save()
+    OwnKeyProviderFactory(org=org, api_key="sk-should-never-appear-9876")
     body = admin_client.get(reverse("providers:index")).content.decode()
     assert "••••••••9876" in body and "sk-should-never-appear" not in body
     assert "Local renderer (offline)" in body

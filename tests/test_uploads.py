@@ -1,14 +1,17 @@
-"""Uploads are checked by decoding them, never by their name or the browser's content type."""
+"""Uploads are judged by their content, never by their name or the browser's content type: the
+form checks size and header (check_image), start_generation decodes and re-encodes (ingest_image).
+A file refused at either step is named in the message."""
 
 import hashlib
+import io
 import warnings
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
-from PIL import Image
+from PIL import Image, ImageChops
 
-from generation.uploads import human_bytes, human_pixels, validate_image
+from generation.uploads import check_image, human_bytes, human_pixels, ingest_image
 from tests.factories import image_bytes, png_header_claiming
 
 
@@ -16,28 +19,53 @@ def upload(name, data, content_type="image/png"):
     return SimpleUploadedFile(name, data, content_type=content_type)
 
 
+def accepted(uploaded):
+    """Both steps, as a request runs them: the form's checks, then the decode."""
+    return ingest_image(check_image(uploaded))
+
+
 def refusal(uploaded) -> str:
     with pytest.raises(ValidationError) as caught:
-        validate_image(uploaded)
+        accepted(uploaded)
     (message,) = caught.value.messages
     return message
+
+
+def stored_bytes(image) -> bytes:
+    return image.content().read()  # what storage.save() would write
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
 def test_a_jpeg_png_or_webp_is_accepted_with_its_bytes_hash_and_size(fmt):
     data = image_bytes(fmt, size=(24, 16))
 
-    image = validate_image(upload(f"product.{fmt.lower()}", data))
+    image = accepted(upload(f"product.{fmt.lower()}", data))
 
+    stored = stored_bytes(image)
     assert image.format == fmt
     assert (image.width, image.height) == (24, 16)
-    assert image.data == data  # the original bytes are kept
-    assert image.sha256 == hashlib.sha256(data).hexdigest()
+    assert image.sha256 == hashlib.sha256(stored).hexdigest()  # the bytes that are stored
+    assert image.size == len(stored)
     assert image.name == f"product.{fmt.lower()}"
+    with Image.open(io.BytesIO(stored)) as again:  # re-encoded to the same format and picture
+        assert (again.format, again.size, again.mode) == (fmt, (24, 16), "RGB")
+        r, g, b = again.getpixel((12, 8))
+        assert abs(r - 200) < 8 and abs(g - 40) < 8 and abs(b - 60) < 8
+
+
+def test_a_png_is_reencoded_without_losing_a_pixel():
+    source = Image.effect_noise((40, 30), 80).convert("RGB")
+    out = io.BytesIO()
+    source.save(out, "PNG")
+
+    image = accepted(upload("noise.png", out.getvalue()))
+
+    with Image.open(io.BytesIO(stored_bytes(image))) as again:
+        assert again.tobytes() == source.tobytes()
 
 
 def test_the_format_comes_from_the_content_not_the_name():
-    image = validate_image(upload("looks-like.png", image_bytes("JPEG"), "image/png"))
+    image = accepted(upload("looks-like.png", image_bytes("JPEG"), "image/png"))
     assert image.format == "JPEG"
 
 
@@ -77,13 +105,34 @@ def test_the_size_limit_applies_to_the_bytes_read_not_only_the_declared_size(set
 
 def test_an_image_with_more_pixels_than_the_limit_is_refused_from_its_header(settings):
     settings.NERSTUDIO_UPLOAD_MAX_PIXELS = 40_000_000
+    settings.NERSTUDIO_UPLOAD_MAX_DECODED_PIXELS = 10**9  # PNG limited by the general limit only
     # 7000 × 7000 = 49 MP, below Pillow's own bomb threshold: our limit refuses it.
-    assert refusal(upload("huge.png", png_header_claiming(7000, 7000))) == (
-        "huge.png has more than 40 megapixels."
+    with pytest.raises(ValidationError) as caught:
+        check_image(upload("huge.png", png_header_claiming(7000, 7000)))  # the header alone
+    assert caught.value.messages == ["huge.png has more than 40 megapixels."]
+
+
+def test_a_png_over_what_is_decoded_at_once_is_refused_and_told_about_jpeg(settings):
+    settings.NERSTUDIO_UPLOAD_MAX_PIXELS = 40_000_000
+    settings.NERSTUDIO_UPLOAD_MAX_DECODED_PIXELS = 4096 * 4096
+    assert refusal(upload("poster.png", png_header_claiming(5000, 4000))) == (
+        "poster.png has more than 16.8 megapixels, the most for a PNG image; save it smaller or "
+        "as a JPEG (up to 40 megapixels)."
     )
+    assert check_image(upload("square.png", png_header_claiming(4096, 4096))).format == "PNG"
 
 
-def test_a_decompression_bomb_is_refused_as_too_many_pixels():
+def test_a_webp_has_its_own_lower_pixel_limit(settings):
+    settings.NERSTUDIO_UPLOAD_MAX_WEBP_PIXELS = 32 * 32
+    assert refusal(upload("mood.webp", image_bytes("WEBP", size=(40, 30)))) == (
+        "mood.webp has more than 1,024 pixels, the most for a WebP image; save it smaller or as "
+        "a JPEG (up to 40 megapixels)."
+    )
+    assert accepted(upload("mood.webp", image_bytes("WEBP", size=(32, 32)))).format == "WEBP"
+
+
+def test_a_decompression_bomb_is_refused_as_too_many_pixels(settings):
+    settings.NERSTUDIO_UPLOAD_MAX_PIXELS = 40_000_000
     bomb = png_header_claiming(100_000, 100_000)  # 10 gigapixels: Pillow raises on open
     assert refusal(upload("bomb.png", bomb)) == "bomb.png has more than 40 megapixels."
 
@@ -141,6 +190,32 @@ def test_byte_limits_read_naturally(n, text):
     assert human_bytes(n) == text
 
 
-@pytest.mark.parametrize(("n", "text"), [(40_000_000, "40 megapixels"), (5_000, "5,000 pixels")])
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [(40_000_000, "40 megapixels"), (4096 * 4096, "16.8 megapixels"), (5_000, "5,000 pixels")],
+)
 def test_pixel_limits_read_naturally(n, text):
     assert human_pixels(n) == text
+
+
+@pytest.mark.parametrize(
+    ("mode", "size"), [("RGB", (1000, 700)), ("RGBA", (700, 1000)), ("L", (3000, 200))]
+)
+def test_resizing_in_bands_gives_the_picture_a_whole_image_resize_gives(settings, mode, size):
+    settings.NERSTUDIO_UPLOAD_MAX_SIDE = 256
+    noise = Image.effect_noise(size, 90)
+    source = (
+        Image.merge(mode, [noise] * len(mode))
+        if mode != "RGBA"
+        else Image.merge("RGBA", [noise, noise, noise, Image.linear_gradient("L").resize(size)])
+    )
+    out = io.BytesIO()
+    source.save(out, "PNG")
+
+    image = accepted(upload("big.png", out.getvalue()))
+
+    whole = source.resize((image.width, image.height), Image.Resampling.LANCZOS)
+    assert max(image.width, image.height) == 256
+    with Image.open(io.BytesIO(stored_bytes(image))) as banded:
+        difference = ImageChops.difference(banded.convert("RGBA"), whole.convert("RGBA"))
+        assert all(high <= 1 for _, high in difference.getextrema())  # rounding at most

@@ -134,11 +134,21 @@ CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers log through the root handler configured in LOGGING (with its redaction filter).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 NERSTUDIO_EMBEDDED_WORKERS = env.int("NERSTUDIO_EMBEDDED_WORKERS", default=8)
 
 # --- Storage: local media by default, Cloudflare R2 / any S3 endpoint when a bucket is set --------
-MEDIA_URL = "/media/"
+MEDIA_URL = "/media/"  # no route serves it: files go out through gallery/media.py only
 MEDIA_ROOT = env.path("NERSTUDIO_MEDIA_ROOT", default=BASE_DIR / "media")
+# Private media (gallery/media.py). Members' browsers get files through access-checked views;
+# with a bucket these redirect to a presigned URL living this many seconds (also the browser's
+# private cache lifetime without one).
+NERSTUDIO_MEDIA_URL_EXPIRY = env.int("NERSTUDIO_MEDIA_URL_EXPIRY", default=300)
+# Providers fetching product images, and the pipeline fetching the local provider's result, get
+# URLs valid this many seconds: presigned with a bucket, signed by us without one. Longer than
+# NERSTUDIO_IMAGE_DEADLINE_SECONDS, so a queued job can still read its inputs.
+NERSTUDIO_FETCH_URL_EXPIRY = env.int("NERSTUDIO_FETCH_URL_EXPIRY", default=900)
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
@@ -261,16 +271,56 @@ if not NERSTUDIO_ENCRYPTION_KEYS:
     NERSTUDIO_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(_derived).decode()]
 
 # --- AI providers ---------------------------------------------------------------------------------
-# Platform keys, used by provider rows whose own API key is blank. With one set, new organizations
-# start with that provider's models enabled; without any, the offline local providers are active.
-NERSTUDIO_PLATFORM_KEYS = {
-    name: env(name, default="")
-    for name in ("NERSTUDIO_KIE_API_KEY", "NERSTUDIO_OPENAI_API_KEY", "NERSTUDIO_GEMINI_API_KEY")
+# The platform's own accounts (operator-owned). Catalogue models use them; a key is only ever sent
+# to its account's configured hosts (lib.egress). Base URLs may point at a gateway or a regional
+# endpoint; with a key set, new organizations start with that vendor's catalogue models enabled,
+# and without any key the offline local providers are active.
+NERSTUDIO_PLATFORM_ACCOUNTS = {
+    "kie": {
+        "label": "kie.ai",
+        "api_key": env("NERSTUDIO_KIE_API_KEY", default=""),
+        "base_url": env("NERSTUDIO_KIE_BASE_URL", default="https://api.kie.ai").rstrip("/"),
+        "upload_base_url": env(
+            "NERSTUDIO_KIE_UPLOAD_BASE_URL", default="https://kieai.redpandaai.co"
+        ).rstrip("/"),
+        # kie.ai's webhook HMAC key (kie.ai settings): callbacks must then be signed and fresh.
+        "webhook_secret": env("NERSTUDIO_KIE_WEBHOOK_SECRET", default=""),
+    },
+    "openai": {
+        "label": "OpenAI",
+        "api_key": env("NERSTUDIO_OPENAI_API_KEY", default=""),
+        "base_url": env("NERSTUDIO_OPENAI_BASE_URL", default="https://api.openai.com/v1").rstrip(
+            "/"
+        ),
+    },
+    "gemini": {
+        "label": "Google Gemini",
+        "api_key": env("NERSTUDIO_GEMINI_API_KEY", default=""),
+        "base_url": env(
+            "NERSTUDIO_GEMINI_BASE_URL", default="https://generativelanguage.googleapis.com/v1beta"
+        ).rstrip("/"),
+    },
 }
-# kie.ai's webhook HMAC key (kie.ai settings); when set, unsigned or stale callbacks are refused.
-NERSTUDIO_WEBHOOK_SECRETS = {
-    "NERSTUDIO_KIE_API_KEY": env("NERSTUDIO_KIE_WEBHOOK_SECRET", default=""),
-}
+# Development only: let outbound calls reach loopback (the local provider and fakes on 127.0.0.1)
+# over http. Never private networks; refused outside DEBUG.
+NERSTUDIO_EGRESS_ALLOW_LOOPBACK = env.bool("NERSTUDIO_EGRESS_ALLOW_LOOPBACK", default=False)
+if NERSTUDIO_EGRESS_ALLOW_LOOPBACK and not DEBUG:
+    raise ImproperlyConfigured("NERSTUDIO_EGRESS_ALLOW_LOOPBACK is a development setting (DEBUG).")
+
+
+def _check_platform_urls(accounts: dict, *, allow_loopback: bool) -> None:
+    from lib.egress import EgressRefused, check_url
+
+    for account in accounts.values():
+        for url in (account["base_url"], account.get("upload_base_url", "")):
+            try:
+                if url:
+                    check_url(url, allow_loopback=allow_loopback, base=True)
+            except EgressRefused as exc:
+                raise ImproperlyConfigured(f"{account['label']} base URL {url!r}: {exc}") from None
+
+
+_check_platform_urls(NERSTUDIO_PLATFORM_ACCOUNTS, allow_loopback=NERSTUDIO_EGRESS_ALLOW_LOOPBACK)
 # How often a process re-checks whether an org's provider configuration changed (seconds).
 NERSTUDIO_PROVIDER_REFRESH_SECONDS = env.float("NERSTUDIO_PROVIDER_REFRESH_SECONDS", default=0.5)
 # Total time the prompt-writer fallback chain may take (PRD §6: under 30 s).
@@ -284,15 +334,31 @@ NERSTUDIO_POLL_AFTER_SECONDS = env.int("NERSTUDIO_POLL_AFTER_SECONDS", default=3
 # A generation stuck before image submission this long is resumed (its worker died).
 NERSTUDIO_STALLED_AFTER_SECONDS = env.int("NERSTUDIO_STALLED_AFTER_SECONDS", default=120)
 NERSTUDIO_SUBMIT_RETRIES = 3
+# Fair share: provider calls one organization may have in flight at once (keep it well below the
+# worker count), and how long a slot a crashed worker never returned stays taken.
+NERSTUDIO_ORG_MAX_INFLIGHT = env.int("NERSTUDIO_ORG_MAX_INFLIGHT", default=4)
+NERSTUDIO_ORG_SLOT_LEASE_SECONDS = env.int("NERSTUDIO_ORG_SLOT_LEASE_SECONDS", default=300)
+# Generate requests allowed per minute, per member and per organization.
+NERSTUDIO_GENERATE_PER_MEMBER_PER_MINUTE = env.int(
+    "NERSTUDIO_GENERATE_PER_MEMBER_PER_MINUTE", default=10
+)
+NERSTUDIO_GENERATE_PER_ORG_PER_MINUTE = env.int("NERSTUDIO_GENERATE_PER_ORG_PER_MINUTE", default=30)
 NERSTUDIO_THUMBNAIL_SIDE = 384
 NERSTUDIO_MAX_IMAGES_PER_GENERATION = env.int("NERSTUDIO_MAX_IMAGES_PER_GENERATION", default=8)
-# Uploads: per-file bytes and pixels, files per field.
+# Uploads: per-file bytes and pixels (read from the header; see generation/uploads.py). Decoding
+# memory is bounded per image: a JPEG above MAX_DECODED_PIXELS is decoded at 1/2, 1/4 or 1/8 scale;
+# PNG cannot be, so it is limited to MAX_DECODED_PIXELS (4 bytes each); WebP decodes through libwebp
+# at about 16 bytes per pixel, hence its lower limit. Stored copies are re-encoded with their long
+# side at most MAX_SIDE (providers use no more).
 NERSTUDIO_UPLOAD_MAX_BYTES = env.int("NERSTUDIO_UPLOAD_MAX_BYTES", default=10 * 1024 * 1024)
 NERSTUDIO_UPLOAD_MAX_PIXELS = env.int("NERSTUDIO_UPLOAD_MAX_PIXELS", default=40_000_000)
-# Results: downloads from providers are capped in size and time, and may not reach private
-# addresses unless this is set (development: the local provider serves results on 127.0.0.1).
+NERSTUDIO_UPLOAD_MAX_DECODED_PIXELS = env.int(
+    "NERSTUDIO_UPLOAD_MAX_DECODED_PIXELS", default=4096 * 4096
+)
+NERSTUDIO_UPLOAD_MAX_WEBP_PIXELS = env.int("NERSTUDIO_UPLOAD_MAX_WEBP_PIXELS", default=2048 * 2048)
+NERSTUDIO_UPLOAD_MAX_SIDE = env.int("NERSTUDIO_UPLOAD_MAX_SIDE", default=4096)
+# Results downloaded from providers are capped in size and time (and go through lib.egress).
 NERSTUDIO_RESULT_MAX_BYTES = env.int("NERSTUDIO_RESULT_MAX_BYTES", default=40 * 1024 * 1024)
-NERSTUDIO_ALLOW_PRIVATE_DOWNLOADS = env.bool("NERSTUDIO_ALLOW_PRIVATE_DOWNLOADS", default=False)
 # Run the reconciliation loop inside the web process when there is no broker (embedded mode).
 NERSTUDIO_EMBEDDED_BEAT = env.bool("NERSTUDIO_EMBEDDED_BEAT", default=not REDIS_URL)
 
@@ -326,6 +392,8 @@ MAILERS = {
     }
 }
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="NER Studio <noreply@nerstudio.local>")
+# Platform operators' emails: told when an organization requests credits.
+ADMINS = env.list("NERSTUDIO_ADMINS", default=[])
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Security -------------------------------------------------------------------------------------
@@ -343,9 +411,18 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env.bool("NERSTUDIO_HSTS_PRELOAD", default=True)
 
-# Uploads: the request body cap; per-file limits are checked by the upload forms.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024  # non-file fields
-FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024  # larger files spool to disk
+# Uploads: the request body cap, enforced by lib.http_limits (ASGI) before Django reads a byte;
+# per-file limits are checked by the upload forms. The Generate page takes at most 8 files (4
+# product photos + 4 references, the models' default limits) of NERSTUDIO_UPLOAD_MAX_BYTES each,
+# plus room for the form fields; provider callbacks are small JSON; no other route takes files, so
+# it gets Django's own non-file limit (a larger body could only be refused by Django later).
+NERSTUDIO_UPLOAD_MAX_REQUEST_BYTES = env.int(
+    "NERSTUDIO_UPLOAD_MAX_REQUEST_BYTES", default=8 * NERSTUDIO_UPLOAD_MAX_BYTES + 1024 * 1024
+)
+NERSTUDIO_CALLBACK_MAX_REQUEST_BYTES = 256 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # non-file fields (Django's default, 2.5 MB)
+NERSTUDIO_MAX_REQUEST_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE  # every other route
+FILE_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024  # larger files (and ASGI bodies) spool to disk
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -356,7 +433,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Callback tokens never reach the logs (lib/log_redaction.py).
+    "filters": {"redact_secrets": {"()": "lib.log_redaction.RedactSecrets"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

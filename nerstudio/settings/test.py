@@ -39,3 +39,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": os.path.join(tempfile.gettempdir(), f"nerstudio-test-{os.getpid()}.sqlite3")
     }
+# Production-like egress: tests that talk to servers on 127.0.0.1 turn the development allowance on
+# themselves (tests/conftest.py `loopback_egress`).
+NERSTUDIO_EGRESS_ALLOW_LOOPBACK = False

@@ -16,8 +16,10 @@ from typing import Any, ClassVar, Literal
 import requests
 import urllib3
 
+from lib import egress
+
 USER_AGENT = "NER-Studio/0.1"
-MAX_PROVIDER_MESSAGE = 300
+MAX_PROVIDER_MESSAGE = 200
 
 # --- Errors -------------------------------------------------------------------------------------
 
@@ -85,6 +87,7 @@ class ProviderConfig:
     model: str = ""
     timeout: float = 30.0
     options: Mapping[str, Any] = field(default_factory=dict)
+    upload_base_url: str = ""  # kie.ai's separate upload host; blank: the adapter's default
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,15 @@ def url(value: Any) -> str:
 # --- HTTP seam ----------------------------------------------------------------------------------
 
 
+def loads(data: str | bytes) -> Any:
+    """JSON from an untrusted source: ValueError for anything unparsable, including documents
+    nested too deeply for the parser (which raises RecursionError) and bytes that are not UTF-8."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("The JSON is nested too deeply.") from None
+
+
 @dataclass(frozen=True)
 class HttpReply:
     status: int
@@ -204,7 +216,7 @@ class HttpReply:
     def json(self) -> Any:
         """Parsed body, or None when it is not JSON (gateways answer errors with HTML)."""
         try:
-            return json.loads(self.body)
+            return loads(self.body)
         except ValueError:
             return None
 
@@ -225,10 +237,13 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
 
 
 def provider_message(text: Any, fallback: str) -> str:
-    """A provider's own error text, trimmed; shown to admins so they can act on it."""
+    """A provider's own error text for admins, so they can act on it: one line, printable
+    characters only, shortened. (Templates escape it; it is never a raw echo of the body.)"""
     if not isinstance(text, str) or not text.strip():
         return fallback
-    text = " ".join(text.split())
+    text = " ".join("".join(c for c in text if c.isprintable() or c.isspace()).split())
+    if not text:
+        return fallback
     return text if len(text) <= MAX_PROVIDER_MESSAGE else text[: MAX_PROVIDER_MESSAGE - 1] + "…"
 
 
@@ -245,14 +260,15 @@ class Adapter:
     kind: ClassVar[Kind]
     default_base_url: ClassVar[str] = ""
     default_model: ClassVar[str] = ""
-    # Environment variable holding the platform key used when a row leaves its key blank.
-    platform_key_env: ClassVar[str | None] = None
+    # The platform account (providers.platform) whose key catalogue models of this adapter use;
+    # None for the offline local adapters, which need no key.
+    vendor: ClassVar[str | None] = None
     options_spec: ClassVar[Mapping[str, OptionCheck]] = {}
 
-    def __init__(self, config: ProviderConfig, *, session: requests.Session | None = None) -> None:
+    def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self.options = self.validate_options(config.options)
-        self.session = session or requests.Session()
+        self.session = egress.session()  # every call goes through the egress policy
 
     @property
     def base_url(self) -> str:
@@ -317,6 +333,8 @@ class Adapter:
                 body = _read_until(response, deadline)
             finally:
                 response.close()  # after a full read urllib3 has already pooled the connection
+        except egress.EgressRefused as exc:
+            raise PermanentError(f"{self.label}: {exc}", code="egress") from None
         # Body reads go straight to urllib3, whose errors requests does not wrap.
         except (requests.Timeout, urllib3.exceptions.TimeoutError):
             raise RetryableError(f"{self.label} timed out.", code="timeout") from None
@@ -419,7 +437,7 @@ def parse_json_text(text: Any) -> Any:
     stripped = text.strip()
     fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", stripped, flags=re.DOTALL)
     try:
-        return json.loads(fenced.group(1) if fenced else stripped)
+        return loads(fenced.group(1) if fenced else stripped)
     except ValueError:
         raise InvalidOutput("The model did not return valid JSON.", code="bad_json") from None
 

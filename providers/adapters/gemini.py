@@ -33,7 +33,6 @@ from .base import (
 )
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
-GEMINI_KEY_ENV = "NERSTUDIO_GEMINI_API_KEY"
 INLINE_LIMIT = 14 * 1024 * 1024  # inline requests must stay under 20 MB once base64-encoded
 
 VISION_SCHEMA = {
@@ -99,7 +98,7 @@ def candidate_text(payload: Any) -> str:
 class _GeminiClient(Adapter):
     default_base_url: ClassVar[str] = GEMINI_BASE_URL
     default_model: ClassVar[str] = "gemini-2.5-pro"
-    platform_key_env: ClassVar[str | None] = GEMINI_KEY_ENV
+    vendor: ClassVar[str | None] = "gemini"
 
     @property
     def model(self) -> str:

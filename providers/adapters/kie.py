@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import mimetypes
 import re
 import time
@@ -37,6 +36,7 @@ from .base import (
     chat_completion_text,
     choice,
     int_range,
+    loads,
     parse_variants,
     provider_message,
     retry_after_seconds,
@@ -46,7 +46,6 @@ from .base import (
 
 KIE_BASE_URL = "https://api.kie.ai"
 KIE_UPLOAD_BASE_URL = "https://kieai.redpandaai.co"
-KIE_KEY_ENV = "NERSTUDIO_KIE_API_KEY"
 UPLOAD_PATH = "nerstudio/references"
 BASE64_UPLOAD_LIMIT = 5 * 1024 * 1024  # larger files go through the multipart stream endpoint
 
@@ -130,7 +129,7 @@ def _result_urls(data: Mapping[str, Any]) -> tuple[str, ...]:
     raw = data.get("resultJson")
     if isinstance(raw, str) and raw.strip():
         try:
-            raw = json.loads(raw)  # a JSON document inside a JSON string
+            raw = loads(raw)  # a JSON document inside a JSON string
         except ValueError:
             raise InvalidOutput(
                 "kie.ai sent an unreadable resultJson.", code="bad_result"
@@ -182,7 +181,7 @@ def parse_callback(body: bytes) -> ImageJobStatus:
     """Status from a callback POST. The body is not signed: match the id against our own jobs and
     re-fetch recordInfo before acting on it."""
     try:
-        payload = json.loads(body)
+        payload = loads(body)
     except ValueError:
         raise InvalidOutput("The kie.ai callback is not JSON.", code="bad_callback") from None
     task_id = callback_task_id(payload)
@@ -220,7 +219,7 @@ def verify_webhook(
     if abs((time.time() if now is None else now) - int(timestamp)) > window:
         return False
     try:
-        task_id = callback_task_id(json.loads(body))
+        task_id = callback_task_id(loads(body))
     except ValueError:
         return False
     if not task_id:
@@ -238,7 +237,7 @@ class KieImageAdapter(ImageAdapter):
     """
 
     default_base_url: ClassVar[str] = KIE_BASE_URL
-    platform_key_env: ClassVar[str | None] = KIE_KEY_ENV
+    vendor: ClassVar[str | None] = "kie"
     images_field: ClassVar[str]
     min_images: ClassVar[int] = 0
     max_prompt_chars: ClassVar[int]
@@ -346,7 +345,7 @@ class KieImageAdapter(ImageAdapter):
         """
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", filename).strip("-.")[:80] or "image"
         name = f"{hashlib.sha256(data).hexdigest()[:16]}-{safe}"
-        base = self.options.get("upload_base_url", KIE_UPLOAD_BASE_URL)
+        base = (self.config.upload_base_url or KIE_UPLOAD_BASE_URL).rstrip("/")
         headers = _auth_headers(self)
         if len(data) <= BASE64_UPLOAD_LIMIT:
             mime = mimetypes.guess_type(safe)[0] or "application/octet-stream"
@@ -518,7 +517,7 @@ class KieChatAdapter(LLMAdapter):
     label = "Gemini chat (kie.ai)"
     default_base_url = KIE_BASE_URL
     default_model = "gemini-3-pro"
-    platform_key_env = KIE_KEY_ENV
+    vendor = "kie"
     options_spec = {
         "response_format": choice("json_schema", "schema", "none"),
         "reasoning_effort": choice("low", "high"),

@@ -34,7 +34,6 @@ from .base import (
 )
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-OPENAI_KEY_ENV = "NERSTUDIO_OPENAI_API_KEY"
 
 VARIANTS_SCHEMA = {
     "type": "object",
@@ -78,7 +77,7 @@ def openai_error(reply: HttpReply) -> ProviderError:
 class _OpenAIChat(Adapter):
     default_base_url: ClassVar[str] = OPENAI_BASE_URL
     default_model: ClassVar[str] = "gpt-4o"
-    platform_key_env: ClassVar[str | None] = OPENAI_KEY_ENV
+    vendor: ClassVar[str | None] = "openai"
 
     def _headers(self) -> dict[str, str]:
         if not self.config.api_key:

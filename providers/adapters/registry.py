@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import requests
-
 from .base import Adapter, Kind, ProviderConfig
 from .gemini import GeminiLLMAdapter, GeminiVisionAdapter
 from .kie import (
@@ -57,7 +55,5 @@ def adapters_for_kind(kind: Kind) -> dict[str, type[Adapter]]:
     return {slug: cls for slug, cls in ADAPTERS.items() if cls.kind == kind}
 
 
-def build_adapter(
-    slug: str, config: ProviderConfig, *, session: requests.Session | None = None
-) -> Adapter:
-    return get_adapter_class(slug)(config, session=session)
+def build_adapter(slug: str, config: ProviderConfig) -> Adapter:
+    return get_adapter_class(slug)(config)

@@ -48,7 +48,7 @@ class Server:
             DATABASE_URL=f"sqlite:///{self.tmp / 'e2e.sqlite3'}",
             NERSTUDIO_MEDIA_ROOT=str(self.tmp / "media"),
             NERSTUDIO_PUBLIC_URL=self.url,
-            NERSTUDIO_ALLOW_PRIVATE_DOWNLOADS="true",
+            NERSTUDIO_EGRESS_ALLOW_LOOPBACK="true",
             PYTHONUNBUFFERED="1",
         )
         return env
@@ -121,8 +121,8 @@ def e2e_server(tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture(scope="module")  # Playwright's sync API runs an event loop until it stops:
+def browser():  # stop it with the e2e module, before any asyncio test elsewhere runs
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright

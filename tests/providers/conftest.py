@@ -137,7 +137,7 @@ def _handler(server: SlowServer):
 
 
 @pytest.fixture
-def slow_server():
+def slow_server(loopback_egress):
     state = SlowServer(url="")
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     httpd.daemon_threads = True

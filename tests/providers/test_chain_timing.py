@@ -73,7 +73,7 @@ def test_a_body_that_stalls_late_cannot_outlive_the_timeout(slow_server):
     assert time.monotonic() - started < 0.7
 
 
-def test_an_unreachable_provider_fails_fast_as_retryable():
+def test_an_unreachable_provider_fails_fast_as_retryable(loopback_egress):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again before we connect

@@ -170,9 +170,9 @@ def test_it_pins_the_model_id_because_field_names_depend_on_it(http):
 
 
 def test_it_sends_to_a_configured_base_url(http):
-    http.post("http://proxy.test/kie/api/v1/jobs/createTask", json=CREATED)
+    http.post("https://proxy.test/kie/api/v1/jobs/createTask", json=CREATED)
 
-    make(NanoBananaProAdapter, base_url="http://proxy.test/kie/").submit(
+    make(NanoBananaProAdapter, base_url="https://proxy.test/kie/").submit(
         ImageJobRequest(prompt="x")
     )
 
@@ -456,10 +456,10 @@ def test_it_reads_the_download_url_of_the_quickstart_response_shape(http):
 def test_it_streams_large_files_as_multipart(http):
     data = b"\x89PNG" + b"\0" * (6 * 1024 * 1024)
     http.post(
-        "http://upload.test/api/file-stream-upload",
+        "https://upload.test/api/file-stream-upload",
         json={"code": 200, "msg": "ok", "data": {"downloadUrl": "https://u.test/big.png"}},
     )
-    adapter = make(NanoBananaProAdapter, options={"upload_base_url": "http://upload.test/"})
+    adapter = make(NanoBananaProAdapter, upload_base_url="https://upload.test/")
 
     assert adapter.upload_file(data, "big.png") == "https://u.test/big.png"
 

@@ -1,13 +1,20 @@
-"""Add credits to an organization's pool from the command line (platform operators)."""
+"""Add credits to an organization's pool from the command line (platform operators).
+
+Whoever can run manage.py operates the platform, so this is one of the two ways credits are added
+(the other is the superuser-only admin). The ledger records where the top-up came from: its note
+starts with COMMAND_LINE_NOTE, and `--by` names the operator (a superuser) as its actor.
+"""
 
 import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.models import User
 from generation import credits
 from orgs.models import Organization
 
 MAX_TOP_UP = 1_000_000_000  # a typo guard, far above any real purchase
+COMMAND_LINE_NOTE = "[command line]"
 
 
 class Command(BaseCommand):
@@ -17,11 +24,19 @@ class Command(BaseCommand):
         parser.add_argument("org", help="The organization's public id or exact name.")
         parser.add_argument("amount", help="Credits to add: a positive whole number.")
         parser.add_argument("--note", default="", help="Why, for the ledger (e.g. an invoice).")
+        parser.add_argument(
+            "--by",
+            default="",
+            metavar="EMAIL",
+            help="The operator doing this: a superuser's email, recorded as the ledger's actor.",
+        )
 
-    def handle(self, *args, org, amount, note, **options):
+    def handle(self, *args, org, amount, note, by, **options):
         organization = find_organization(org)
         credits_to_add = parse_amount(amount)
-        entry = credits.top_up(org=organization, amount=credits_to_add, actor=None, note=note)
+        operator = find_operator(by) if by.strip() else None
+        note = f"{COMMAND_LINE_NOTE} {note.strip()}".strip()
+        entry = credits.top_up(org=organization, amount=credits_to_add, actor=operator, note=note)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Added {credits_to_add} credits to {organization}. "
@@ -50,6 +65,13 @@ def find_organization(ref: str) -> Organization:
             f'{len(matches)} organizations are named "{ref}"; give the public id instead: {ids}.'
         )
     return matches[0]
+
+
+def find_operator(email: str) -> User:
+    user = User.objects.filter(email__iexact=email.strip()).first()
+    if user is None or not credits.is_operator(user):
+        raise CommandError(f"--by must be an active superuser's email; {email} is not.")
+    return user
 
 
 def parse_amount(raw: str) -> int:
