@@ -4,6 +4,9 @@ import pytest
 from channels.layers import channel_layers
 from django.core.cache import cache
 
+# Importing the ASGI app runs django.setup(), which reconfigures logging: once, here, rather than in
+# the middle of a test that captures logs.
+import nerstudio.asgi  # noqa: F401
 from tests.factories import AdminMembershipFactory, MembershipFactory, OrganizationFactory
 
 

@@ -104,6 +104,16 @@ CASES = {
     "empty-SECRET_KEY": (PROBE, {**PRODUCTION, "SECRET_KEY": ""}),
     "check-deploy": (CHECK_DEPLOY, {**PRODUCTION, **GOOGLE}),
     "check-deploy-weak-key": (CHECK_DEPLOY, {**PRODUCTION, "SECRET_KEY": "django-insecure-short"}),
+    "prod-loopback-allowance": (PROBE, {**PRODUCTION, "NERSTUDIO_EGRESS_ALLOW_LOOPBACK": "true"}),
+    "debug-loopback-allowance": (PROBE, {"DEBUG": "true", "NERSTUDIO_EGRESS_ALLOW_LOOPBACK": "1"}),
+    "prod-http-platform-endpoint": (
+        PROBE,
+        {**PRODUCTION, "NERSTUDIO_OPENAI_BASE_URL": "http://gateway.example/v1"},
+    ),
+    "prod-private-platform-endpoint": (
+        PROBE,
+        {**PRODUCTION, "NERSTUDIO_KIE_BASE_URL": "https://169.254.169.254"},
+    ),
 }
 
 
@@ -226,3 +236,24 @@ def test_the_deployment_checks_catch_a_weak_secret_key(outcome):
 
     assert returncode != 0
     assert "security.W009" in err
+
+
+def test_production_refuses_the_loopback_allowance(outcome):
+    assert "NERSTUDIO_EGRESS_ALLOW_LOOPBACK is a development setting" in last_error_line(
+        outcome, "prod-loopback-allowance"
+    )
+
+
+def test_development_may_allow_loopback(outcome):
+    assert loaded_settings(outcome, "debug-loopback-allowance")["DEBUG"] is True
+
+
+@pytest.mark.parametrize(
+    ("case", "problem"),
+    [
+        ("prod-http-platform-endpoint", "Only https:// URLs are allowed."),
+        ("prod-private-platform-endpoint", "private, loopback, link-local or reserved"),
+    ],
+)
+def test_a_platform_endpoint_must_be_public_https(outcome, case, problem):
+    assert problem in last_error_line(outcome, case)
