@@ -69,19 +69,13 @@ class TooManyGenerations(GenerationError):
 def check_generate_rate(membership) -> None:
     """Count one generate request for the member and for the organization (shared cache), or
     raise TooManyGenerations with the time until the next one is allowed."""
-    window = 60
-    member = ratelimit.hit(
-        f"generate:member:{membership.user_id}",
-        limit=settings.NERSTUDIO_GENERATE_PER_MEMBER_PER_MINUTE, window=window,
-    )  # fmt: skip
-    if member:
-        raise TooManyGenerations(member, whole_org=False)
-    org = ratelimit.hit(
-        f"generate:org:{membership.org_id}",
-        limit=settings.NERSTUDIO_GENERATE_PER_ORG_PER_MINUTE, window=window,
-    )  # fmt: skip
-    if org:
-        raise TooManyGenerations(org, whole_org=True)
+    limits = [
+        (f"member:{membership.user_id}", settings.NERSTUDIO_GENERATE_PER_MEMBER_PER_MINUTE, False),
+        (f"org:{membership.org_id}", settings.NERSTUDIO_GENERATE_PER_ORG_PER_MINUTE, True),
+    ]
+    for key, limit, whole_org in limits:
+        if wait := ratelimit.hit(f"generate:{key}", limit=limit, window=60):
+            raise TooManyGenerations(wait, whole_org=whole_org)
 
 
 # --- Starting a generation (web request) ----------------------------------------------------------

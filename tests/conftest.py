@@ -108,3 +108,15 @@ def platform_keys(settings):
         settings.NERSTUDIO_PLATFORM_ACCOUNTS = accounts
 
     return give
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A real S3-compatible HTTP endpoint: moto's server mode, on a free port."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

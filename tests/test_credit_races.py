@@ -12,6 +12,7 @@ from kombu.transport import memory
 
 from generation import credits, services
 from generation.models import CreditAccount, Generation, GenerationImage, LedgerEntry, SourceImage
+from tests.concurrency import race
 from tests.factories import MembershipFactory
 from tests.images import validated
 
@@ -24,31 +25,7 @@ pytestmark = [
 
 
 def _race(calls, expected=(credits.InsufficientCredits,)):
-    """Run every call at the same moment in its own thread; return each one's result or the
-    expected exception it raised."""
-    barrier = threading.Barrier(len(calls))
-    outcomes = [None] * len(calls)
-
-    def run(i, call):
-        try:
-            barrier.wait()
-            outcomes[i] = call()
-        except BaseException as exc:  # kept: expected ones are results, others fail the test
-            outcomes[i] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads), "a racing thread hung"
-    unexpected = [
-        o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, expected)
-    ]
-    assert not unexpected, unexpected
-    return outcomes
+    return race(calls, expected)
 
 
 class BalanceWatcher(threading.Thread):

@@ -22,8 +22,10 @@ def test_existing_rows_become_catalogue_rows_or_own_key_rows():
     old = migrate(BEFORE)
     org = old.get_model("orgs", "Organization").objects.create(name="Before the catalogue")
     OldProvider = old.get_model("providers", "Provider")
-    common = {"org": org, "kind": "image", "enabled": True, "aspect_ratios": ["1:1"],
-              "default_aspect_ratio": "1:1", "quality_levels": ["1K"], "default_quality": "1K"}  # fmt: skip
+    common = {
+        "org": org, "kind": "image", "enabled": True, "aspect_ratios": ["1:1"],
+        "default_aspect_ratio": "1:1", "quality_levels": ["1K"], "default_quality": "1K",
+    }  # fmt: skip
     hijacked = OldProvider.objects.create(
         **common, adapter="kie-nano-banana-pro", name="Our Nano", model_id="nano-banana-pro",
         base_url="http://listener.example", api_key="", priority=7, credit_cost=0,
@@ -42,7 +44,9 @@ def test_existing_rows_become_catalogue_rows_or_own_key_rows():
         migrate(AFTER)
 
         hijacked = Provider.objects.get(pk=hijacked.pk)
-        entry = CatalogueEntry.objects.get(adapter="kie-nano-banana-pro", model_id="nano-banana-pro")
+        entry = CatalogueEntry.objects.get(
+            adapter="kie-nano-banana-pro", model_id="nano-banana-pro"
+        )
         assert hijacked.catalogue == entry  # it used the platform key: now a catalogue row
         assert (hijacked.name, hijacked.priority, hijacked.enabled) == ("Our Nano", 7, True)
         assert hijacked.base_url == "" and hijacked.options == {}
@@ -50,8 +54,8 @@ def test_existing_rows_become_catalogue_rows_or_own_key_rows():
 
         own = Provider.objects.get(pk=own.pk)
         assert own.catalogue is None  # its own key: it keeps everything, the timeout bounded
-        assert (own.api_key, own.base_url, own.credit_cost) == ("sk-own-key-4321",
-                                                               "https://gateway.example", 0)  # fmt: skip
+        assert own.api_key == "sk-own-key-4321"
+        assert (own.base_url, own.credit_cost) == ("https://gateway.example", 0)
         assert own.timeout_seconds == 120
 
         unknown = Provider.objects.get(pk=unknown.pk)

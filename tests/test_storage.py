@@ -6,20 +6,9 @@ import sys
 from pathlib import Path
 
 import boto3
-import pytest
 import requests
-from moto.server import ThreadedMotoServer
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_with_a_bucket_configured_files_go_to_s3_and_come_back_through_presigned_urls(

@@ -6,14 +6,13 @@ credits; organization admins ask with a top-up request, which an operator approv
 the requested amount, once) or declines.
 """
 
-import threading
 from functools import partial
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.management import call_command
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -22,6 +21,7 @@ from accounts.models import User
 from generation import credits
 from generation.models import CreditAccount, LedgerEntry, TopUpRequest
 from orgs.models import Organization
+from tests.concurrency import race
 from tests.factories import TopUpRequestFactory
 
 pytestmark = pytest.mark.django_db
@@ -312,33 +312,7 @@ def test_a_request_cannot_be_marked_approved_without_its_top_up(admin_membership
 
 
 def _race(calls):
-    """Run every call at the same moment, each in its own thread and connection; return each
-    one's result or the TopUpRequestError it raised."""
-    barrier = threading.Barrier(len(calls))
-    outcomes = [None] * len(calls)
-
-    def run(i, call):
-        try:
-            barrier.wait()
-            outcomes[i] = call()
-        except BaseException as exc:  # kept: expected ones are results, others fail the test
-            outcomes[i] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads), "a racing thread hung"
-    unexpected = [
-        o
-        for o in outcomes
-        if isinstance(o, BaseException) and not isinstance(o, credits.TopUpRequestError)
-    ]
-    assert not unexpected, unexpected
-    return outcomes
+    return race(calls, expected=(credits.TopUpRequestError,))
 
 
 @needs_postgresql

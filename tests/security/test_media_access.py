@@ -14,7 +14,6 @@ from django.core import signing
 from django.core.files.storage import default_storage
 from django.test import Client
 from django.urls import Resolver404, clear_url_caches, resolve, reverse
-from moto.server import ThreadedMotoServer
 
 from gallery import media
 from generation import live
@@ -262,15 +261,6 @@ def test_a_tampered_or_expired_signed_file_url_is_refused(client, maxs_image, se
 # --- With a bucket (R2/S3), against moto's real S3 HTTP server ------------------------------------
 
 BUCKET = "nerstudio-private-media"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture
