@@ -1,4 +1,5 @@
 import copy
+import logging
 
 import pytest
 from channels.layers import channel_layers
@@ -14,6 +15,14 @@ from tests.factories import AdminMembershipFactory, MembershipFactory, Organizat
 def _empty_cache():
     """Rate-limit counters and cooldowns live in the cache; every test starts without them."""
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _root_log_level_restored():
+    """Celery's test worker sets the root logger to ERROR; later tests reading logs need INFO."""
+    level = logging.getLogger().level
+    yield
+    logging.getLogger().setLevel(level)
 
 
 @pytest.fixture(autouse=True)
