@@ -160,6 +160,10 @@ class Generation(models.Model):
     products = models.ManyToManyField(SourceImage, related_name="+")
     references = models.ManyToManyField(SourceImage, related_name="+", blank=True)
     reference_notes = models.JSONField(default=list, blank=True)
+    # Who wrote the image prompts (a provider's name, or the built-in variations when every
+    # prompt writer failed), and what the member should know about degraded work.
+    prompt_writer = models.CharField(max_length=80, blank=True)
+    notices = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -202,6 +206,7 @@ class GenerationImage(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
     next_poll_at = models.DateTimeField(null=True, blank=True, db_index=True)
     polls = models.PositiveSmallIntegerField(default=0)
+    submit_attempts = models.PositiveSmallIntegerField(default=0)
     deadline_at = models.DateTimeField(null=True, blank=True)
     # Set while one worker confirms and downloads the result, so concurrent duplicate callbacks
     # never store it twice; a claim left by a dead worker lapses at this time.

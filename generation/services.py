@@ -16,6 +16,8 @@ second charge:
 import hashlib
 import io
 import logging
+import random
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -23,7 +25,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
@@ -40,9 +43,15 @@ from generation.models import (
 from generation.uploads import CheckedUpload, ValidatedImage, ingest_image
 from lib import ratelimit
 from lib.tokens import hash_token, new_token
-from nerstudio.tasks import enqueue
+from nerstudio.tasks import TryLater, enqueue
 from providers import services as provider_services
-from providers.adapters.base import ImageJobRequest, ProviderError
+from providers.adapters.base import (
+    GenerationFailed,
+    ImageJobRequest,
+    ProviderError,
+    VariantsRequest,
+)
+from providers.adapters.local import local_variants
 from providers.chain import ChainFailed
 from providers.fairshare import provider_slot
 from providers.models import Provider
@@ -216,36 +225,23 @@ def _run_generation(generation_id: int) -> None:
         return  # already past these stages: a redelivered message
     live.push_generation(generation.pk)
 
-    notes = _analyse_references(generation)
+    notes, notices = _analyse_references(generation)
     Generation.objects.filter(pk=generation.pk).update(
-        status=Status.WRITING, reference_notes=notes, updated_at=timezone.now()
+        status=Status.WRITING, reference_notes=notes, notices=notices, updated_at=timezone.now()
     )
     live.push_generation(generation.pk)
 
-    products = tuple(
-        f"{p.format} photo, {p.width}×{p.height} px" for p in generation.products.all()
-    )
-    try:
-        result = provider_services.write_variants(
-            org_id=generation.org_id,
-            prompt=generation.prompt,
-            n=generation.count,
-            references=tuple(notes),
-            products=products,
-            generation_id=generation.pk,
-        )
-    except ChainFailed as exc:
-        fail_generation(generation.pk, f"No prompt writer could answer: {exc.message}")
-        return
-    variants = result.value.variants
-
+    variants, writer, more_notices = _write_prompts(generation, notes)
     images = list(generation.images.order_by("index"))
     for image, variant in zip(images, variants, strict=True):
         GenerationImage.objects.filter(pk=image.pk, status=ImageStatus.WAITING).update(
             prompt=variant
         )
     Generation.objects.filter(pk=generation.pk, status=Status.WRITING).update(
-        status=Status.GENERATING, updated_at=timezone.now()
+        status=Status.GENERATING,
+        prompt_writer=writer,
+        notices=notices + more_notices,
+        updated_at=timezone.now(),
     )
     live.push_generation(generation.pk)
     from generation import tasks
@@ -254,11 +250,42 @@ def _run_generation(generation_id: int) -> None:
         enqueue(tasks.submit_image, image_id=image.pk)
 
 
-def _analyse_references(generation: Generation) -> list[str]:
-    """Descriptions of the references, from the per-org cache or the vision chain (in parallel).
-    A reference no vision provider could describe is left out rather than failing the whole
-    generation."""
-    references = list(generation.references.all())
+BUILT_IN_WRITER = "Built-in variations"
+
+
+def _write_prompts(generation: Generation, notes: list[str]) -> tuple[tuple[str, ...], str, list]:
+    """N prompts, who wrote them, and what the member should know. The last resort is never to
+    fail: when every prompt writer failed, deterministic variations of the member's own prompt."""
+    n = generation.count
+    products = tuple(
+        f"{p.format} photo, {p.width}×{p.height} px" for p in generation.products.all()
+    )
+    request = VariantsRequest(
+        prompt=generation.prompt, n=n, references=tuple(notes), products=products
+    )
+    try:
+        result = provider_services.write_variants(
+            request, org_id=generation.org_id, generation_id=generation.pk
+        )
+    except ChainFailed:
+        notice = "No prompt writer could answer, so the prompts are variations of your own prompt."
+        return local_variants(request), BUILT_IN_WRITER, [notice]
+    writer = Provider.objects.filter(pk=result.provider_id).values_list("name", flat=True)
+    notices = []
+    if varied := result.value.varied:
+        notices.append(
+            f"{n - varied} of {n} prompts came from the prompt writer; the other {varied} are "
+            "variations of them."
+        )
+    return result.value.variants, writer.first() or "", notices
+
+
+def _analyse_references(generation: Generation) -> tuple[list[str], list[str]]:
+    """Descriptions of the references, from the per-org cache or the vision chain (in parallel),
+    and a notice for each reference no vision provider could describe: it is used without its
+    description rather than failing the whole generation."""
+    through = Generation.references.through.objects.filter(generation_id=generation.pk)
+    references = [row.sourceimage for row in through.select_related("sourceimage").order_by("pk")]
     cached = {
         a.sha256: a.description
         for a in ReferenceAnalysis.objects.filter(
@@ -275,8 +302,7 @@ def _analyse_references(generation: Generation) -> list[str]:
     )
     for reference, outcome in zip(missing, outcomes, strict=True):
         if isinstance(outcome, ChainFailed):
-            logger.warning("Reference %s not analysed: %s", reference.sha256[:12], outcome.message)
-            continue
+            continue  # the attempts are in the lineage; the notice below tells the member
         ReferenceAnalysis.objects.get_or_create(
             org_id=generation.org_id,
             sha256=reference.sha256,
@@ -287,7 +313,12 @@ def _analyse_references(generation: Generation) -> list[str]:
             },
         )
         cached[reference.sha256] = outcome.value.description
-    return [cached[r.sha256] for r in references if r.sha256 in cached]
+    notices = [
+        f"Reference {number} could not be analysed; it was used without its description."
+        for number, r in enumerate(references, start=1)
+        if r.sha256 not in cached
+    ]
+    return [cached[r.sha256] for r in references if r.sha256 in cached], notices
 
 
 # --- Stage 3: submitting images -------------------------------------------------------------------
@@ -318,7 +349,10 @@ def _submit_image(image_id: int) -> None:
         status=ImageStatus.SUBMITTING,
         callback_token_hash=hash_token(token),
         submitted_at=now,
-        deadline_at=now + timedelta(seconds=settings.NERSTUDIO_IMAGE_DEADLINE_SECONDS),
+        # The first submission sets the deadline; retries live within it.
+        deadline_at=Coalesce(
+            "deadline_at", Value(now + timedelta(seconds=settings.NERSTUDIO_IMAGE_DEADLINE_SECONDS))
+        ),
     )
     if not claimed:
         return  # submitted before (redelivery) or already finished
@@ -331,6 +365,7 @@ def _submit_image(image_id: int) -> None:
         fail_image(image.pk, "The image model was removed before this image was submitted.")
         return
     adapter = provider.build()
+    started = time.monotonic()
     try:
         urls = tuple(_product_url(adapter, p) for p in generation.products.all())
         submitted = adapter.submit(
@@ -344,23 +379,67 @@ def _submit_image(image_id: int) -> None:
             )
         )
     except ProviderError as exc:
-        provider_services.record_attempt(provider, "image", exc, generation_id=generation.pk)
-        if exc.retryable and image.polls < settings.NERSTUDIO_SUBMIT_RETRIES:
-            # Back to waiting; the task retries with backoff (generation/tasks.py).
+        provider_services.record_attempt(
+            provider, "image", exc, latency_ms=_ms_since(started), generation_id=generation.pk
+        )
+        wait = retry_delay(image.submit_attempts, exc.retry_after)
+        if exc.retryable and timezone.now() + timedelta(seconds=wait) < image.deadline_at:
+            # A transient error (network, 429, 5xx): back to waiting, and again after a backoff
+            # (or the provider's Retry-After) for as long as the image's deadline allows.
             GenerationImage.objects.filter(pk=image.pk, status=ImageStatus.SUBMITTING).update(
-                status=ImageStatus.WAITING, polls=F("polls") + 1
+                status=ImageStatus.WAITING, submit_attempts=F("submit_attempts") + 1
             )
-            raise
-        fail_image(image.pk, f"{provider.name}: {exc.message}")
+            raise TryLater(wait) from None
+        fail_image(image.pk, member_reason(exc))
         return
-    provider_services.record_attempt(provider, "image", None, generation_id=generation.pk)
+    provider_services.record_attempt(
+        provider, "image", None, latency_ms=_ms_since(started), generation_id=generation.pk
+    )
     GenerationImage.objects.filter(pk=image.pk, status=ImageStatus.SUBMITTING).update(
         status=ImageStatus.GENERATING,
         provider_task_id=submitted.task_id,
         polls=0,
-        next_poll_at=timezone.now() + timedelta(seconds=settings.NERSTUDIO_POLL_AFTER_SECONDS),
+        next_poll_at=timezone.now() + timedelta(seconds=first_poll_after(provider)),
     )
     live.push_image(image.pk)
+
+
+RETRY_BACKOFF_CAP = 60.0
+
+
+def retry_delay(attempt: int, retry_after: float | None) -> float:
+    """Seconds before retrying a transient failure: the provider's Retry-After when it gives a
+    sensible one, else 1, 2, 4 … 60 s with jitter."""
+    if retry_after is not None and 0 < retry_after <= 120:
+        return retry_after
+    return min(RETRY_BACKOFF_CAP, 2.0**attempt) * random.uniform(0.8, 1.2)
+
+
+def first_poll_after(provider: Provider) -> float:
+    """When to ask about a result no callback reported: the provider's observed median time to
+    a result plus a margin (a quarter, at least 2 s), within NERSTUDIO_POLL_MIN/AFTER_SECONDS;
+    with nothing observed yet, NERSTUDIO_POLL_AFTER_SECONDS."""
+    p50 = provider_services.result_latency_p50(provider)
+    if p50 is None:
+        return settings.NERSTUDIO_POLL_AFTER_SECONDS
+    after = p50 + max(2.0, p50 / 4)
+    return min(
+        max(after, settings.NERSTUDIO_POLL_MIN_SECONDS), settings.NERSTUDIO_POLL_AFTER_SECONDS
+    )
+
+
+def member_reason(exc: ProviderError) -> str:
+    """What a member is told about a failed image: short and safe. The provider's own text, the
+    HTTP status and the request id go to the admins (the attempt record and provider health)."""
+    if isinstance(exc, GenerationFailed):
+        return "The image service could not generate this image."
+    if exc.retryable:
+        return "The image service is unavailable."
+    return "The image service refused the request."
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
 
 
 def _reference_palette(generation: Generation) -> tuple[str, ...]:
@@ -434,26 +513,43 @@ def _collect_result(image_id: int) -> None:
     if provider is None:
         fail_image(image.pk, "The image model was removed while generating.")
         return
+    started = time.monotonic()
     try:
         status = provider.build().poll(image.provider_task_id)
     except ProviderError as exc:
+        provider_services.record_attempt(
+            provider, "poll", exc, latency_ms=_ms_since(started), generation_id=image.generation_id
+        )
         if not exc.retryable:
-            fail_image(image.pk, f"{provider.name}: {exc.message}")
-        return  # retryable: the next poll tries again
+            fail_image(image.pk, member_reason(exc))
+        return  # retryable: the next poll tries again, until the image's deadline
     if status.state == "pending":
         return
     if status.state == "failed" or not status.result_urls:
-        fail_image(image.pk, f"{provider.name}: {status.error or 'the generation failed.'}")
+        failure = GenerationFailed(status.error or "No result.", code=status.error_code or None)
+        provider_services.record_attempt(
+            provider, "result", failure, generation_id=image.generation_id
+        )
+        fail_image(image.pk, member_reason(failure))
         return
     try:
         data = download_image(status.result_urls[0])
     except DownloadError as exc:
-        fail_image(image.pk, f"The result could not be downloaded: {exc}")
+        provider_services.record_download_failure(
+            provider, str(exc), generation_id=image.generation_id
+        )
+        fail_image(image.pk, "The finished image could not be downloaded.")
         return
-    _store_result(image, data)
+    if _store_result(image, data):
+        waited = (timezone.now() - image.submitted_at).total_seconds() if image.submitted_at else 0
+        provider_services.record_attempt(
+            provider, "result", None, latency_ms=int(waited * 1000),
+            generation_id=image.generation_id,
+        )  # fmt: skip
 
 
-def _store_result(image: GenerationImage, data: bytes) -> None:
+def _store_result(image: GenerationImage, data: bytes) -> bool:
+    """Store the result and capture the image's credits; False if it was finished before."""
     with Image.open(io.BytesIO(data)) as im:
         im.load()
         width, height = im.size
@@ -479,6 +575,7 @@ def _store_result(image: GenerationImage, data: bytes) -> None:
     if done:
         live.push_image(image.pk)
         _finish_generation_if_complete(image.generation_id)
+    return bool(done)
 
 
 def fail_image(image_id: int, reason: str) -> bool:
@@ -547,12 +644,12 @@ def reconcile(now=None) -> dict[str, int]:
     ).values_list("pk", flat=True)
     for image_id in overdue:
         minutes = settings.NERSTUDIO_IMAGE_DEADLINE_SECONDS // 60
-        if fail_image(image_id, f"No result within {minutes} minutes; the credits were released."):
+        if fail_image(image_id, f"No result within {minutes} minutes."):
             counts["timed_out"] += 1
 
     due = GenerationImage.objects.filter(status=ImageStatus.GENERATING, next_poll_at__lte=now)
     for image_id, polls in due.values_list("pk", "polls"):
-        backoff = min(settings.NERSTUDIO_POLL_AFTER_SECONDS * 2**polls, 300)
+        backoff = min(settings.NERSTUDIO_POLL_MIN_SECONDS * 2**polls, 60)
         claimed = GenerationImage.objects.filter(
             pk=image_id, status=ImageStatus.GENERATING, next_poll_at__lte=now
         ).update(next_poll_at=now + timedelta(seconds=backoff), polls=F("polls") + 1)
@@ -571,7 +668,7 @@ def reconcile(now=None) -> dict[str, int]:
     deadline = now - timedelta(seconds=settings.NERSTUDIO_IMAGE_DEADLINE_SECONDS)
     for image_id, created_at in waiting.values_list("pk", "generation__created_at"):
         if created_at < deadline:
-            if fail_image(image_id, "The image was never submitted; the credits were released."):
+            if fail_image(image_id, "The image was never submitted."):
                 counts["timed_out"] += 1
         else:
             enqueue(tasks.submit_image, image_id=image_id)
@@ -589,5 +686,5 @@ def reconcile(now=None) -> dict[str, int]:
         status__in=[Status.QUEUED, Status.ANALYSING, Status.WRITING],
         created_at__lt=now - timedelta(seconds=settings.NERSTUDIO_IMAGE_DEADLINE_SECONDS),
     ).values_list("pk", flat=True):
-        fail_generation(generation_id, "The generation did not start in time; credits released.")
+        fail_generation(generation_id, "The generation did not start in time.")
     return counts

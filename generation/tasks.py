@@ -1,12 +1,11 @@
-"""Celery tasks: thin wrappers that take ids; the work is in generation/services.py."""
+"""Celery tasks: thin wrappers that take ids; the work is in generation/services.py. A step that
+must wait (a transient provider error, the organization's share in use) raises TryLater; the base
+Task re-queues it after that wait, the one retry policy for every task."""
 
 from celery import shared_task
 
 from generation import services
 from nerstudio.tasks import Task
-from providers.adapters.base import RetryableError
-
-RETRY = {"retry_backoff": 2, "retry_backoff_max": 60, "retry_jitter": True, "max_retries": 3}
 
 
 @shared_task(base=Task, acks_late=True)
@@ -14,7 +13,7 @@ def run_generation(generation_id: int) -> None:
     services.run_generation(generation_id)
 
 
-@shared_task(base=Task, acks_late=True, autoretry_for=(RetryableError,), **RETRY)
+@shared_task(base=Task, acks_late=True)
 def submit_image(image_id: int) -> None:
     services.submit_image(image_id)
 

@@ -51,6 +51,34 @@ class ImageSettingsForm(forms.ModelForm):
     )
 
 
+class WebhookSecretForm(ImageSettingsForm):
+    """The provider account's webhook key, written but never shown back; a new one rotates the
+    old one out after a grace period (WebhookSecrets.change_webhook_secret)."""
+
+    new_webhook_secret = forms.CharField(
+        label="Webhook secret",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="kie.ai → Settings → webhook HMAC key. Stored encrypted, never shown again; "
+        "leave blank to keep the current one. After a change the previous key is still accepted "
+        "for a day.",
+    )
+    remove_webhook_secret = forms.BooleanField(
+        required=False, label="Remove the webhook secret (callbacks checked by their token only)"
+    )
+
+    def save(self, commit=True):
+        instance = super().save(commit=False)
+        if self.cleaned_data.get("new_webhook_secret"):
+            instance.change_webhook_secret(self.cleaned_data["new_webhook_secret"])
+        elif self.cleaned_data.get("remove_webhook_secret"):
+            instance.change_webhook_secret("")
+        if commit:
+            instance.save()
+        return instance
+
+
 # --- The platform catalogue (superusers) ----------------------------------------------------------
 
 
@@ -58,7 +86,7 @@ class ImageSettingsForm(forms.ModelForm):
 class CatalogueEntryAdmin(admin.ModelAdmin):
     """Only superusers: Django's model permissions deny everyone else, org admins included."""
 
-    form = ImageSettingsForm
+    form = WebhookSecretForm
     list_display = [
         "name", "kind", "adapter_label", "model_id", "credit_cost", "timeout_seconds", "offered",
         "organizations", "availability",
@@ -70,6 +98,8 @@ class CatalogueEntryAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "adapter", "kind", "model_id", "base_url", "offered",
                            "priority", "timeout_seconds", "options"]}),
         ("Image model", {"fields": IMAGE_SETTINGS}),
+        ("Callbacks (blank: NERSTUDIO_KIE_WEBHOOK_SECRET)",
+         {"fields": ["new_webhook_secret", "remove_webhook_secret"]}),
     ]  # fmt: skip
 
     def get_queryset(self, request):
@@ -131,7 +161,7 @@ class ProviderRowAdmin(HealthColumns, OrgScopedAdmin):
     search_fields = ["name", "model_id"]
     ordering = ["kind", "priority", "pk"]
     list_select_related = ["catalogue"]
-    actions = ["test_connections", "make_default"]
+    actions = ["test_connections", "deep_tests", "make_default"]
     change_form_template = "admin/providers/provider/change_form.html"
 
     def get_exclude(self, request, obj=None):
@@ -142,10 +172,15 @@ class ProviderRowAdmin(HealthColumns, OrgScopedAdmin):
             obj.org = self._admin_org(request)
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Test the connection of the selected providers")
+    @admin.action(description="Test the connection of the selected providers (free)")
     def test_connections(self, request, queryset):
         for provider in queryset.select_related("catalogue"):
             report_connection_test(request, provider)
+
+    @admin.action(description="Deep test: one minimal real call each (see its cost)")
+    def deep_tests(self, request, queryset):
+        for provider in queryset.select_related("catalogue"):
+            report_connection_test(request, provider, deep=True)
 
     @admin.action(description="Make the selected image model the default")
     def make_default(self, request, queryset):
@@ -170,10 +205,16 @@ class ProviderRowAdmin(HealthColumns, OrgScopedAdmin):
             *super().get_urls(),
         ]
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        provider = self.get_object(request, object_id)
+        if provider is not None:
+            extra_context = {**(extra_context or {}), "deep_test_cost": provider.deep_test_cost}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def test_connection_view(self, request, object_id):
         provider = get_object_or_404(self.get_queryset(request), pk=object_id)
         if request.method == "POST":
-            report_connection_test(request, provider)
+            report_connection_test(request, provider, deep=request.POST.get("deep") == "1")
         opts = self.opts
         return redirect(
             reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[provider.pk])
@@ -268,7 +309,7 @@ def keyed_adapter_choices():
     ]
 
 
-class OwnKeyProviderForm(ImageSettingsForm):
+class OwnKeyProviderForm(WebhookSecretForm):
     api_key = forms.CharField(
         label="API key",
         required=False,
@@ -325,6 +366,8 @@ class OwnKeyProviderAdmin(ProviderRowAdmin):
         if obj is None or obj.kind == Kind.IMAGE:
             image = ["is_default", "visible_to_members", *IMAGE_SETTINGS]
             sets.append(("Image model", {"fields": image}))
+        if obj is None or obj.adapter_class.vendor == "kie":
+            sets.append(("Callbacks", {"fields": ["new_webhook_secret", "remove_webhook_secret"]}))
         if obj is not None:
             sets.append(("Health (last 24 hours)", {"fields": ["health_detail", "updated_at"]}))
         return sets
@@ -338,14 +381,15 @@ class OwnKeyProviderAdmin(ProviderRowAdmin):
         return obj.key_label()
 
 
-def report_connection_test(request, provider: Provider) -> None:
-    """Run the connection test and tell the admin the outcome as a message."""
-    result = services.test_connection(provider)
-    verdict = "connected" if result.ok else "failed"
+def report_connection_test(request, provider: Provider, *, deep: bool = False) -> None:
+    """Run the connection test (or the deep test) and tell the admin what it proved."""
+    result = services.test_connection(provider, deep=deep)
+    test = "deep test" if deep else "connection test"
+    verdict = "passed" if result.ok else "failed"
     messages.add_message(
         request,
         messages.SUCCESS if result.ok else messages.ERROR,
-        f"{provider}: {verdict} in {result.latency_ms} ms — {result.message}",
+        f"{provider}: {test} {verdict} in {result.latency_ms} ms — {result.message}",
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from providers.adapters.answers import check_variants
 from providers.adapters.base import (
     Adapter,
     ChatResult,
@@ -21,7 +22,6 @@ from providers.adapters.base import (
     VariantsRequest,
     VisionAdapter,
     VisionResult,
-    check_variants,
 )
 
 DEFAULT_DEADLINE = 30.0
@@ -120,8 +120,12 @@ class Cooldowns:
         """Seconds until the provider may be tried again; 0 when it is available."""
         return max(0.0, self.state(provider_id).until - self.clock())
 
-    def record_failure(self, provider_id: Hashable) -> CooldownState:
+    def record_failure(self, provider_id: Hashable, *, severe: bool = False) -> CooldownState:
+        """One more consecutive failure. A severe one (a timeout: the provider held the whole
+        attempt) benches the provider at once, so the next run does not wait for it again."""
         failures = self.state(provider_id).failures + 1
+        if severe:
+            failures = max(failures, self.threshold)
         until = 0.0
         if failures >= self.threshold:
             step = failures - self.threshold
@@ -154,10 +158,15 @@ def run_chain[A: Adapter, T](
 ) -> ChainResult[T]:
     """Try each (provider_id, adapter) in order until `call(adapter, timeout)` succeeds.
 
-    `timeout` is the smaller of the provider's own timeout and the time left before `deadline`,
-    so the chain as a whole never runs much past it. `call` raises ProviderError to fail over.
+    `timeout` is the smaller of the provider's own timeout and a share of the time left before
+    `deadline` that leaves room for the next provider: half of it while another provider that is
+    not cooling down follows, all of it for the last. So one hanging provider cannot use up the
+    budget of those behind it, and the chain as a whole never runs past the deadline. A timeout
+    benches the provider at once (cooldown); one that is cooling down costs only a cache read.
+    `call` raises ProviderError to fail over.
     """
     ends_at = time.monotonic() + deadline
+    entries = list(entries)
     attempts: list[Attempt] = []
 
     def report(attempt: Attempt) -> None:
@@ -165,25 +174,27 @@ def run_chain[A: Adapter, T](
         if on_attempt is not None:
             on_attempt(attempt)
 
-    for provider_id, adapter in entries:
-        if cooldowns is not None and (wait := cooldowns.remaining(provider_id)) > 0:
+    def cooling(provider_id: Hashable) -> float:
+        return cooldowns.remaining(provider_id) if cooldowns is not None else 0.0
+
+    for index, (provider_id, adapter) in enumerate(entries):
+        if (wait := cooling(provider_id)) > 0:
             report(Attempt(provider_id, 0, "skipped", f"Cooling down for {wait:.0f} s."))
             continue
         left = ends_at - time.monotonic()
         if left <= 0:
             report(Attempt(provider_id, 0, "skipped", "The time budget ran out."))
             continue
-        timeout = min(adapter.config.timeout, left)
+        followed = any(cooling(later) == 0 for later, _ in entries[index + 1 :])
+        timeout = min(adapter.config.timeout, left / 2 if followed else left)
         started = time.monotonic()
         try:
             value = call(adapter, timeout)
         except ProviderError as error:
             latency = int((time.monotonic() - started) * 1000)
             report(Attempt(provider_id, latency, _outcome(error), error.message))
-            # A timeout we imposed by shortening the budget says nothing about the provider.
-            cut_short = error.code == "timeout" and timeout < adapter.config.timeout
-            if cooldowns is not None and not cut_short:
-                cooldowns.record_failure(provider_id)
+            if cooldowns is not None:
+                cooldowns.record_failure(provider_id, severe=error.code == "timeout")
             continue
         report(Attempt(provider_id, int((time.monotonic() - started) * 1000), "success"))
         if cooldowns is not None:

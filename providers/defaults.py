@@ -11,6 +11,8 @@ CATALOGUE = [
     ("kie-seedream-4.5-edit", "Seedream 4.5 Edit", "seedream/4.5-edit", 10, 3),
     ("kie-nano-banana-pro", "Nano Banana Pro", "nano-banana-pro", 20, 5),
     ("kie-flux-2-pro-edit", "FLUX.2 Pro", "flux-2/pro-image-to-image", 30, 4),
+    ("kie-flux-2-pro-edit", "FLUX.2 Flex", "flux-2/flex-image-to-image", 35, 6),
+    ("kie-nano-banana-edit", "Nano Banana Edit", "google/nano-banana-edit", 40, 2),
     ("local-image", "Local renderer (offline)", "", 90, 1),
     ("kie-chat", "Gemini 3 Pro (kie.ai)", "gemini-3-pro", 10, 1),
     ("kie-chat", "Gemini 2.5 Pro (kie.ai)", "gemini-2.5-pro", 20, 1),

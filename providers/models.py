@@ -1,9 +1,12 @@
 import uuid
+from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import F, Q
+from django.utils import timezone
 from django.utils.text import capfirst
 
 from lib.egress import EgressRefused, check_url, origin
@@ -101,6 +104,10 @@ class ProviderSettings(models.Model):
             self.options = cls.validate_options(self.options or {})
         except ValueError as exc:
             errors["options"] = str(exc)
+        try:
+            cls.validate_model(self.model_id)
+        except ValueError as exc:
+            errors["model_id"] = str(exc)
         if self.kind != Kind.IMAGE:
             return
         self._clean_choices(
@@ -133,6 +140,42 @@ class ProviderSettings(models.Model):
             errors[default_field] = f"The default must be one of the allowed {noun}."
 
 
+class WebhookSecrets(models.Model):
+    """The key a provider account signs its callbacks with (kie.ai's webhook HMAC), set by
+    whoever owns the account: the operator on a catalogue model (blank: the environment's
+    platform default), the organization on an own-key provider. Stored encrypted; after a change
+    the previous secret is still accepted for NERSTUDIO_WEBHOOK_SECRET_GRACE_SECONDS."""
+
+    webhook_secret = EncryptedTextField(
+        "webhook secret", blank=True,
+        help_text="kie.ai → Settings → webhook HMAC key. Stored encrypted and never shown again. "
+        "When set, callbacks must carry a fresh signature made with it.",
+    )  # fmt: skip
+    previous_webhook_secret = EncryptedTextField(blank=True, editable=False)
+    webhook_secret_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        abstract = True
+
+    def change_webhook_secret(self, new: str) -> None:
+        """Use `new` from now on; the current one stays valid for the grace period."""
+        if new == self.webhook_secret:
+            return
+        self.previous_webhook_secret = self.webhook_secret
+        self.webhook_secret = new
+        self.webhook_secret_changed_at = timezone.now()
+
+    def own_webhook_secrets(self) -> list[str]:
+        """The secrets a callback may be signed with: the current one, and the previous one while
+        its grace period lasts."""
+        secrets = [self.webhook_secret] if self.webhook_secret else []
+        changed = self.webhook_secret_changed_at
+        grace = timedelta(seconds=settings.NERSTUDIO_WEBHOOK_SECRET_GRACE_SECONDS)
+        if self.previous_webhook_secret and changed and timezone.now() - changed < grace:
+            secrets.append(self.previous_webhook_secret)
+        return secrets
+
+
 # The settings an organization's catalogue row takes from its catalogue entry, always.
 CATALOGUE_FIELDS = (
     "kind", "adapter", "model_id", "timeout_seconds", "credit_cost", "aspect_ratios",
@@ -141,7 +184,7 @@ CATALOGUE_FIELDS = (
 )  # fmt: skip
 
 
-class CatalogueEntry(ProviderSettings):
+class CatalogueEntry(WebhookSecrets, ProviderSettings):
     """A model the platform offers on its own keys (providers.platform): set by the platform
     operator, chosen from by organizations. Its price is what an image costs every organization
     that uses it."""
@@ -181,6 +224,14 @@ class CatalogueEntry(ProviderSettings):
     @property
     def account(self):
         return platform_account(self.adapter_class.vendor)
+
+    def webhook_secrets(self) -> list[str]:
+        """Its own secrets, or the platform's default from the environment."""
+        if own := self.own_webhook_secrets():
+            return own
+        if (account := self.account) is None:
+            return []
+        return [s for s in (account.webhook_secret, account.previous_webhook_secret) if s]
 
     def unavailable_reason(self) -> str:
         if not self.offered:
@@ -238,7 +289,7 @@ class ProviderQuerySet(models.QuerySet):
         return self.filter(kind=kind)
 
 
-class Provider(ProviderSettings):
+class Provider(WebhookSecrets, ProviderSettings):
     """One AI service an organization uses: either a model from the platform catalogue (the
     platform's key, price and limits; the organization picks name, order, default and who sees
     it) or an own-key provider (the organization's key, endpoint and price)."""
@@ -297,7 +348,7 @@ class Provider(ProviderSettings):
             # are used) and costs what the catalogue says, never less than 1.
             models.CheckConstraint(
                 condition=Q(catalogue__isnull=True)
-                | Q(api_key="", base_url="", credit_cost__gte=1),
+                | Q(api_key="", base_url="", webhook_secret="", credit_cost__gte=1),
                 name="provider_catalogue_row_platform_owned",
             ),
         ]
@@ -325,6 +376,15 @@ class Provider(ProviderSettings):
     def is_runnable(self) -> bool:
         return not self.unavailable_reason()
 
+    @property
+    def deep_test_cost(self) -> str:
+        return self.adapter_class.deep_test_cost
+
+    def webhook_secrets(self) -> list[str]:
+        """The secrets its callbacks may be signed with: the catalogue's (or the platform's) for a
+        catalogue row, the organization's own for an own-key provider."""
+        return self.catalogue.webhook_secrets() if self.catalogue_id else self.own_webhook_secrets()
+
     def key_label(self) -> str:
         """What admins see about the key: never more than its last four characters."""
         if self.catalogue_id:
@@ -347,7 +407,8 @@ class Provider(ProviderSettings):
         return ProviderConfig(
             base_url=self.base_url,
             api_key=self.api_key,
-            upload_base_url=(self.options or {}).get("upload_base_url", ""),
+            # A gateway that fronts kie.ai serves its uploads too; blank: kie's public host.
+            upload_base_url=(self.options or {}).get("upload_base_url") or self.base_url,
             model=self.model_id,
             timeout=self.timeout_seconds,
             options=self.options,
@@ -363,6 +424,7 @@ class Provider(ProviderSettings):
             setattr(self, name, getattr(entry, name))
         self.api_key = ""
         self.base_url = ""
+        self.webhook_secret = self.previous_webhook_secret = ""
 
     def full_clean(self, *args, **kwargs):
         if self.catalogue_id:
@@ -489,7 +551,9 @@ class ProviderAttempt(models.Model):
     purpose = models.CharField(max_length=20)  # "variants", "vision", "image", "test"
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     latency_ms = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
+    error = models.TextField(blank=True)  # the provider's or gateway's own text, for admins
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    request_id = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -17,6 +17,7 @@ class PlatformAccount:
     base_url: str
     upload_base_url: str = ""
     webhook_secret: str = ""
+    previous_webhook_secret: str = ""  # still accepted while the operator rotates
 
     @property
     def origins(self) -> frozenset[str]:

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from orgs.models import Organization
 from providers import chain
-from providers.adapters.base import ConnectionTestResult, VariantsRequest
+from providers.adapters.base import ConnectionTestResult, ProviderError, VariantsRequest
 from providers.models import Kind, Provider, ProviderAttempt
 
 # --- Registry -------------------------------------------------------------------------------------
@@ -122,32 +122,69 @@ def _record(purpose: str, generation_id: int | None = None):
     return on_attempt
 
 
-def record_attempt(provider: Provider, purpose: str, error, latency_ms: int = 0,
-                   generation_id: int | None = None) -> None:  # fmt: skip
-    """Record a call made outside a chain (image submissions) for health and lineage."""
+def record_attempt(
+    provider: Provider,
+    purpose: str,
+    error: ProviderError | None,
+    *,
+    latency_ms: int = 0,
+    generation_id: int | None = None,
+) -> None:
+    """Record a call made outside a chain (image submission, poll, result) for health and
+    lineage, with what admins need to act on a failure: the provider's own text, the HTTP status
+    and the request id."""
     outcome = "success" if error is None else ("retryable" if error.retryable else "permanent")
     ProviderAttempt.objects.create(
-        provider=provider, generation_id=generation_id, purpose=purpose, outcome=outcome,
+        provider=provider,
+        generation_id=generation_id,
+        purpose=purpose,
+        outcome=outcome,
         latency_ms=latency_ms,
         error="" if error is None else error.message[:2000],
+        http_status=getattr(error, "status", None),
+        request_id=(getattr(error, "request_id", "") or "")[:200],
+    )
+
+
+def record_download_failure(provider: Provider, reason: str, *, generation_id: int) -> None:
+    ProviderAttempt.objects.create(
+        provider=provider, generation_id=generation_id, purpose="download", outcome="permanent",
+        error=f"The result could not be downloaded: {reason}",
     )  # fmt: skip
 
 
+RESULT_LATENCY_CACHE_SECONDS = 60
+
+
+def result_latency_p50(provider: Provider) -> float | None:
+    """Median seconds from submission to a result for this provider over the last day (cached a
+    minute per process group); None before any result was seen."""
+    key = f"nerstudio:result-p50:{provider.pk}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached if cached >= 0 else None  # -1 caches "nothing observed yet"
+    since = timezone.now() - HEALTH_WINDOW
+    latencies = list(
+        ProviderAttempt.objects.filter(
+            provider=provider, purpose="result", outcome="success", created_at__gte=since
+        )
+        .order_by("-created_at")
+        .values_list("latency_ms", flat=True)[:HEALTH_SAMPLE]
+    )
+    p50 = statistics.median(latencies) / 1000 if latencies else None
+    cache.set(key, -1 if p50 is None else p50, RESULT_LATENCY_CACHE_SECONDS)
+    return p50
+
+
 def write_variants(
-    *,
-    org_id: int,
-    prompt: str,
-    n: int,
-    references: tuple[str, ...] = (),
-    products: tuple[str, ...] = (),
-    generation_id: int | None = None,
+    request: VariantsRequest, *, org_id: int, generation_id: int | None = None
 ) -> chain.ChainResult:
-    """Exactly `n` prompt variants from the org's LLM chain, falling back in priority order.
-    Raises chain.ChainFailed when every provider failed or the deadline passed."""
+    """Exactly `request.n` prompt variants from the org's LLM chain, falling back in priority
+    order. Raises chain.ChainFailed when every provider failed or the deadline passed."""
     providers = providers_for(org_id).llm
     return chain.generate_variants(
         [(p.pk, p.build()) for p in providers],
-        VariantsRequest(prompt=prompt, n=n, references=references, products=products),
+        request,
         deadline=settings.NERSTUDIO_LLM_CHAIN_DEADLINE,
         cooldowns=cooldowns,
         on_attempt=_record("variants", generation_id),
@@ -189,14 +226,16 @@ def describe_references(
 # --- Connection test and health -------------------------------------------------------------------
 
 
-def test_connection(provider: Provider) -> ConnectionTestResult:
-    """A zero-cost call (credit balance, model list); never a paid generation."""
+def test_connection(provider: Provider, *, deep: bool = False) -> ConnectionTestResult:
+    """The free connection test (every host a generation uses; it says what it proved), or with
+    `deep` one minimal real call as the adapter's `deep_test_cost` states. Never a paid image."""
     if reason := provider.unavailable_reason():
         return ConnectionTestResult(False, 0, reason)
-    result = provider.build().test_connection()
+    adapter = provider.build()
+    result = adapter.deep_test() if deep else adapter.test_connection()
     ProviderAttempt.objects.create(
         provider=provider,
-        purpose="test",
+        purpose="deep-test" if deep else "test",
         outcome="success" if result.ok else "permanent",
         latency_ms=result.latency_ms,
         error="" if result.ok else result.message[:2000],

@@ -28,5 +28,5 @@ def test_connection(request, public_id):
     provider = get_object_or_404(
         Provider.objects.for_org(request.org).select_related("catalogue"), public_id=public_id
     )
-    report_connection_test(request, provider)
+    report_connection_test(request, provider, deep=request.POST.get("deep") == "1")
     return redirect("providers:index")

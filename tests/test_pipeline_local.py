@@ -83,6 +83,7 @@ def test_a_generation_on_local_providers_delivers_every_image_and_captures_its_c
         ("vision", "Local image analysis (offline)"),
         ("variants", "Local prompt writer (offline)"),
         ("image", "Local renderer (offline)"),
+        ("result", "Local renderer (offline)"),  # how long each image took: the first poll's timing
     }
 
 

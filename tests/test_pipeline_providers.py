@@ -17,7 +17,9 @@ from django.utils import timezone
 
 from generation import credits, services
 from generation.models import Generation, GenerationImage, LedgerEntry
+from nerstudio.tasks import TryLater
 from providers import services as provider_services
+from providers.models import ProviderAttempt
 from tests.images import png_bytes, validated
 
 pytestmark = pytest.mark.django_db
@@ -190,7 +192,12 @@ def test_a_failed_image_is_refunded_and_the_rest_captured(client, fake, kie_org)
     services.collect_result(bad.pk)
 
     bad.refresh_from_db()
-    assert bad.status == "failed" and "Content moderated" in bad.error
+    assert bad.status == "failed"
+    assert bad.error == "The image service could not generate this image."  # for members
+    attempt = ProviderAttempt.objects.get(
+        generation=generation, purpose="result", outcome="permanent"
+    )
+    assert "Content moderated" in attempt.error  # for admins
     generation.refresh_from_db()
     assert generation.status == Generation.Status.DONE  # some images arrived
     kinds = sorted(LedgerEntry.objects.filter(generation=generation).values_list("kind", flat=True))
@@ -273,7 +280,9 @@ def test_a_result_url_on_a_private_address_is_refused_and_refunded(fake, kie_org
     services.collect_result(image.pk)
 
     image.refresh_from_db()
-    assert image.status == "failed" and "private, loopback, link-local or reserved" in image.error
+    assert image.status == "failed" and image.error == "The finished image could not be downloaded."
+    attempt = ProviderAttempt.objects.get(generation=generation, purpose="download")
+    assert "private, loopback, link-local or reserved" in attempt.error
     assert credits.balance_of(membership.org) == 100
 
 
@@ -304,7 +313,7 @@ def test_reconciliation_polls_late_images_with_backoff(
         assert services.reconcile(now=later)["polled"] == 0  # not due again yet
     assert len(queued) == 1
     image.refresh_from_db()
-    assert image.next_poll_at >= later + timedelta(seconds=30) and image.polls == 1
+    assert image.next_poll_at >= later + timedelta(seconds=5) and image.polls == 1
 
 
 def test_the_llm_chain_falls_back_to_gemini(fake, kie_org):
@@ -347,9 +356,13 @@ def test_the_llm_chain_falls_back_to_gemini(fake, kie_org):
     assert fake.calls[-1].request.url.startswith("https://api.kie.ai/api/v1/jobs/createTask")
 
 
-def test_when_every_prompt_writer_fails_the_generation_fails_and_refunds(fake, kie_org):
+def test_when_every_prompt_writer_fails_the_prompts_are_variations_of_the_members_own(
+    fake, kie_org
+):
+    """The last resort is never to fail (issue 8): deterministic variations, marked as such."""
     membership, seedream = kie_org
     membership.org.providers.filter(adapter="local-llm").update(enabled=False)
+    provider_services.clear_registry()
     fake.replace(
         responses.POST,
         f"{KIE}/gemini-3-pro/v1/chat/completions",
@@ -359,10 +372,12 @@ def test_when_every_prompt_writer_fails_the_generation_fails_and_refunds(fake, k
     generation = run_until_submitted(membership, seedream, count=2)
 
     generation.refresh_from_db()
-    assert generation.status == Generation.Status.FAILED
-    assert "No prompt writer" in generation.error
-    assert credits.balance_of(membership.org) == 100
-    assert not any(c.request.url.endswith("/createTask") for c in fake.calls)
+    assert generation.status == Generation.Status.GENERATING
+    assert generation.prompt_writer == "Built-in variations"
+    assert any("variations of your own prompt" in n for n in generation.notices)
+    prompts = list(generation.images.values_list("prompt", flat=True))
+    assert len(set(prompts)) == 2 and all(p.startswith("A ceramic mug") for p in prompts)
+    assert sum(c.request.url.endswith("/createTask") for c in fake.calls) == 2
 
 
 def test_a_restarted_worker_neither_resubmits_nor_charges_twice(fake, kie_org):
@@ -415,3 +430,167 @@ def test_images_left_unsubmitted_by_a_dead_worker_are_submitted_or_failed(
     counts = services.reconcile(now=timezone.now() + timedelta(minutes=11))
     assert counts["timed_out"] == 2
     assert credits.balance_of(membership.org) == 100
+
+
+# --- Recovery within the deadline, and errors people can act on (issue 8) -------------------------
+
+
+def create_task_replies(fake, *replies):
+    """createTask answers these (status, body, headers) in turn, then succeeds."""
+    queue = list(replies)
+    tasks = iter(f"task_retry_{n}" for n in range(100))
+
+    def reply(request):
+        if queue:
+            status, body, headers = queue.pop(0)
+            return status, headers, json.dumps(body)
+        return 200, {}, json.dumps({"code": 200, "msg": "success", "data": {"taskId": next(tasks)}})
+
+    fake.replace(responses.POST, f"{KIE}/api/v1/jobs/createTask", body="")  # drop the default
+    fake.remove(responses.POST, f"{KIE}/api/v1/jobs/createTask")
+    fake.add_callback(responses.POST, f"{KIE}/api/v1/jobs/createTask", callback=reply)
+
+
+def submit_until_settled(image_id, attempts=10):
+    """Run submit_image as the task runner would, collecting each TryLater's wait."""
+    waits = []
+    for _ in range(attempts):
+        try:
+            services.submit_image(image_id)
+        except TryLater as later:
+            waits.append(later.seconds)
+            continue
+        break
+    return waits
+
+
+def prepared(membership, provider, count=1):
+    generation = services.start_generation(
+        membership=membership, provider=provider, prompt="A ceramic mug", count=count,
+        aspect_ratio="1:1", quality="basic", products=[validated()], references=[],
+    )  # fmt: skip
+    services.run_generation(generation.pk)
+    return generation
+
+
+def test_a_provider_outage_shorter_than_the_deadline_costs_time_not_images(fake, kie_org):
+    membership, seedream = kie_org
+    outage = ({"code": 500, "msg": "Server error"}, {})
+    create_task_replies(fake, (200, *outage), (503, {"error": "down"}, {}), (200, *outage))
+    generation = prepared(membership, seedream)
+    image = generation.images.get()
+
+    waits = submit_until_settled(image.pk)
+
+    image.refresh_from_db()
+    assert len(waits) == 3 and all(0 < w <= 60 for w in waits)
+    assert image.status == "generating" and image.submit_attempts == 3
+    assert credits.balance_of(membership.org) == 100 - 3  # still held, not refunded
+    outcomes = list(
+        ProviderAttempt.objects.filter(generation=generation, purpose="image")
+        .order_by("pk").values_list("outcome", flat=True)
+    )  # fmt: skip
+    assert outcomes == ["retryable", "retryable", "retryable", "success"]
+
+
+def test_a_rate_limited_submission_waits_as_long_as_the_provider_asks(fake, kie_org):
+    membership, seedream = kie_org
+    create_task_replies(fake, (429, {"code": 429, "msg": "Rate limited"}, {"Retry-After": "7"}))
+    image = prepared(membership, seedream).images.get()
+
+    assert submit_until_settled(image.pk) == [7.0]
+
+
+def test_a_transient_error_near_the_deadline_fails_the_image_and_refunds(fake, kie_org):
+    membership, seedream = kie_org
+    create_task_replies(fake, *[(500, {"code": 500, "msg": "Server error"}, {})] * 3)
+    generation = prepared(membership, seedream)
+    image = generation.images.get()
+    GenerationImage.objects.filter(pk=image.pk).update(
+        deadline_at=timezone.now() + timedelta(seconds=0.5)
+    )
+
+    submit_until_settled(image.pk)
+
+    image.refresh_from_db()
+    assert image.status == "failed"
+    assert image.error == "The image service is unavailable."
+    assert credits.balance_of(membership.org) == 100
+
+
+def test_members_see_a_short_reason_and_admins_the_providers_own_text(fake, kie_org):
+    membership, seedream = kie_org
+    refusal = {"code": 422, "msg": "Invalid prompt: prompt contains prohibited content"}
+    create_task_replies(fake, (200, refusal, {}))
+    generation = prepared(membership, seedream)
+    image = generation.images.get()
+
+    submit_until_settled(image.pk)
+
+    image.refresh_from_db()
+    assert image.error == "The image service refused the request."
+    attempt = ProviderAttempt.objects.get(generation=generation, purpose="image")
+    assert "prohibited content" in attempt.error and attempt.outcome == "permanent"
+
+
+def test_the_first_poll_comes_at_the_providers_median_time_plus_a_margin(fake, kie_org, settings):
+    membership, seedream = kie_org
+    for seconds in (8, 10, 12):
+        ProviderAttempt.objects.create(
+            provider=seedream, purpose="result", outcome="success", latency_ms=seconds * 1000
+        )
+    generation = prepared(membership, seedream)
+    image = generation.images.get()
+
+    before = timezone.now()
+    services.submit_image(image.pk)
+
+    image.refresh_from_db()
+    delay = (image.next_poll_at - before).total_seconds()
+    assert 12.3 <= delay <= 13  # p50 10 s + a quarter of it
+
+
+def test_without_observations_the_first_poll_comes_at_the_configured_bound(fake, kie_org):
+    membership, seedream = kie_org
+    image = prepared(membership, seedream).images.get()
+
+    before = timezone.now()
+    services.submit_image(image.pk)
+
+    image.refresh_from_db()
+    assert 19.5 <= (image.next_poll_at - before).total_seconds() <= 21
+
+
+def test_a_finished_image_records_how_long_the_provider_took(client, fake, kie_org):
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=1)
+    image = generation.images.get()
+    fake.get(
+        f"{KIE}/api/v1/jobs/recordInfo",
+        json=record(image.provider_task_id, "success", ["https://tempfile.aiquickdraw.com/r.png"]),
+    )
+
+    services.collect_result(image.pk)
+
+    result = ProviderAttempt.objects.get(generation=generation, purpose="result")
+    assert result.outcome == "success" and result.latency_ms >= 0
+    cache.clear()  # the median is cached for a minute
+    assert provider_services.result_latency_p50(seedream) is not None
+
+
+def test_a_reference_no_vision_provider_could_describe_is_named_on_the_generation(
+    fake, kie_org, client
+):
+    membership, seedream = kie_org
+    membership.org.providers.filter(adapter="local-vision").update(enabled=False)
+    provider_services.clear_registry()
+    fake.replace(responses.POST, OPENAI_CHAT, status=401, json={"error": {"message": "bad key"}})
+
+    generation = run_until_submitted(membership, seedream, count=1)
+
+    generation.refresh_from_db()
+    notice = "Reference 1 could not be analysed; it was used without its description."
+    assert notice in generation.notices
+    assert ProviderAttempt.objects.filter(generation=generation, purpose="vision").exists()
+    client.force_login(membership.user)
+    assert notice in client.get(f"/generations/{generation.public_id}/").content.decode()

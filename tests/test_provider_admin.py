@@ -1,11 +1,13 @@
 """Providers in the Django admin: the operator's catalogue, and an organization admin's platform
 models and own-key providers."""
 
+import json
+
 import pytest
 import responses
 from django.urls import reverse
 
-from providers.models import CatalogueEntry, Provider
+from providers.models import CatalogueEntry, Provider, ProviderAttempt
 from tests.factories import OwnKeyProviderFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -207,8 +209,44 @@ def test_the_admin_test_connection_button_reports_the_result(admin_client, org, 
     url = reverse("admin:providers_platformmodel_test_connection", args=[provider.pk])
     response = admin_client.post(url, follow=True)
 
-    assert "GPT-4o vision (OpenAI): connected" in response.content.decode()
+    body = response.content.decode()
+    assert "GPT-4o vision (OpenAI): connection test passed" in body
+    assert "Key accepted by https://api.openai.com/v1; model &#x27;gpt-4o&#x27; listed." in body
     assert responses.calls[0].request.headers["Authorization"] == "Bearer sk-openai"
+
+
+@responses.activate
+def test_the_deep_test_runs_the_model_once_and_says_what_it_cost(admin_client, org, platform_keys):
+    platform_keys(kie="kie-key")
+    provider = org.providers.filter(adapter="kie-chat").first()
+    responses.get(
+        "https://api.kie.ai/api/v1/chat/credit", json={"code": 200, "msg": "success", "data": 9}
+    )
+    chat = responses.post(
+        f"https://api.kie.ai/{provider.model_id}/v1/chat/completions",
+        json={
+            "id": "c",
+            "object": "chat.completion",
+            "created": 0,
+            "model": provider.model_id,
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "length",
+                    "message": {"role": "assistant", "content": "OK"},
+                }
+            ],
+        },
+    )
+    change = reverse("admin:providers_platformmodel_change", args=[provider.pk])
+    assert "One minimal chat call" in admin_client.get(change).content.decode()  # before it runs
+
+    url = reverse("admin:providers_platformmodel_test_connection", args=[provider.pk])
+    body = admin_client.post(url, {"deep": "1"}, follow=True).content.decode()
+
+    assert "deep test passed" in body and "answered: “OK”" in body
+    assert json.loads(chat.calls[0].request.body)["max_tokens"] == 5
+    assert ProviderAttempt.objects.filter(provider=provider, purpose="deep-test").exists()
 
 
 def test_a_member_cannot_use_the_providers_admin(member_client, org):

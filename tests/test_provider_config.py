@@ -14,6 +14,7 @@ from django.test import override_settings
 from django.urls import reverse
 
 from providers import services
+from providers.adapters.base import VariantsRequest
 from providers.fields import decrypt
 from providers.models import Provider, ProviderAttempt
 from tests.factories import OrganizationFactory, OwnKeyProviderFactory
@@ -143,7 +144,9 @@ def test_the_llm_chain_falls_back_and_records_every_attempt(org, platform_keys):
         json={"code": 500, "msg": "Server error"},
     )
 
-    result = services.write_variants(org_id=org.pk, prompt="Sneaker on wet asphalt", n=3)
+    result = services.write_variants(
+        VariantsRequest(prompt="Sneaker on wet asphalt", n=3), org_id=org.pk
+    )
 
     assert len(result.value.variants) == 3 and len(set(result.value.variants)) == 3
     assert result.provider_id == org.providers.get(adapter="local-llm").pk
@@ -164,7 +167,7 @@ def test_a_failing_provider_cools_down_and_is_skipped(org, platform_keys):
     kie.save()
     responses.post("https://api.kie.ai/gemini-3-pro/v1/chat/completions", status=503)
     for _ in range(3):
-        services.write_variants(org_id=org.pk, prompt="Watch on a wrist", n=2)
+        services.write_variants(VariantsRequest(prompt="Watch on a wrist", n=2), org_id=org.pk)
     assert len(responses.calls) == 2  # the third request skipped it
     assert services.provider_health([kie])[kie.pk].cooldown_seconds > 0
 
@@ -176,13 +179,19 @@ def test_the_connection_test_reports_the_kie_credit_balance(admin_client, org, p
     responses.get(
         "https://api.kie.ai/api/v1/chat/credit", json={"code": 200, "msg": "success", "data": 35.95}
     )
+    responses.post(
+        "https://kieai.redpandaai.co/api/file-base64-upload",
+        json={"success": False, "code": 400, "msg": "Missing required parameter: base64Data"},
+    )
 
     response = admin_client.post(
         reverse("providers:test-connection", args=[provider.public_id]), follow=True
     )
 
-    assert "Nano Banana Pro: connected" in response.content.decode()
-    assert "35.95 credits left" in response.content.decode()
+    body = response.content.decode()
+    assert "Nano Banana Pro: connection test passed" in body
+    assert "35.95 credits left" in body
+    assert "upload host https://kieai.redpandaai.co reachable and accepts the key" in body
     assert responses.calls[0].request.headers["Authorization"] == "Bearer kie-key"
     assert ProviderAttempt.objects.get(provider=provider).purpose == "test"
 
@@ -198,7 +207,7 @@ def test_the_connection_test_shows_the_providers_error(admin_client, org):
         reverse("providers:test-connection", args=[provider.public_id]), follow=True
     )
     body = response.content.decode()
-    assert "Nano Banana Pro: failed" in body
+    assert "Nano Banana Pro: connection test failed" in body
 
 
 def test_the_connection_test_without_any_key_says_so(admin_client, org):
@@ -233,7 +242,7 @@ def test_the_providers_page_shows_masked_keys_and_never_the_key(admin_client, or
     body = admin_client.get(reverse("providers:index")).content.decode()
     assert "••••••••9876" in body and "sk-should-never-appear" not in body
     assert "Local renderer (offline)" in body
-    assert "FLUX.2 Pro image-to-image (kie.ai)" in body  # the adapter behind each row
+    assert "FLUX.2 image-to-image (kie.ai)" in body  # the adapter behind each row
 
 
 def test_the_providers_page_lists_only_this_organizations_providers(admin_client, other_admin):

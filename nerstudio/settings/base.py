@@ -284,7 +284,9 @@ NERSTUDIO_PLATFORM_ACCOUNTS = {
             "NERSTUDIO_KIE_UPLOAD_BASE_URL", default="https://kieai.redpandaai.co"
         ).rstrip("/"),
         # kie.ai's webhook HMAC key (kie.ai settings): callbacks must then be signed and fresh.
+        # The previous key is still accepted while set (rotation).
         "webhook_secret": env("NERSTUDIO_KIE_WEBHOOK_SECRET", default=""),
+        "previous_webhook_secret": env("NERSTUDIO_KIE_WEBHOOK_SECRET_PREVIOUS", default=""),
     },
     "openai": {
         "label": "OpenAI",
@@ -301,6 +303,11 @@ NERSTUDIO_PLATFORM_ACCOUNTS = {
         ).rstrip("/"),
     },
 }
+# After a provider's webhook secret is changed in the admin, the previous one is still accepted
+# this long (callbacks already on their way).
+NERSTUDIO_WEBHOOK_SECRET_GRACE_SECONDS = env.int(
+    "NERSTUDIO_WEBHOOK_SECRET_GRACE_SECONDS", default=24 * 3600
+)
 # Development only: let outbound calls reach loopback (the local provider and fakes on 127.0.0.1)
 # over http. Never private networks; refused outside DEBUG.
 NERSTUDIO_EGRESS_ALLOW_LOOPBACK = env.bool("NERSTUDIO_EGRESS_ALLOW_LOOPBACK", default=False)
@@ -329,11 +336,13 @@ NERSTUDIO_LLM_CHAIN_DEADLINE = env.float("NERSTUDIO_LLM_CHAIN_DEADLINE", default
 # --- Generation -----------------------------------------------------------------------------------
 # An image without a result this long after submission fails and its credits are released.
 NERSTUDIO_IMAGE_DEADLINE_SECONDS = env.int("NERSTUDIO_IMAGE_DEADLINE_SECONDS", default=600)
-# Poll the provider when no callback came this long after submission (then backing off).
-NERSTUDIO_POLL_AFTER_SECONDS = env.int("NERSTUDIO_POLL_AFTER_SECONDS", default=30)
+# Poll for a result no callback reported after the provider's observed median time to a result
+# plus a margin, within these bounds (then backing off to once a minute); the upper bound is also
+# the first poll before anything was observed.
+NERSTUDIO_POLL_MIN_SECONDS = env.int("NERSTUDIO_POLL_MIN_SECONDS", default=5)
+NERSTUDIO_POLL_AFTER_SECONDS = env.int("NERSTUDIO_POLL_AFTER_SECONDS", default=20)
 # A generation stuck before image submission this long is resumed (its worker died).
 NERSTUDIO_STALLED_AFTER_SECONDS = env.int("NERSTUDIO_STALLED_AFTER_SECONDS", default=120)
-NERSTUDIO_SUBMIT_RETRIES = 3
 # Fair share: provider calls one organization may have in flight at once (keep it well below the
 # worker count), and how long a slot a crashed worker never returned stays taken.
 NERSTUDIO_ORG_MAX_INFLIGHT = env.int("NERSTUDIO_ORG_MAX_INFLIGHT", default=4)

@@ -6,6 +6,7 @@ an adapter class; nothing here knows about models, caches or settings.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -20,12 +21,23 @@ from lib import egress
 
 USER_AGENT = "NER-Studio/0.1"
 MAX_PROVIDER_MESSAGE = 200
+MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,119}")
+# Deep tests (Adapter.deep_test): one real call, as small as a model allows.
+DEEP_TEST_TOKENS = 5
+DEEP_TEST_PROMPT = "Reply with the single word OK."
+DEEP_TEST_VISION_PROMPT = "What colour is this image? Answer with one word."
+# A 1×1 red PNG: the smallest image a vision deep test can send.
+TINY_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR42mO4IycHAALyARlNudhnAAAAAElFTkSuQmCC"
+)
 
 # --- Errors -------------------------------------------------------------------------------------
 
 
 class ProviderError(Exception):
-    """A provider call failed; `message` is safe to show to users, `retryable` drives retries."""
+    """A provider call failed. `message` is for admins (the provider's own text, shortened); the
+    HTTP `status` and the provider's `request_id`, when known, help them act on it. Members get a
+    short reason chosen by the pipeline, never this text. `retryable` drives retries."""
 
     def __init__(
         self,
@@ -34,35 +46,37 @@ class ProviderError(Exception):
         retryable: bool,
         code: str | int | None = None,
         retry_after: float | None = None,
+        status: int | None = None,
+        request_id: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.code = None if code is None else str(code)
         self.retry_after = retry_after
+        self.status = status
+        self.request_id = request_id
 
 
 class PermanentError(ProviderError):
     """Retrying the same call will not help (bad key, no credits, invalid request)."""
 
-    def __init__(self, message: str, *, code: str | int | None = None) -> None:
-        super().__init__(message, retryable=False, code=code)
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message, retryable=False, **details)
 
 
 class RetryableError(ProviderError):
     """Transient: network trouble, timeouts, rate limits, provider overload."""
 
-    def __init__(
-        self, message: str, *, code: str | int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message, retryable=True, code=code, retry_after=retry_after)
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message, retryable=True, **details)
 
 
 class GenerationFailed(ProviderError):
     """The provider accepted the job but could not produce a result (kie code 501, state fail)."""
 
-    def __init__(self, message: str, *, code: str | int | None = None) -> None:
-        super().__init__(message, retryable=False, code=code)
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message, retryable=False, **details)
 
 
 class InvalidOutput(ProviderError):
@@ -71,8 +85,18 @@ class InvalidOutput(ProviderError):
     Retryable because asking again, or asking another provider, often works.
     """
 
-    def __init__(self, message: str, *, code: str | int | None = None) -> None:
-        super().__init__(message, retryable=True, code=code)
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message, retryable=True, **details)
+
+
+REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "cf-ray")
+
+
+def reply_details(reply: HttpReply) -> dict[str, Any]:
+    """The HTTP status and the provider's request id of a reply, for an error's details."""
+    lowered = {k.lower(): v for k, v in reply.headers.items()}
+    request_id = next((lowered[h] for h in REQUEST_ID_HEADERS if lowered.get(h)), "")
+    return {"status": reply.status, "request_id": str(request_id)[:200]}
 
 
 # --- Requests and results -----------------------------------------------------------------------
@@ -132,6 +156,9 @@ class VariantsRequest:
 class ChatResult:
     variants: tuple[str, ...]
     model: str = ""
+    # How many of the variants, at the end, are deterministic variations of the others rather
+    # than the model's own (it answered short even after a follow-up); 0 when all are its own.
+    varied: int = 0
 
 
 @dataclass(frozen=True)
@@ -264,6 +291,11 @@ class Adapter:
     # None for the offline local adapters, which need no key.
     vendor: ClassVar[str | None] = None
     options_spec: ClassVar[Mapping[str, OptionCheck]] = {}
+    # The model ids whose request fields this adapter knows (kie's Market models each take their
+    # own fields). Empty: any well-formed id, for endpoints that take the id as a plain value.
+    supported_models: ClassVar[tuple[str, ...]] = ()
+    # What `deep_test` calls and what that costs, for the admin to read before running it.
+    deep_test_cost: ClassVar[str] = "Free: the same calls as the connection test."
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -293,11 +325,37 @@ class Adapter:
                 raise ValueError(f"Option '{key}' {exc}.") from None
         return cleaned
 
+    @classmethod
+    def validate_model(cls, model_id: str) -> None:
+        """Refuse a model id this adapter cannot send; ValueError messages are shown in the admin
+        form. Blank is fine: it means the adapter's default."""
+        if not model_id:
+            return
+        if cls.supported_models:
+            if model_id not in cls.supported_models:
+                raise ValueError(
+                    f"{cls.label} supports the model ids {', '.join(cls.supported_models)}; "
+                    "another model takes other request fields."
+                )
+        elif not MODEL_ID.fullmatch(model_id):
+            raise ValueError(
+                "A model id is letters, digits and . _ - : / @ + without spaces, starting with a "
+                "letter or digit."
+            )
+
     def test_connection(self) -> ConnectionTestResult:
-        """A zero-cost call that proves the key and URL work; never raises provider errors."""
+        """Free calls to every host a generation uses; the message says what they proved (a
+        gateway may answer a model list itself). Never raises provider errors."""
+        return self._timed(self._probe)
+
+    def deep_test(self) -> ConnectionTestResult:
+        """One minimal real call, as `deep_test_cost` describes; never raises provider errors."""
+        return self._timed(self._deep_probe)
+
+    def _timed(self, probe: Callable[[], str]) -> ConnectionTestResult:
         started = time.monotonic()
         try:
-            message = self._probe()
+            message = probe()
             ok = True
         except ProviderError as exc:
             message, ok = exc.message, False
@@ -305,6 +363,9 @@ class Adapter:
 
     def _probe(self) -> str:
         raise NotImplementedError
+
+    def _deep_probe(self) -> str:
+        return self._probe()
 
     def _send(
         self, method: str, url: str, *, timeout: float | None = None, **kwargs: Any
@@ -402,104 +463,8 @@ class VisionAdapter(Adapter):
         raise NotImplementedError
 
 
-# --- Shared prompt material for remote LLM and vision adapters ----------------------------------
-
-VARIANTS_SYSTEM = (
-    "You write prompts for an image-generation model that creates on-brand product imagery. "
-    "Each prompt is a single self-contained paragraph describing subject, setting, composition, "
-    "lighting and mood. Prompts must be clearly different from one another. "
-    'Answer with JSON only: {"variants": ["...", "..."]}.'
-)
-
-VISION_INSTRUCTION = (
-    "Describe this reference image for an art director in 3-5 sentences: subject, composition, "
-    "lighting, mood, materials and style. Also list its dominant colours as hex codes, most "
-    'dominant first. Answer with JSON only: {"description": "...", "palette": ["#rrggbb"]}.'
-)
-
-
-def variants_user_text(request: VariantsRequest) -> str:
-    lines = [f"Write exactly {request.n} distinct prompts for this brief:", request.prompt.strip()]
-    if request.references:
-        lines.append("Match the look of these reference images:")
-        lines += [f"- {text.strip()}" for text in request.references if text.strip()]
-    if request.products:
-        lines.append("The image model receives these product photos; keep the product exactly as")
-        lines.append("photographed and describe the scene around it:")
-        lines += [f"- {text.strip()}" for text in request.products if text.strip()]
-    return "\n".join(lines)
-
-
-def parse_json_text(text: Any) -> Any:
-    """JSON from a model's text answer, tolerating a ```json fence around it."""
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidOutput("The model returned an empty answer.", code="empty")
-    stripped = text.strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", stripped, flags=re.DOTALL)
-    try:
-        return loads(fenced.group(1) if fenced else stripped)
-    except ValueError:
-        raise InvalidOutput("The model did not return valid JSON.", code="bad_json") from None
-
-
-def parse_variants(text: Any, n: int) -> tuple[str, ...]:
-    """Exactly `n` distinct, non-empty prompts, or InvalidOutput."""
-    data = parse_json_text(text)
-    items = data.get("variants") if isinstance(data, dict) else data
-    if not isinstance(items, list):
-        raise InvalidOutput("The model's JSON has no list of variants.", code="bad_shape")
-    variants = tuple(v.strip() for v in items if isinstance(v, str) and v.strip())
-    return check_variants(variants, n)
-
-
-def check_variants(variants: tuple[str, ...] | list[str], n: int) -> tuple[str, ...]:
-    variants = tuple(variants)
-    if len(variants) != n or any(not isinstance(v, str) or not v.strip() for v in variants):
-        raise InvalidOutput(
-            f"Expected {n} non-empty prompt variants, got {len(variants)}.", code="wrong_count"
-        )
-    if len({v.strip().casefold() for v in variants}) != n:
-        raise InvalidOutput("The model repeated a prompt variant.", code="duplicates")
-    return variants
-
-
-HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
-
-
-def parse_vision(text: Any) -> VisionResult:
-    data = parse_json_text(text)
-    description = data.get("description") if isinstance(data, dict) else None
-    if not isinstance(description, str) or not description.strip():
-        raise InvalidOutput("The model returned no image description.", code="bad_shape")
-    palette = data.get("palette") or []
-    colours = tuple(
-        c.strip().lower() for c in palette if isinstance(c, str) and HEX_COLOUR.match(c.strip())
-    )
-    return VisionResult(description.strip(), colours)
-
-
-def chat_completion_text(payload: Mapping[str, Any]) -> str:
-    """Text of the first choice of an OpenAI-style chat completion."""
-    try:
-        first = payload["choices"][0]
-        finish = first.get("finish_reason")
-        message = first["message"]
-    except (KeyError, IndexError, TypeError, AttributeError):
-        raise InvalidOutput("The chat answer has no message.", code="bad_response") from None
-    if not isinstance(message, dict):
-        raise InvalidOutput("The chat answer has no message.", code="bad_response")
-    if message.get("refusal"):
-        raise InvalidOutput(
-            provider_message(message["refusal"], "The model refused."), code="refusal"
-        )
-    if finish == "length":
-        raise InvalidOutput("The model's answer was cut off.", code="truncated")
-    if finish == "content_filter":
-        raise InvalidOutput("The model's answer was filtered.", code="content_filter")
-    content = message.get("content")
-    if isinstance(content, list):  # content parts
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return content if isinstance(content, str) else ""
+# --- Shared helpers for remote LLM and vision adapters ------------------------------------------
+# What we ask models for and how we read their answers is in answers.py.
 
 
 def image_mime_type(data: bytes) -> str:

@@ -10,9 +10,19 @@ import base64
 import re
 from typing import Any, ClassVar
 
-from .base import (
+from .answers import (
+    GEMINI_VISION_SCHEMA,
     VARIANTS_SYSTEM,
     VISION_INSTRUCTION,
+    gather_variants,
+    gemini_variants_schema,
+    parse_vision,
+)
+from .base import (
+    DEEP_TEST_PROMPT,
+    DEEP_TEST_TOKENS,
+    DEEP_TEST_VISION_PROMPT,
+    TINY_PNG,
     Adapter,
     ChatResult,
     HttpReply,
@@ -25,37 +35,24 @@ from .base import (
     VisionAdapter,
     VisionResult,
     image_mime_type,
-    parse_variants,
-    parse_vision,
     provider_message,
+    reply_details,
     retry_after_seconds,
-    variants_user_text,
 )
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 INLINE_LIMIT = 14 * 1024 * 1024  # inline requests must stay under 20 MB once base64-encoded
 
-VISION_SCHEMA = {
-    "type": "OBJECT",
-    "properties": {
-        "description": {"type": "STRING"},
-        "palette": {"type": "ARRAY", "items": {"type": "STRING"}},
-    },
-    "required": ["description", "palette"],
-}
-
-
-def variants_schema(n: int) -> dict[str, Any]:
-    return {
-        "type": "OBJECT",
-        "properties": {
-            "variants": {"type": "ARRAY", "items": {"type": "STRING"}, "minItems": n, "maxItems": n}
-        },
-        "required": ["variants"],
-    }
-
 
 def gemini_error(reply: HttpReply) -> ProviderError:
+    """The error an unsuccessful reply means, with its HTTP status and request id for admins."""
+    error = _gemini_error(reply)
+    details = reply_details(reply)
+    error.status, error.request_id = details["status"], details["request_id"]
+    return error
+
+
+def _gemini_error(reply: HttpReply) -> ProviderError:
     body = reply.json()
     error = body.get("error") if isinstance(body, dict) else None
     error = error if isinstance(error, dict) else {}
@@ -95,6 +92,9 @@ def candidate_text(payload: Any) -> str:
     )
 
 
+GEMINI_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 class _GeminiClient(Adapter):
     default_base_url: ClassVar[str] = GEMINI_BASE_URL
     default_model: ClassVar[str] = "gemini-2.5-pro"
@@ -104,13 +104,21 @@ class _GeminiClient(Adapter):
     def model(self) -> str:
         return super().model.removeprefix("models/")
 
+    @classmethod
+    def validate_model(cls, model_id: str) -> None:
+        super().validate_model(model_id)
+        if model_id and not GEMINI_MODEL_ID.fullmatch(model_id.removeprefix("models/")):
+            raise ValueError(
+                "A Gemini model id is letters, digits and . _ - (e.g. gemini-2.5-pro)."
+            )
+
     def _headers(self) -> dict[str, str]:
         if not self.config.api_key:
             raise PermanentError(f"No API key configured for {self.label}.", code="no_key")
         return {"x-goog-api-key": self.config.api_key}  # header, so keys stay out of URL logs
 
     def _generate(self, body: dict[str, Any], timeout: float | None) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.model):
+        if not GEMINI_MODEL_ID.fullmatch(self.model):
             raise PermanentError(f"Invalid Gemini model id '{self.model}'.", code="config")
         reply = self._send(
             "POST",
@@ -135,34 +143,101 @@ class _GeminiClient(Adapter):
             raise InvalidOutput("Gemini sent an unexpected model list.")
         names = {m.get("name") for m in models if isinstance(m, dict)}
         if f"models/{self.model}" not in names:
-            raise PermanentError(f"Connected, but model '{self.model}' is not available.")
-        return f"Connected; model '{self.model}' is available."
+            raise PermanentError(
+                f"Key accepted by {self.base_url}, but model '{self.model}' is not in its list.",
+                code="model_not_listed",
+            )
+        return f"Key accepted by {self.base_url}; model '{self.model}' listed."
+
+    def _deep_generate(self, parts: list[dict[str, Any]], what: str) -> str:
+        """One generateContent call capped at DEEP_TEST_TOKENS answer tokens: proves the endpoint
+        runs the model, whatever its answer says."""
+        if not GEMINI_MODEL_ID.fullmatch(self.model):
+            raise PermanentError(f"Invalid Gemini model id '{self.model}'.", code="config")
+        reply = self._send(
+            "POST",
+            f"{self.base_url}/models/{self.model}:generateContent",
+            json={
+                "contents": [{"role": "user", "parts": parts}],
+                "generationConfig": {"maxOutputTokens": DEEP_TEST_TOKENS},
+            },
+            headers=self._headers(),
+        )
+        if not reply.ok:
+            raise gemini_error(reply)
+        payload = reply.json()
+        candidates = payload.get("candidates") if isinstance(payload, dict) else None
+        first = candidates[0] if isinstance(candidates, list) and candidates else None
+        if not isinstance(first, dict):
+            raise InvalidOutput(
+                f"{self.base_url} did not answer like generateContent.", code="bad_response"
+            )
+        content = first.get("content")
+        found = content.get("parts") if isinstance(content, dict) else None
+        text = "".join(
+            p["text"]
+            for p in (found if isinstance(found, list) else [])
+            if isinstance(p, dict) and not p.get("thought") and isinstance(p.get("text"), str)
+        )
+        answer = provider_message(text, "")
+        if answer:
+            outcome = f"answered {what}: '{answer}'"
+        elif first.get("finishReason") == "MAX_TOKENS":
+            outcome = f"ran {what} but spent all {DEEP_TEST_TOKENS} tokens thinking"
+        else:
+            outcome = f"ran {what} but answered with no text"
+        reported = provider_message(payload.get("modelVersion"), "")
+        reported = f" (the endpoint reports model '{reported}')" if reported else ""
+        proven = f"Model '{self.model}' at {self.base_url} {outcome}{reported}."
+        return f"{proven} {self.deep_test_cost}"
 
 
 class GeminiLLMAdapter(_GeminiClient, LLMAdapter):
     slug = "gemini-chat"
     label = "Google Gemini"
+    deep_test_cost = (
+        f"One minimal generateContent call: about 10 input and at most {DEEP_TEST_TOKENS} answer "
+        "tokens (a thinking model may bill some thinking tokens too)."
+    )
+
+    def _deep_probe(self) -> str:
+        return self._deep_generate([{"text": DEEP_TEST_PROMPT}], "a one-word request")
 
     def generate_variants(
         self, request: VariantsRequest, *, timeout: float | None = None
     ) -> ChatResult:
-        text = self._generate(
+        budget = self.config.timeout if timeout is None else timeout
+        return gather_variants(request, self._ask, timeout=budget, model=self.model)
+
+    def _ask(self, user_text: str, n: int, timeout: float) -> str:
+        return self._generate(
             {
                 "systemInstruction": {"parts": [{"text": VARIANTS_SYSTEM}]},
-                "contents": [{"role": "user", "parts": [{"text": variants_user_text(request)}]}],
+                "contents": [{"role": "user", "parts": [{"text": user_text}]}],
                 "generationConfig": {
                     "responseMimeType": "application/json",
-                    "responseSchema": variants_schema(request.n),
+                    "responseSchema": gemini_variants_schema(n),
                 },
             },
             timeout,
         )
-        return ChatResult(parse_variants(text, request.n), model=self.model)
 
 
 class GeminiVisionAdapter(_GeminiClient, VisionAdapter):
     slug = "gemini-vision"
     label = "Google Gemini vision"
+    deep_test_cost = (
+        "One minimal generateContent call with a 1×1 pixel image: about 270 input tokens (Gemini "
+        f"counts a small image as 258) and at most {DEEP_TEST_TOKENS} answer tokens (a thinking "
+        "model may bill some thinking tokens too)."
+    )
+
+    def _deep_probe(self) -> str:
+        tiny = {"mime_type": "image/png", "data": base64.b64encode(TINY_PNG).decode()}
+        return self._deep_generate(
+            [{"inline_data": tiny}, {"text": DEEP_TEST_VISION_PROMPT}],
+            "a one-word question about a 1×1 pixel image",
+        )
 
     def describe(self, image: bytes, *, timeout: float | None = None) -> VisionResult:
         if len(image) > INLINE_LIMIT:
@@ -178,7 +253,7 @@ class GeminiVisionAdapter(_GeminiClient, VisionAdapter):
                 ],
                 "generationConfig": {
                     "responseMimeType": "application/json",
-                    "responseSchema": VISION_SCHEMA,
+                    "responseSchema": GEMINI_VISION_SCHEMA,
                 },
             },
             timeout,

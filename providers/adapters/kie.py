@@ -16,8 +16,16 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from .base import (
+from .answers import (
+    VARIANTS_FORMAT,
+    VARIANTS_SCHEMA,
     VARIANTS_SYSTEM,
+    chat_completion_text,
+    gather_variants,
+)
+from .base import (
+    DEEP_TEST_PROMPT,
+    DEEP_TEST_TOKENS,
     ChatResult,
     GenerationFailed,
     HttpReply,
@@ -33,15 +41,13 @@ from .base import (
     RetryableError,
     VariantsRequest,
     boolean,
-    chat_completion_text,
     choice,
     int_range,
     loads,
-    parse_variants,
     provider_message,
+    reply_details,
     retry_after_seconds,
     url,
-    variants_user_text,
 )
 
 KIE_BASE_URL = "https://api.kie.ai"
@@ -63,18 +69,21 @@ CODE_MESSAGES = {
 }
 
 
-def kie_error(code: int, msg: Any, *, retry_after: float | None = None) -> ProviderError:
-    """Map a kie envelope code (or, without an envelope, the HTTP status) to our error kinds."""
+def kie_error(code: int, msg: Any, reply: HttpReply | None = None) -> ProviderError:
+    """Map a kie envelope code (or, without an envelope, the HTTP status) to our error kinds;
+    the reply, when given, adds its HTTP status, request id and Retry-After."""
     fallback = CODE_MESSAGES.get(code, f"kie.ai returned code {code}.")
     detail = provider_message(msg, "")
     message = f"{fallback} {detail}".strip() if detail and detail not in fallback else fallback
+    details = reply_details(reply) if reply is not None else {}
     if code == 501:
-        return GenerationFailed(message, code=code)
+        return GenerationFailed(message, code=code, **details)
     # 505 is "feature disabled"; other 5xx (gateways, unknown) are transient.
     if code in RETRYABLE_CODES or (code >= 500 and code != 505):
-        return RetryableError(message, code=code, retry_after=retry_after)
+        retry_after = retry_after_seconds(reply.headers) if reply is not None else None
+        return RetryableError(message, code=code, retry_after=retry_after, **details)
     # 401/402/404/422/505 per kie; 433 and other unknown codes are treated as non-retryable.
-    return PermanentError(message, code=code)
+    return PermanentError(message, code=code, **details)
 
 
 def _envelope_code(body: Any) -> int | None:
@@ -92,14 +101,15 @@ def kie_data(reply: HttpReply) -> Any:
     """`data` of a successful envelope; raises for any non-200 code, even on HTTP 200."""
     body = reply.json()
     code = _envelope_code(body)
-    retry_after = retry_after_seconds(reply.headers)
     if code is None:
         if reply.ok:
-            raise InvalidOutput("kie.ai sent an unexpected response.", code="bad_envelope")
-        raise kie_error(reply.status, None, retry_after=retry_after)
+            raise InvalidOutput(
+                "kie.ai sent an unexpected response.", code="bad_envelope", **reply_details(reply)
+            )
+        raise kie_error(reply.status, None, reply)
     if code != 200:
         # The docs show both "msg" and "message" at the top level.
-        raise kie_error(code, body.get("msg") or body.get("message"), retry_after=retry_after)
+        raise kie_error(code, body.get("msg") or body.get("message"), reply)
     return body.get("data")
 
 
@@ -113,7 +123,7 @@ def _probe_credits(adapter: ImageAdapter | LLMAdapter) -> str:
         credits = Decimal(str(data))
     except InvalidOperation:
         raise InvalidOutput("kie.ai returned an unreadable credit balance.") from None
-    return f"Connected to kie.ai; {credits.normalize():f} credits left."
+    return f"Key accepted by {adapter.base_url} ({credits.normalize():f} credits left)."
 
 
 def _auth_headers(adapter: ImageAdapter | LLMAdapter) -> dict[str, str]:
@@ -229,11 +239,14 @@ def verify_webhook(
 
 # --- Image jobs ---------------------------------------------------------------------------------
 
+NO_SUCH_TASK = "nerstudio-deep-test-no-such-task"
+
 
 class KieImageAdapter(ImageAdapter):
-    """One subclass per Market model; each declares its own field names and limits.
+    """One subclass per family of Market models that take the same input fields.
 
-    The model id is pinned by the class because kie's field names depend on it.
+    Each subclass lists the model ids it can send (`supported_models`): kie's field names depend
+    on the model, so any other id is refused rather than sent with the wrong fields.
     """
 
     default_base_url: ClassVar[str] = KIE_BASE_URL
@@ -244,17 +257,30 @@ class KieImageAdapter(ImageAdapter):
     min_prompt_chars: ClassVar[int] = 1
     ratio_field: ClassVar[str] = "aspect_ratio"
     ratio_values: ClassVar[Mapping[str, str]] = {}  # our ratio -> kie value, when they differ
-    quality_field: ClassVar[str]
+    quality_field: ClassVar[str | None] = None  # None: the model has no quality levels
     # Options that configure the adapter rather than being sent as model input.
     adapter_options: ClassVar[Mapping[str, OptionCheck]] = {"upload_base_url": url}
     options_spec: ClassVar[Mapping[str, OptionCheck]] = adapter_options
+    deep_test_cost: ClassVar[str] = (
+        "Free: the credit balance, an upload request without a file (nothing is stored) and the "
+        "status of a task that does not exist. No image is generated, so the model id itself is "
+        "not tried."
+    )
 
     @property
-    def model(self) -> str:
-        return self.default_model
+    def upload_base_url(self) -> str:
+        """Where product photos are uploaded. The configuration decides (providers.models
+        `Provider.config`); blank means kie's public upload host."""
+        return (self.config.upload_base_url or KIE_UPLOAD_BASE_URL).rstrip("/")
 
     def build_input(self, request: ImageJobRequest) -> dict[str, Any]:
         """The model's `input` object; PermanentError with a user-safe message if out of bounds."""
+        if self.model not in self.supported_models:
+            raise PermanentError(
+                f"{self.label} cannot send model '{self.model}'; it supports "
+                f"{', '.join(self.supported_models)}.",
+                code="config",
+            )
         prompt = request.prompt.strip()
         if not self.min_prompt_chars <= len(prompt) <= self.max_prompt_chars:
             raise PermanentError(
@@ -274,9 +300,14 @@ class KieImageAdapter(ImageAdapter):
                 f"{self.label} does not support aspect ratio {ratio}.", code="invalid_request"
             )
         quality = request.quality or self.default_quality
-        if quality not in self.qualities:
+        if self.qualities and quality not in self.qualities:
             raise PermanentError(
                 f"{self.label} does not support quality {quality}.", code="invalid_request"
+            )
+        if not self.qualities and quality:
+            raise PermanentError(
+                f"{self.label} has no quality levels (asked for {quality}).",
+                code="invalid_request",
             )
         try:
             extra = {**self.options, **self.validate_options(request.options)}
@@ -286,7 +317,8 @@ class KieImageAdapter(ImageAdapter):
         if images or self.min_images:
             payload[self.images_field] = images
         payload[self.ratio_field] = self.ratio_values.get(ratio, ratio)
-        payload[self.quality_field] = quality
+        if self.quality_field:
+            payload[self.quality_field] = quality
         payload.update((k, v) for k, v in extra.items() if k not in self.adapter_options)
         return payload
 
@@ -310,20 +342,22 @@ class KieImageAdapter(ImageAdapter):
         return ImageJobSubmitted(task_id)
 
     def poll(self, task_id: str, *, timeout: float | None = None) -> ImageJobStatus:
-        reply = self._send(
+        try:
+            data = kie_data(self._record_info(task_id, timeout=timeout))
+        except PermanentError as exc:
+            if exc.code == "404":  # a poll right after createTask can race the task's creation
+                raise RetryableError("kie.ai does not know this task yet.", code=404) from None
+            raise
+        return status_from_record(data, task_id=task_id)
+
+    def _record_info(self, task_id: str, *, timeout: float | None = None) -> HttpReply:
+        return self._send(
             "GET",
             f"{self.base_url}/api/v1/jobs/recordInfo",
             params={"taskId": task_id},
             headers=_auth_headers(self),
             timeout=timeout,
         )
-        try:
-            data = kie_data(reply)
-        except PermanentError as exc:
-            if exc.code == "404":  # a poll right after createTask can race the task's creation
-                raise RetryableError("kie.ai does not know this task yet.", code=404) from None
-            raise
-        return status_from_record(data, task_id=task_id)
 
     def parse_callback(self, body: bytes) -> ImageJobStatus:
         return parse_callback(body)
@@ -345,7 +379,7 @@ class KieImageAdapter(ImageAdapter):
         """
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", filename).strip("-.")[:80] or "image"
         name = f"{hashlib.sha256(data).hexdigest()[:16]}-{safe}"
-        base = (self.config.upload_base_url or KIE_UPLOAD_BASE_URL).rstrip("/")
+        base = self.upload_base_url
         headers = _auth_headers(self)
         if len(data) <= BASE64_UPLOAD_LIMIT:
             mime = mimetypes.guess_type(safe)[0] or "application/octet-stream"
@@ -379,7 +413,58 @@ class KieImageAdapter(ImageAdapter):
         return link
 
     def _probe(self) -> str:
-        return _probe_credits(self)
+        """The API host (credit balance) and the upload host: a generation uses both."""
+        proven = _probe_credits(self).removesuffix(".")
+        try:
+            self._probe_upload_host()
+        except ProviderError as exc:
+            raise ProviderError(
+                f"{proven}, but the upload host {self.upload_base_url} failed: {exc.message}",
+                retryable=exc.retryable,
+                code=exc.code,
+                status=exc.status,
+                request_id=exc.request_id,
+            ) from None
+        return f"{proven}; upload host {self.upload_base_url} reachable and accepts the key."
+
+    def _probe_upload_host(self) -> None:
+        """An upload request without file data, so nothing can be stored. kie checks the key
+        first (401, PROVIDERS.md §1.0) and then answers a missing parameter with code 400
+        (§1.5), so that answer proves the host speaks kie's upload API and took the key."""
+        reply = self._send(
+            "POST",
+            f"{self.upload_base_url}/api/file-base64-upload",
+            json={"uploadPath": UPLOAD_PATH},
+            headers=_auth_headers(self),
+        )
+        _expect_envelope(reply, {200, 400, 422}, self.upload_base_url, "upload API")
+
+    def _deep_probe(self) -> str:
+        """Both hosts, then the job-status endpoint for a task that does not exist: kie answers
+        "Task not found" (§1.2) once it has accepted the key. Never a createTask, which costs."""
+        proven = self._probe().removesuffix(".")
+        reply = self._record_info(NO_SUCH_TASK)
+        _expect_envelope(reply, {200, 400, 404, 422}, self.base_url, "job status API")
+        return (
+            f"{proven}; the job status endpoint answers. Free: no image was generated, so the "
+            f"model id '{self.model}' itself was not tried."
+        )
+
+
+def _expect_envelope(reply: HttpReply, codes: set[int], host: str, what: str) -> None:
+    """A kie envelope with one of `codes`, or the error the answer means."""
+    body = reply.json()
+    code = _envelope_code(body)
+    if code is None:
+        if reply.status >= 500:
+            raise kie_error(reply.status, None, reply)
+        raise PermanentError(
+            f"{host} does not answer like kie.ai's {what} (HTTP {reply.status}).",
+            code="bad_envelope",
+        )
+    if code not in codes:
+        message = body.get("msg") or body.get("message")
+        raise kie_error(code, message, reply)
 
 
 NANO_BANANA_RATIOS = (
@@ -401,6 +486,7 @@ class NanoBananaProAdapter(KieImageAdapter):
     slug = "kie-nano-banana-pro"
     label = "Nano Banana Pro (kie.ai)"
     default_model = "nano-banana-pro"
+    supported_models = ("nano-banana-pro",)
     images_field = "image_input"
     max_images = 8
     max_prompt_chars = 10_000
@@ -416,6 +502,7 @@ class NanoBanana2Adapter(KieImageAdapter):
     slug = "kie-nano-banana-2"
     label = "Nano Banana 2 (kie.ai)"
     default_model = "nano-banana-2"
+    supported_models = ("nano-banana-2",)
     images_field = "image_input"
     max_images = 14
     max_prompt_chars = 20_000
@@ -434,10 +521,32 @@ class NanoBanana2Adapter(KieImageAdapter):
     }
 
 
+class NanoBananaEditAdapter(KieImageAdapter):
+    """The original Nano Banana (PROVIDERS.md §1.1.3): references in `image_urls`, the ratio in
+    `image_size`, `jpeg` rather than `jpg`, and no resolution or quality levels at all."""
+
+    slug = "kie-nano-banana-edit"
+    label = "Nano Banana Edit (kie.ai)"
+    default_model = "google/nano-banana-edit"
+    supported_models = ("google/nano-banana-edit",)
+    images_field = "image_urls"
+    min_images = 1
+    max_images = 10
+    max_prompt_chars = 5_000
+    ratio_field = "image_size"
+    aspect_ratios = (
+        *("1:1", "9:16", "16:9", "3:4", "4:3", "3:2"),
+        *("2:3", "5:4", "4:5", "21:9", "auto"),
+    )
+    default_aspect_ratio = "1:1"
+    options_spec = {**KieImageAdapter.adapter_options, "output_format": choice("png", "jpeg")}
+
+
 class Seedream45EditAdapter(KieImageAdapter):
     slug = "kie-seedream-4.5-edit"
     label = "Seedream 4.5 Edit (kie.ai)"
     default_model = "seedream/4.5-edit"
+    supported_models = ("seedream/4.5-edit",)
     images_field = "image_urls"
     min_images = 1
     max_images = 14
@@ -456,6 +565,7 @@ class SeedreamV4EditAdapter(KieImageAdapter):
     slug = "kie-seedream-v4-edit"
     label = "Seedream 4.0 Edit (kie.ai)"
     default_model = "bytedance/seedream-v4-edit"
+    supported_models = ("bytedance/seedream-v4-edit",)
     images_field = "image_urls"
     min_images = 1
     max_images = 10
@@ -483,10 +593,16 @@ class SeedreamV4EditAdapter(KieImageAdapter):
     }
 
 
-class Flux2ProEditAdapter(KieImageAdapter):
+class Flux2EditAdapter(KieImageAdapter):
+    """FLUX.2 image-to-image, Pro and Flex: the same input fields (PROVIDERS.md §1.1.6).
+
+    The slug predates Flex; rows store it, so it stays.
+    """
+
     slug = "kie-flux-2-pro-edit"
-    label = "FLUX.2 Pro image-to-image (kie.ai)"
+    label = "FLUX.2 image-to-image (kie.ai)"
     default_model = "flux-2/pro-image-to-image"
+    supported_models = ("flux-2/pro-image-to-image", "flux-2/flex-image-to-image")
     images_field = "input_urls"
     min_images = 1
     max_images = 8
@@ -501,12 +617,8 @@ class Flux2ProEditAdapter(KieImageAdapter):
 
 # --- Chat (Gemini through kie's OpenAI-style endpoint) ------------------------------------------
 
-VARIANTS_SCHEMA = {
-    "type": "object",
-    "properties": {"variants": {"type": "array", "items": {"type": "string"}}},
-    "required": ["variants"],
-    "additionalProperties": False,
-}
+
+CHAT_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class KieChatAdapter(LLMAdapter):
@@ -522,12 +634,20 @@ class KieChatAdapter(LLMAdapter):
         "response_format": choice("json_schema", "schema", "none"),
         "reasoning_effort": choice("low", "high"),
     }
+    deep_test_cost = (
+        f"One minimal chat call (a one-word request, at most {DEEP_TEST_TOKENS} output tokens): "
+        "a fraction of a kie.ai credit."
+    )
 
     def generate_variants(
         self, request: VariantsRequest, *, timeout: float | None = None
     ) -> ChatResult:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.model):
+        if not CHAT_MODEL_ID.fullmatch(self.model):
             raise PermanentError(f"Invalid kie.ai chat model id '{self.model}'.", code="config")
+        budget = self.config.timeout if timeout is None else timeout
+        return gather_variants(request, self._ask, timeout=budget, model=self.model)
+
+    def _ask(self, user_text: str, n: int, timeout: float) -> str:
         body: dict[str, Any] = {
             # One user message: kie documents user content parts; system roles are undocumented.
             "messages": [
@@ -535,7 +655,7 @@ class KieChatAdapter(LLMAdapter):
                     "role": "user",
                     "content": [
                         {"type": "text", "text": VARIANTS_SYSTEM},
-                        {"type": "text", "text": variants_user_text(request)},
+                        {"type": "text", "text": user_text},
                     ],
                 }
             ],
@@ -543,18 +663,15 @@ class KieChatAdapter(LLMAdapter):
         }
         style = self.options.get("response_format", "json_schema")
         if style == "json_schema":
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": "prompt_variants",
-                    "strict": True,
-                    "schema": VARIANTS_SCHEMA,
-                },
-            }
+            body["response_format"] = VARIANTS_FORMAT
         elif style == "schema":
             body["response_format"] = VARIANTS_SCHEMA
         if "reasoning_effort" in self.options:
             body["reasoning_effort"] = self.options["reasoning_effort"]
+        return chat_completion_text(self._chat(body, timeout))
+
+    def _chat(self, body: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        """A chat completion from kie's per-model endpoint, or the error its answer means."""
         reply = self._send(
             "POST",
             f"{self.base_url}/{self.model}/v1/chat/completions",
@@ -566,12 +683,31 @@ class KieChatAdapter(LLMAdapter):
         if not (reply.ok and isinstance(payload, dict) and "choices" in payload):
             error = payload.get("error") if isinstance(payload, dict) else None
             if isinstance(error, dict):  # OpenAI-style error body
-                raise kie_error(reply.status, error.get("message"))
+                raise kie_error(reply.status, error.get("message"), reply)
             kie_data(reply)  # raises for an envelope error
             raise InvalidOutput("kie.ai chat sent an unexpected response.", code="bad_response")
-        return ChatResult(
-            parse_variants(chat_completion_text(payload), request.n), model=self.model
-        )
+        return payload
+
+    @classmethod
+    def validate_model(cls, model_id: str) -> None:
+        super().validate_model(model_id)
+        if model_id and not CHAT_MODEL_ID.fullmatch(model_id):
+            raise ValueError("A kie.ai chat model id is letters, digits and . _ - (it is a path).")
 
     def _probe(self) -> str:
         return _probe_credits(self)
+
+    def _deep_probe(self) -> str:
+        proven = _probe_credits(self)
+        body = {
+            "messages": [{"role": "user", "content": [{"type": "text", "text": DEEP_TEST_PROMPT}]}],
+            "stream": False,
+            "max_tokens": DEEP_TEST_TOKENS,
+        }
+        choices = self._chat(body, None)["choices"]  # cut off at 5 tokens on purpose
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        message = choice.get("message") if isinstance(choice, dict) else None
+        text = message.get("content") if isinstance(message, dict) else None
+        answer = provider_message(text, "") if isinstance(text, str) else ""
+        outcome = f"answered: “{answer}”" if answer else "ran but answered with no text"
+        return f"{proven} Model '{self.model}' {outcome}. {self.deep_test_cost}"

@@ -26,6 +26,7 @@ from PIL import (
     UnidentifiedImageError,
 )
 
+from .answers import LIGHTS, SETTINGS, SHOTS, check_variants
 from .base import (
     ChatResult,
     GenerationFailed,
@@ -37,7 +38,6 @@ from .base import (
     VariantsRequest,
     VisionAdapter,
     VisionResult,
-    check_variants,
     number_range,
 )
 
@@ -433,31 +433,8 @@ class LocalVisionAdapter(VisionAdapter):
 
 
 # --- Prompt variants ----------------------------------------------------------------------------
-
-SHOTS = (
-    "Eye-level hero shot",
-    "Three-quarter view from slightly above",
-    "Close-up detail shot",
-    "Top-down flat lay",
-    "Low-angle shot that makes the product feel monumental",
-    "Wide shot with generous negative space",
-)
-SETTINGS = (
-    "on a clean seamless backdrop",
-    "on a natural stone surface",
-    "in a styled lifestyle scene",
-    "on a minimalist pedestal",
-    "surrounded by complementary props",
-    "against a bold colour-block background",
-)
-LIGHTS = (
-    "soft diffused window light",
-    "warm golden-hour sunlight",
-    "crisp studio lighting with a gentle rim light",
-    "moody low-key lighting",
-    "bright high-key lighting",
-    "dappled natural light",
-)
+# SHOTS, SETTINGS and LIGHTS live in answers.py: remote prompt writers that answer short are
+# topped up with variations built from the same material.
 
 
 def _reference_clause(references: Sequence[str]) -> str:

@@ -9,9 +9,20 @@ from __future__ import annotations
 import base64
 from typing import Any, ClassVar
 
-from .base import (
+from .answers import (
+    VARIANTS_FORMAT,
     VARIANTS_SYSTEM,
+    VISION_FORMAT,
     VISION_INSTRUCTION,
+    chat_completion_text,
+    gather_variants,
+    parse_vision,
+)
+from .base import (
+    DEEP_TEST_PROMPT,
+    DEEP_TEST_TOKENS,
+    DEEP_TEST_VISION_PROMPT,
+    TINY_PNG,
     Adapter,
     ChatResult,
     HttpReply,
@@ -23,40 +34,25 @@ from .base import (
     VariantsRequest,
     VisionAdapter,
     VisionResult,
-    chat_completion_text,
     choice,
     image_mime_type,
-    parse_variants,
-    parse_vision,
     provider_message,
+    reply_details,
     retry_after_seconds,
-    variants_user_text,
 )
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
-VARIANTS_SCHEMA = {
-    "type": "object",
-    "properties": {"variants": {"type": "array", "items": {"type": "string"}}},
-    "required": ["variants"],
-    "additionalProperties": False,
-}
-VISION_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "description": {"type": "string"},
-        "palette": {"type": "array", "items": {"type": "string"}},
-    },
-    "required": ["description", "palette"],
-    "additionalProperties": False,
-}
-
-
-def json_schema_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
-
 
 def openai_error(reply: HttpReply) -> ProviderError:
+    """The error an unsuccessful reply means, with its HTTP status and request id for admins."""
+    error = _openai_error(reply)
+    details = reply_details(reply)
+    error.status, error.request_id = details["status"], details["request_id"]
+    return error
+
+
+def _openai_error(reply: HttpReply) -> ProviderError:
     body = reply.json()
     error = body.get("error") if isinstance(body, dict) else None
     error = error if isinstance(error, dict) else {}
@@ -100,7 +96,8 @@ class _OpenAIChat(Adapter):
         return chat_completion_text(payload)
 
     def _probe(self) -> str:
-        """GET /models costs nothing and also tells us whether the configured model exists."""
+        """GET /models is free but proves only that the endpoint accepts the key (a gateway may
+        answer it itself) and lists the model; `deep_test` runs the model."""
         reply = self._send("GET", f"{self.base_url}/models", headers=self._headers())
         if not reply.ok:
             raise openai_error(reply)
@@ -110,34 +107,90 @@ class _OpenAIChat(Adapter):
             raise InvalidOutput(f"{self.label} sent an unexpected model list.")
         ids = {m.get("id") for m in models if isinstance(m, dict)}
         if self.model not in ids:
-            raise PermanentError(f"Connected, but model '{self.model}' is not available.")
-        return f"Connected; model '{self.model}' is available."
+            raise PermanentError(
+                f"Key accepted by {self.base_url}, but model '{self.model}' is not in its list.",
+                code="model_not_listed",
+            )
+        return f"Key accepted by {self.base_url}; model '{self.model}' listed."
+
+    def _deep_chat(self, content: Any, what: str) -> str:
+        """One chat call capped at DEEP_TEST_TOKENS output tokens: proves the endpoint runs the
+        model, whatever its answer says."""
+        reply = self._send(
+            "POST",
+            f"{self.base_url}/chat/completions",
+            json={
+                "model": self.model,
+                "messages": [{"role": "user", "content": content}],
+                # Not max_tokens: reasoning models refuse it. The cap includes their reasoning.
+                "max_completion_tokens": DEEP_TEST_TOKENS,
+            },
+            headers=self._headers(),
+        )
+        if not reply.ok:
+            raise openai_error(reply)
+        payload = reply.json()
+        choices = payload.get("choices") if isinstance(payload, dict) else None
+        first = choices[0] if isinstance(choices, list) and choices else None
+        if not isinstance(first, dict):
+            raise InvalidOutput(
+                f"{self.base_url} did not answer like a chat completion.", code="bad_response"
+            )
+        message = first.get("message")
+        answer = provider_message(message.get("content") if isinstance(message, dict) else "", "")
+        if answer:
+            outcome = f"answered {what}: '{answer}'"
+        elif first.get("finish_reason") == "length":
+            outcome = f"ran {what} but spent all {DEEP_TEST_TOKENS} tokens reasoning"
+        else:
+            outcome = f"ran {what} but answered with no text"
+        reported = provider_message(payload.get("model"), "")
+        reported = f" (the endpoint reports model '{reported}')" if reported else ""
+        proven = f"Model '{self.model}' at {self.base_url} {outcome}{reported}."
+        return f"{proven} {self.deep_test_cost}"
 
 
 class OpenAILLMAdapter(_OpenAIChat, LLMAdapter):
     slug = "openai-chat"
     label = "OpenAI chat"
+    deep_test_cost = (
+        f"One minimal chat call: about 15 input and at most {DEEP_TEST_TOKENS} output tokens."
+    )
+
+    def _deep_probe(self) -> str:
+        return self._deep_chat(DEEP_TEST_PROMPT, "a one-word request")
 
     def generate_variants(
         self, request: VariantsRequest, *, timeout: float | None = None
     ) -> ChatResult:
-        text = self._chat(
-            {
-                "messages": [
-                    {"role": "system", "content": VARIANTS_SYSTEM},
-                    {"role": "user", "content": variants_user_text(request)},
-                ],
-                "response_format": json_schema_format("prompt_variants", VARIANTS_SCHEMA),
-            },
-            timeout,
-        )
-        return ChatResult(parse_variants(text, request.n), model=self.model)
+        budget = self.config.timeout if timeout is None else timeout
+        return gather_variants(request, self._ask, timeout=budget, model=self.model)
+
+    def _ask(self, user_text: str, n: int, timeout: float) -> str:
+        messages = [
+            {"role": "system", "content": VARIANTS_SYSTEM},
+            {"role": "user", "content": user_text},
+        ]
+        return self._chat({"messages": messages, "response_format": VARIANTS_FORMAT}, timeout)
 
 
 class OpenAIVisionAdapter(_OpenAIChat, VisionAdapter):
     slug = "openai-vision"
     label = "OpenAI vision"
     options_spec = {"detail": choice("auto", "low", "high")}
+    deep_test_cost = (
+        "One minimal chat call with a 1×1 pixel image at low detail: about 100 input tokens on "
+        f"GPT-4o (some models count an image as more) and at most {DEEP_TEST_TOKENS} output "
+        "tokens."
+    )
+
+    def _deep_probe(self) -> str:
+        tiny = f"data:image/png;base64,{base64.b64encode(TINY_PNG).decode()}"
+        content = [
+            {"type": "text", "text": DEEP_TEST_VISION_PROMPT},
+            {"type": "image_url", "image_url": {"url": tiny, "detail": "low"}},
+        ]
+        return self._deep_chat(content, "a one-word question about a 1×1 pixel image")
 
     def describe(self, image: bytes, *, timeout: float | None = None) -> VisionResult:
         data_url = f"data:{image_mime_type(image)};base64,{base64.b64encode(image).decode()}"
@@ -158,7 +211,7 @@ class OpenAIVisionAdapter(_OpenAIChat, VisionAdapter):
                         ],
                     }
                 ],
-                "response_format": json_schema_format("image_description", VISION_SCHEMA),
+                "response_format": VISION_FORMAT,
             },
             timeout,
         )

@@ -5,9 +5,10 @@ from __future__ import annotations
 from .base import Adapter, Kind, ProviderConfig
 from .gemini import GeminiLLMAdapter, GeminiVisionAdapter
 from .kie import (
-    Flux2ProEditAdapter,
+    Flux2EditAdapter,
     KieChatAdapter,
     NanoBanana2Adapter,
+    NanoBananaEditAdapter,
     NanoBananaProAdapter,
     Seedream45EditAdapter,
     SeedreamV4EditAdapter,
@@ -20,8 +21,9 @@ _CLASSES: tuple[type[Adapter], ...] = (
     Seedream45EditAdapter,
     NanoBananaProAdapter,
     NanoBanana2Adapter,
+    NanoBananaEditAdapter,
     SeedreamV4EditAdapter,
-    Flux2ProEditAdapter,
+    Flux2EditAdapter,
     LocalImageAdapter,
     # llm
     KieChatAdapter,

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from providers.adapters.answers import GEMINI_VISION_SCHEMA, gemini_variants_schema
 from providers.adapters.base import (
     InvalidOutput,
     PermanentError,
@@ -12,7 +13,7 @@ from providers.adapters.base import (
     RetryableError,
     VariantsRequest,
 )
-from providers.adapters.gemini import VISION_SCHEMA, GeminiLLMAdapter, GeminiVisionAdapter
+from providers.adapters.gemini import GeminiLLMAdapter, GeminiVisionAdapter
 
 from .conftest import jpeg_bytes, sent_json
 
@@ -59,19 +60,11 @@ def test_it_asks_for_json_with_a_response_schema_and_the_key_in_a_header(http):
     body = sent_json(http.calls[0])
     assert body["generationConfig"] == {
         "responseMimeType": "application/json",
-        "responseSchema": {
-            "type": "OBJECT",
-            "properties": {
-                "variants": {
-                    "type": "ARRAY",
-                    "items": {"type": "STRING"},
-                    "minItems": 2,
-                    "maxItems": 2,
-                }
-            },
-            "required": ["variants"],
-        },
+        "responseSchema": gemini_variants_schema(2),
     }
+    variants = body["generationConfig"]["responseSchema"]["properties"]["variants"]
+    assert (variants["type"], variants["minItems"], variants["maxItems"]) == ("ARRAY", 2, 2)
+    assert variants["items"]["required"] == ["title", "prompt"]
     assert "image-generation model" in body["systemInstruction"]["parts"][0]["text"]
     [content] = body["contents"]
     assert content["role"] == "user"
@@ -188,7 +181,7 @@ def test_vision_sends_the_image_inline_and_asks_for_a_description_schema(http):
         "inline_data": {"mime_type": "image/jpeg", "data": base64.b64encode(image).decode()}
     }
     assert "hex codes" in text["text"]
-    assert body["generationConfig"]["responseSchema"] == VISION_SCHEMA
+    assert body["generationConfig"]["responseSchema"] == GEMINI_VISION_SCHEMA
 
 
 def test_vision_refuses_images_too_large_to_send_inline(http):

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from providers.adapters.answers import VARIANTS_FORMAT, VARIANTS_SCHEMA
 from providers.adapters.base import (
     InvalidOutput,
     PermanentError,
@@ -11,7 +12,7 @@ from providers.adapters.base import (
     RetryableError,
     VariantsRequest,
 )
-from providers.adapters.kie import VARIANTS_SCHEMA, KieChatAdapter
+from providers.adapters.kie import KieChatAdapter
 
 from .conftest import sent_json, variants_completion
 
@@ -39,6 +40,7 @@ def test_it_posts_to_the_model_path_with_stream_off_and_a_json_schema(http):
     body = sent_json(http.calls[0])
     assert body["stream"] is False
     assert "model" not in body  # the path selects the model
+    assert body["response_format"] == VARIANTS_FORMAT
     assert body["response_format"] == {
         "type": "json_schema",
         "json_schema": {"name": "prompt_variants", "strict": True, "schema": VARIANTS_SCHEMA},
@@ -81,31 +83,53 @@ def test_it_can_leave_response_format_out(http):
     assert "response_format" not in sent_json(http.calls[0])
 
 
-def test_it_accepts_json_wrapped_in_a_code_fence(http):
+def answer(content):
     completion = variants_completion([])
-    completion["choices"][0]["message"]["content"] = (
-        '```json\n{"variants": ["Fenced one", "Fenced two"]}\n```'
-    )
-    http.post(GEMINI_3, json=completion)
+    completion["choices"][0]["message"]["content"] = content
+    return completion
+
+
+def test_it_accepts_json_wrapped_in_a_code_fence(http):
+    http.post(GEMINI_3, json=answer('```json\n{"variants": ["Fenced one", "Fenced two"]}\n```'))
 
     assert make().generate_variants(REQUEST).variants == ("Fenced one", "Fenced two")
 
 
 @pytest.mark.parametrize(
-    ("content", "code"),
+    ("contents", "variants", "varied"),
     [
-        (json.dumps({"variants": ["only one"]}), "wrong_count"),
-        (json.dumps({"variants": ["same", "Same "]}), "duplicates"),
-        (json.dumps({"variants": ["a", "  "]}), "wrong_count"),
-        (json.dumps({"prompts": ["a", "b"]}), "bad_shape"),
-        ("Here are your prompts: a, b", "bad_json"),
-        ("", "empty"),
+        (
+            [json.dumps({"variants": ["only one"]}), '{"variants": ["a second"]}'],
+            ("only one", "a second"),
+            0,
+        ),
+        ([json.dumps({"variants": ["same", "Same "]}), '{"variants": ["same"]}'], ("same",), 1),
+        ([json.dumps({"variants": ["a", "  "]}), ""], ("a",), 1),
+        ([json.dumps({"prompts": ["a", "b"]})], ("a", "b"), 0),
+        (["Here are your prompts:\n- a\n- b"], ("a", "b"), 0),
     ],
+    ids=["one short", "a repeat", "a blank one", "another key", "a bulleted list"],
 )
-def test_it_rejects_anything_but_exactly_n_distinct_variants(http, content, code):
-    completion = variants_completion([])
-    completion["choices"][0]["message"]["content"] = content
-    http.post(GEMINI_3, json=completion)
+def test_it_always_returns_exactly_n_distinct_variants(http, contents, variants, varied):
+    for content in contents:
+        http.post(GEMINI_3, json=answer(content))
+
+    result = make().generate_variants(REQUEST)
+
+    assert result.variants[: len(variants)] == variants
+    assert len(set(result.variants)) == REQUEST.n
+    assert result.varied == varied
+    for call in http.calls:
+        assert sent_json(call)["stream"] is False
+
+
+@pytest.mark.parametrize(
+    ("contents", "code"),
+    [(["", ""], "empty"), (["", '{"variants": []}'], "no_prompts")],
+)
+def test_it_fails_when_no_answer_holds_a_prompt(http, contents, code):
+    for content in contents:
+        http.post(GEMINI_3, json=answer(content))
 
     with pytest.raises(InvalidOutput) as caught:
         make().generate_variants(REQUEST)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import responses
+from django.core.exceptions import ValidationError
 
 from providers.adapters.base import (
     GenerationFailed,
@@ -16,12 +17,14 @@ from providers.adapters.base import (
     RetryableError,
 )
 from providers.adapters.kie import (
-    Flux2ProEditAdapter,
+    Flux2EditAdapter,
     NanoBanana2Adapter,
+    NanoBananaEditAdapter,
     NanoBananaProAdapter,
     Seedream45EditAdapter,
     SeedreamV4EditAdapter,
 )
+from providers.models import Provider
 
 from .conftest import png_bytes, sent_json
 
@@ -34,9 +37,10 @@ REFS = ("https://cdn.test/a.png", "https://cdn.test/b.jpg")
 ALL_MODELS = [
     NanoBananaProAdapter,
     NanoBanana2Adapter,
+    NanoBananaEditAdapter,
     Seedream45EditAdapter,
     SeedreamV4EditAdapter,
-    Flux2ProEditAdapter,
+    Flux2EditAdapter,
 ]
 
 
@@ -144,7 +148,7 @@ def test_it_sends_image_size_names_for_seedream_v4(http):
 def test_it_sends_input_urls_for_flux_2(http):
     http.post(CREATE, json=CREATED)
 
-    make(Flux2ProEditAdapter).submit(
+    make(Flux2EditAdapter).submit(
         ImageJobRequest(prompt="Lamp in a loft", image_urls=REFS[:1], aspect_ratio="auto")
     )
 
@@ -159,14 +163,138 @@ def test_it_sends_input_urls_for_flux_2(http):
     }
 
 
-def test_it_pins_the_model_id_because_field_names_depend_on_it(http):
+def test_it_sends_flux_2_flex_with_the_fields_it_shares_with_pro(http):
+    """PROVIDERS.md §1.1.6: input_urls 1-8, prompt 3-5000, aspect_ratio incl. auto, resolution
+    1K/2K."""
     http.post(CREATE, json=CREATED)
 
-    make(Seedream45EditAdapter, model="nano-banana-pro").submit(
-        ImageJobRequest(prompt="x", image_urls=REFS)
+    make(Flux2EditAdapter, model="flux-2/flex-image-to-image").submit(
+        ImageJobRequest(prompt="Lamp in a loft", image_urls=REFS, aspect_ratio="3:2", quality="2K")
     )
 
-    assert sent_json(http.calls[0])["model"] == "seedream/4.5-edit"
+    assert sent_json(http.calls[0]) == {
+        "model": "flux-2/flex-image-to-image",
+        "input": {
+            "prompt": "Lamp in a loft",
+            "input_urls": list(REFS),
+            "aspect_ratio": "3:2",
+            "resolution": "2K",
+        },
+    }
+
+
+def test_it_sends_nano_banana_edit_with_image_urls_and_a_ratio_in_image_size(http):
+    """PROVIDERS.md §1.1.3: image_urls (required, up to 10), image_size holding a ratio,
+    output_format png|jpeg, and no resolution or quality field."""
+    http.post(CREATE, json=CREATED)
+    adapter = make(NanoBananaEditAdapter, options={"output_format": "jpeg"})
+
+    adapter.submit(ImageJobRequest(prompt="Tea tin on linen", image_urls=REFS, aspect_ratio="4:5"))
+
+    assert sent_json(http.calls[0]) == {
+        "model": "google/nano-banana-edit",
+        "input": {
+            "prompt": "Tea tin on linen",
+            "image_urls": list(REFS),
+            "image_size": "4:5",
+            "output_format": "jpeg",
+        },
+    }
+
+
+def test_nano_banana_edit_defaults_to_a_square_and_takes_auto(http):
+    http.post(CREATE, json=CREATED)
+    http.post(CREATE, json=CREATED)
+    adapter = make(NanoBananaEditAdapter)
+
+    adapter.submit(ImageJobRequest(prompt="Tea tin", image_urls=REFS[:1]))
+    adapter.submit(ImageJobRequest(prompt="Tea tin", image_urls=REFS[:1], aspect_ratio="auto"))
+
+    assert sent_json(http.calls[0])["input"] == {
+        "prompt": "Tea tin",
+        "image_urls": [REFS[0]],
+        "image_size": "1:1",
+    }
+    assert sent_json(http.calls[1])["input"]["image_size"] == "auto"
+
+
+def test_nano_banana_edit_has_no_quality_levels():
+    assert NanoBananaEditAdapter.qualities == ()
+    assert NanoBananaEditAdapter.default_quality is None
+    assert NanoBananaEditAdapter.quality_field is None
+
+
+# --- Model ids ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cls", "model"),
+    [
+        (NanoBananaProAdapter, "nano-banana-pro"),
+        (NanoBanana2Adapter, "nano-banana-2"),
+        (NanoBananaEditAdapter, "google/nano-banana-edit"),
+        (Seedream45EditAdapter, "seedream/4.5-edit"),
+        (SeedreamV4EditAdapter, "bytedance/seedream-v4-edit"),
+        (Flux2EditAdapter, "flux-2/pro-image-to-image"),
+        (Flux2EditAdapter, "flux-2/flex-image-to-image"),
+    ],
+)
+def test_it_sends_the_configured_model_id(http, cls, model):
+    http.post(CREATE, json=CREATED)
+
+    make(cls, model=model).submit(ImageJobRequest(prompt="A lamp", image_urls=REFS[:1]))
+
+    assert sent_json(http.calls[0])["model"] == model
+
+
+@pytest.mark.parametrize("cls", ALL_MODELS)
+def test_a_blank_model_id_sends_the_adapters_default(http, cls):
+    http.post(CREATE, json=CREATED)
+
+    make(cls, model="").submit(ImageJobRequest(prompt="A lamp", image_urls=REFS[:1]))
+
+    assert sent_json(http.calls[0])["model"] == cls.default_model
+
+
+def test_a_model_id_the_adapter_cannot_send_is_refused_naming_the_supported_ones():
+    with pytest.raises(ValueError, match=r"seedream/4\.5-edit") as caught:
+        Seedream45EditAdapter.validate_model("nano-banana-pro")
+    assert "FLUX" not in str(caught.value)
+
+    with pytest.raises(ValueError, match="flux-2/pro-image-to-image, flux-2/flex-image-to-image"):
+        Flux2EditAdapter.validate_model("flux-2/flex-text-to-image")
+
+    Flux2EditAdapter.validate_model("flux-2/flex-image-to-image")
+    Flux2EditAdapter.validate_model("")  # blank: the default
+
+
+def test_a_stored_model_id_the_adapter_cannot_send_fails_before_calling_kie(http):
+    """A row saved before model ids were checked must not be sent with another model's fields."""
+    with pytest.raises(PermanentError, match=r"seedream/4\.5-edit") as caught:
+        make(Seedream45EditAdapter, model="nano-banana-pro").submit(
+            ImageJobRequest(prompt="x", image_urls=REFS)
+        )
+
+    assert caught.value.code == "config"
+    assert not http.calls
+
+
+@pytest.mark.django_db
+def test_the_admin_form_refuses_a_model_id_the_adapter_cannot_send(org):
+    row = Provider(
+        org=org,
+        name="Ours",
+        adapter="kie-flux-2-pro-edit",
+        api_key="k",
+        model_id="flux-2/pro-text-to-image",
+    )
+
+    with pytest.raises(ValidationError) as caught:
+        row.full_clean()
+
+    assert "flux-2/flex-image-to-image" in str(caught.value.message_dict["model_id"])
+    row.model_id = "flux-2/flex-image-to-image"
+    row.full_clean()
 
 
 def test_it_sends_to_a_configured_base_url(http):
@@ -184,8 +312,18 @@ def test_it_sends_to_a_configured_base_url(http):
     [
         (NanoBananaProAdapter, ImageJobRequest("x", image_urls=("u",) * 9), "0 to 8 images"),
         (Seedream45EditAdapter, ImageJobRequest("x"), "1 to 14 images"),
-        (Flux2ProEditAdapter, ImageJobRequest("a lamp", image_urls=REFS, quality="4K"), "quality"),
-        (Flux2ProEditAdapter, ImageJobRequest("ab", image_urls=REFS), "3 to 5000 characters"),
+        (Flux2EditAdapter, ImageJobRequest("a lamp", image_urls=REFS, quality="4K"), "quality"),
+        (NanoBananaEditAdapter, ImageJobRequest("x"), "1 to 10 images"),
+        (NanoBananaEditAdapter, ImageJobRequest("x", image_urls=("u",) * 11), "1 to 10 images"),
+        (NanoBananaEditAdapter, ImageJobRequest("x" * 5001, image_urls=REFS), "characters"),
+        (NanoBananaEditAdapter, ImageJobRequest("x", image_urls=REFS, quality="1K"), "quality"),
+        (NanoBananaEditAdapter, ImageJobRequest("x", image_urls=REFS, aspect_ratio="1:4"), "1:4"),
+        (
+            NanoBananaEditAdapter,
+            ImageJobRequest("x", image_urls=REFS, options={"output_format": "jpg"}),
+            "png, jpeg",
+        ),
+        (Flux2EditAdapter, ImageJobRequest("ab", image_urls=REFS), "3 to 5000 characters"),
         (Seedream45EditAdapter, ImageJobRequest("x" * 3001, image_urls=REFS), "characters"),
         (Seedream45EditAdapter, ImageJobRequest("x", image_urls=REFS, aspect_ratio="auto"), "auto"),
         (SeedreamV4EditAdapter, ImageJobRequest("x", image_urls=REFS, aspect_ratio="4:5"), "4:5"),
@@ -213,9 +351,14 @@ def test_it_refuses_to_call_without_a_key(http):
 @pytest.mark.parametrize("cls", ALL_MODELS)
 def test_each_model_declares_the_limits_the_admin_form_needs(cls):
     assert cls.default_aspect_ratio in cls.aspect_ratios
-    assert cls.default_quality in cls.qualities
+    if cls.qualities:
+        assert cls.default_quality in cls.qualities
+        assert cls.quality_field
+    else:
+        assert cls.default_quality is None and cls.quality_field is None
     assert cls.max_images >= max(cls.min_images, 1)
     assert cls.kind == "image"
+    assert cls.default_model in cls.supported_models
 
 
 # --- Envelope codes -----------------------------------------------------------------------------
@@ -476,41 +619,57 @@ def test_it_surfaces_upload_errors(http):
         make(NanoBananaProAdapter).upload_file(png_bytes(), "x.png")
 
 
-# --- Connection test ----------------------------------------------------------------------------
+# --- Which host uploads go to ------------------------------------------------------------------
+# The connection tests (both hosts) are in test_connection_tests.py.
+
+UPLOADED = {"code": 200, "msg": "ok", "data": {"downloadUrl": "https://files.test/p.png"}}
 
 
-def test_the_connection_test_reads_the_free_credit_balance(http):
-    http.get(
-        "https://api.kie.ai/api/v1/chat/credit", json={"code": 200, "msg": "success", "data": 35.95}
+def own_key_row(**fields) -> Provider:
+    return Provider(adapter="kie-nano-banana-pro", name="Ours", api_key="org-key", **fields)
+
+
+def test_an_own_key_row_uploads_to_kies_public_upload_host_by_default(http):
+    http.post(UPLOAD, json=UPLOADED)
+
+    own_key_row().build().upload_file(png_bytes(), "p.png")
+
+    assert http.calls[0].request.headers["Authorization"] == "Bearer org-key"
+
+
+def test_an_own_key_row_behind_a_gateway_uploads_through_the_gateway(http):
+    """A proxy that fronts kie.ai serves both APIs, so its base URL is the upload host too."""
+    http.post("https://gateway.test/kie/api/file-base64-upload", json=UPLOADED)
+
+    own_key_row(base_url="https://gateway.test/kie").build().upload_file(png_bytes(), "p.png")
+
+    assert len(http.calls) == 1
+
+
+def test_an_own_key_rows_upload_host_option_wins_over_its_base_url(http):
+    http.post("https://uploads.test/api/file-base64-upload", json=UPLOADED)
+    row = own_key_row(
+        base_url="https://gateway.test/kie", options={"upload_base_url": "https://uploads.test"}
     )
 
-    result = make(Seedream45EditAdapter).test_connection()
+    row.build().upload_file(png_bytes(), "p.png")
 
-    assert result.ok
-    assert "35.95 credits" in result.message
-    assert result.latency_ms >= 0
-    assert http.calls[0].request.headers["Authorization"] == "Bearer kie-key"
+    assert len(http.calls) == 1
 
 
-def test_the_connection_test_reports_a_bad_key_without_raising(http):
-    http.get(
-        "https://api.kie.ai/api/v1/chat/credit",
-        json={"code": 401, "msg": "You do not have access permissions"},
+@pytest.mark.django_db
+def test_a_catalogue_row_uploads_to_the_platforms_upload_host(http, org, platform_keys):
+    platform_keys(
+        kie="platform-key",
+        kie_base_url="https://gateway.test",
+        kie_upload_base_url="https://uploads.test",
     )
+    http.post("https://uploads.test/api/file-base64-upload", json=UPLOADED)
+    row = org.providers.select_related("catalogue").get(adapter="kie-nano-banana-pro")
 
-    result = make(Seedream45EditAdapter).test_connection()
+    row.build().upload_file(png_bytes(), "p.png")
 
-    assert not result.ok
-    assert "You do not have access permissions" in result.message
-
-
-def test_the_connection_test_reports_an_unreachable_host(http):
-    http.get("https://api.kie.ai/api/v1/chat/credit", body=responses.ConnectionError("refused"))
-
-    result = make(Seedream45EditAdapter).test_connection()
-
-    assert not result.ok
-    assert "Could not reach" in result.message
+    assert http.calls[0].request.headers["Authorization"] == "Bearer platform-key"
 
 
 # --- Options ------------------------------------------------------------------------------------

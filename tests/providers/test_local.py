@@ -5,6 +5,7 @@ import io
 import pytest
 from PIL import Image, ImageDraw
 
+from providers.adapters.answers import LIGHTS, SETTINGS, SHOTS
 from providers.adapters.base import (
     GenerationFailed,
     ImageJobRequest,
@@ -176,6 +177,17 @@ def test_the_local_llm_returns_n_distinct_non_empty_variants(n):
     assert len(result.variants) == n
     assert len(set(result.variants)) == n
     assert all(v.startswith("Ceramic mug, autumn mood.") for v in result.variants)
+    assert result.varied == 0  # all its own: it is a prompt writer, not a filler
+
+
+def test_the_local_llm_crosses_the_brief_with_the_shared_shots_settings_and_lights():
+    result = LocalLLMAdapter(ProviderConfig()).generate_variants(VariantsRequest("Mug", 6))
+
+    for variant in result.variants:
+        assert any(shot in variant for shot in SHOTS)
+        assert any(setting in variant for setting in SETTINGS)
+        assert any(light in variant for light in LIGHTS)
+    assert len({next(s for s in SHOTS if s in v) for v in result.variants}) == 6
 
 
 def test_the_local_llm_is_deterministic_and_prompt_dependent():

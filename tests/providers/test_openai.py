@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from providers.adapters.answers import VARIANTS_FORMAT, VARIANTS_SCHEMA, VISION_FORMAT
 from providers.adapters.base import (
     InvalidOutput,
     PermanentError,
@@ -12,12 +13,7 @@ from providers.adapters.base import (
     RetryableError,
     VariantsRequest,
 )
-from providers.adapters.openai import (
-    VARIANTS_SCHEMA,
-    VISION_SCHEMA,
-    OpenAILLMAdapter,
-    OpenAIVisionAdapter,
-)
+from providers.adapters.openai import OpenAILLMAdapter, OpenAIVisionAdapter
 
 from .conftest import jpeg_bytes, png_bytes, sent_json, variants_completion
 
@@ -47,6 +43,7 @@ def test_it_asks_for_strict_structured_output(http):
     assert http.calls[0].request.headers["Authorization"] == "Bearer sk-test"
     body = sent_json(http.calls[0])
     assert body["model"] == "gpt-4o"
+    assert body["response_format"] == VARIANTS_FORMAT
     assert body["response_format"] == {
         "type": "json_schema",
         "json_schema": {"name": "prompt_variants", "schema": VARIANTS_SCHEMA, "strict": True},
@@ -69,10 +66,23 @@ def test_it_works_with_any_openai_compatible_base_url(http):
     assert sent_json(http.calls[0])["model"] == "gemini-2.5-pro"
 
 
-def test_it_rejects_a_wrong_number_of_variants(http):
+def test_a_short_answer_never_comes_back_short(http):
     http.post(CHAT, json=variants_completion(["a", "b"]))
+    http.post(CHAT, json=variants_completion([]))  # the follow-up has nothing to add
 
-    with pytest.raises(InvalidOutput, match="Expected 3"):
+    result = llm().generate_variants(REQUEST)
+
+    assert result.variants[:2] == ("a", "b")
+    assert len(set(result.variants)) == 3
+    assert result.varied == 1
+    assert "exactly 1 more distinct prompt" in sent_json(http.calls[1])["messages"][1]["content"]
+
+
+def test_it_rejects_an_answer_without_any_prompt(http):
+    http.post(CHAT, json=variants_completion([]))
+    http.post(CHAT, json=variants_completion([]))
+
+    with pytest.raises(InvalidOutput, match="no usable prompt"):
         llm().generate_variants(REQUEST)
 
 
@@ -153,10 +163,10 @@ def test_vision_sends_the_image_as_a_data_url_part(http):
     result = vision(options={"detail": "low"}).describe(image)
 
     assert result.description == "A red square."
-    assert result.palette == ("#c8283c",)
+    assert result.palette == ("#c8283c", "#ffffff")  # short hex codes are expanded
     body = sent_json(http.calls[0])
     assert body["model"] == "gpt-4o"
-    assert body["response_format"]["json_schema"]["schema"] == VISION_SCHEMA
+    assert body["response_format"] == VISION_FORMAT
     [message] = body["messages"]
     text, picture = message["content"]
     assert text["type"] == "text"

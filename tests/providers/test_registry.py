@@ -13,6 +13,8 @@ from providers.adapters.registry import (
     build_adapter,
     get_adapter_class,
 )
+from providers.defaults import CATALOGUE, catalogue_settings
+from providers.models import CatalogueEntry
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,6 +23,7 @@ def test_it_groups_adapters_by_kind():
     assert set(adapters_for_kind("image")) == {
         "kie-nano-banana-pro",
         "kie-nano-banana-2",
+        "kie-nano-banana-edit",
         "kie-seedream-4.5-edit",
         "kie-seedream-v4-edit",
         "kie-flux-2-pro-edit",
@@ -32,15 +35,67 @@ def test_it_groups_adapters_by_kind():
 
 
 def test_it_covers_the_kie_models_the_issue_names():
-    models = {cls.default_model for cls in adapters_for_kind("image").values()}
+    models = {m for cls in adapters_for_kind("image").values() for m in cls.supported_models}
 
     assert {
         "nano-banana-pro",
         "nano-banana-2",
+        "google/nano-banana-edit",
         "seedream/4.5-edit",
         "bytedance/seedream-v4-edit",
         "flux-2/pro-image-to-image",
+        "flux-2/flex-image-to-image",
     } <= models
+
+
+def test_every_kie_image_model_id_belongs_to_exactly_one_adapter():
+    """Field names depend on the model, so one id must never be sendable by two adapters."""
+    kie = [cls for cls in adapters_for_kind("image").values() if cls.vendor == "kie"]
+    ids = [m for cls in kie for m in cls.supported_models]
+
+    assert all(cls.supported_models for cls in kie)
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize(
+    "slug", ["openai-chat", "openai-vision", "gemini-chat", "gemini-vision", "kie-chat"]
+)
+def test_llm_and_vision_adapters_take_any_well_formed_model_id(slug):
+    cls = get_adapter_class(slug)
+    for model in ("gpt-4.1-mini", "gemini-3-pro", "gemini-2.5-pro", ""):  # blank: the default
+        cls.validate_model(model)
+    if slug.startswith("openai-"):  # fine-tuned models, and gateways' vendor/model ids
+        cls.validate_model("ft:gpt-4o-mini-2024-07-18:acme::abc123")
+        cls.validate_model("openai/gpt-4o")
+
+    for bad in ("gpt 4o", "-rm", "x" * 121, "gpt-4o\n"):
+        with pytest.raises(ValueError, match="model id"):
+            cls.validate_model(bad)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("adapter", "name", "model", "priority", "cost"), CATALOGUE)
+def test_every_starting_catalogue_entry_passes_the_operators_validation(
+    adapter, name, model, priority, cost
+):
+    """Including the model id check, and a model without quality levels (Nano Banana Edit)."""
+    entry = CatalogueEntry(
+        adapter=adapter,
+        name=name,
+        model_id=model,
+        priority=priority,
+        credit_cost=cost,
+        **catalogue_settings(adapter),
+    )
+
+    entry.full_clean()
+
+
+def test_the_starting_catalogue_offers_flux_2_flex_and_nano_banana_edit():
+    offered = {(adapter, model): cost for adapter, _, model, _, cost in CATALOGUE}
+
+    assert offered[("kie-flux-2-pro-edit", "flux-2/flex-image-to-image")] == 6
+    assert offered[("kie-nano-banana-edit", "google/nano-banana-edit")] == 2
 
 
 def test_it_looks_adapters_up_by_slug():
