@@ -258,37 +258,57 @@ class Health:
 
 
 HEALTH_WINDOW = timedelta(hours=24)
+HEALTH_FIELDS = (
+    "provider_id",
+    "outcome",
+    "latency_ms",
+    "error",
+    "http_status",
+    "request_id",
+    "created_at",
+)
 HEALTH_SAMPLE = 200
 
 
 def provider_health(providers) -> dict[int, Health]:
-    """Recent success rate, latency percentiles, last error and cooldown, per provider id."""
+    """Recent success rate, call latency percentiles, last error (with the HTTP status and the
+    provider's request id when known) and cooldown, per provider id. A finished image's "result"
+    record measures the wait for the image, not a call, so only its failures count here."""
     providers = list(providers)
     since = timezone.now() - HEALTH_WINDOW
     rows = (
         ProviderAttempt.objects.filter(provider__in=providers, created_at__gte=since)
         .exclude(outcome="skipped")
+        .exclude(purpose="result", outcome="success")
         .order_by("-created_at")
-        .values_list("provider_id", "outcome", "latency_ms", "error", "created_at")
+        .values(*HEALTH_FIELDS)
     )
     by_provider: dict[int, list] = {p.pk: [] for p in providers}
     for row in rows:
-        if len(by_provider[row[0]]) < HEALTH_SAMPLE:
-            by_provider[row[0]].append(row)
+        if len(by_provider[row["provider_id"]]) < HEALTH_SAMPLE:
+            by_provider[row["provider_id"]].append(row)
     health = {}
     for pk, attempts in by_provider.items():
-        latencies = sorted(r[2] for r in attempts if r[1] == "success")
-        failures = [r for r in attempts if r[1] != "success"]
+        latencies = sorted(r["latency_ms"] for r in attempts if r["outcome"] == "success")
+        failures = [r for r in attempts if r["outcome"] != "success"]
+        last = failures[0] if failures else None
         health[pk] = Health(
             calls=len(attempts),
             success_rate=(len(attempts) - len(failures)) / len(attempts) if attempts else None,
             p50_ms=int(statistics.median(latencies)) if latencies else None,
             p95_ms=_percentile(latencies, 95),
-            last_error=failures[0][3] if failures else "",
-            last_error_at=failures[0][4] if failures else None,
+            last_error=_error_line(last) if last else "",
+            last_error_at=last["created_at"] if last else None,
             cooldown_seconds=cooldowns.remaining(pk),
         )
     return health
+
+
+def _error_line(attempt: dict) -> str:
+    where = [f"HTTP {attempt['http_status']}"] if attempt["http_status"] else []
+    if attempt["request_id"]:
+        where.append(f"request {attempt['request_id']}")
+    return f"{attempt['error']} ({', '.join(where)})" if where else attempt["error"]
 
 
 def _percentile(sorted_values: list[int], pct: int) -> int | None:

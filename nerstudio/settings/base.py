@@ -372,7 +372,9 @@ NERSTUDIO_RESULT_MAX_BYTES = env.int("NERSTUDIO_RESULT_MAX_BYTES", default=40 * 
 NERSTUDIO_EMBEDDED_BEAT = env.bool("NERSTUDIO_EMBEDDED_BEAT", default=not REDIS_URL)
 
 CELERY_BEAT_SCHEDULE = {
-    "reconcile-images": {"task": "generation.tasks.reconcile", "schedule": 15.0},
+    # Often enough for a poll due a few seconds after submission (first polls follow the
+    # provider's observed latency); each run is a few indexed queries.
+    "reconcile-images": {"task": "generation.tasks.reconcile", "schedule": 5.0},
 }
 
 # --- Email ----------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ Shapes follow ../shared/PROVIDERS.md §2. A 429 is either a rate limit (retry) o
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any, ClassVar
 
 from .answers import (
@@ -52,6 +53,9 @@ def openai_error(reply: HttpReply) -> ProviderError:
     return error
 
 
+GATEWAY_NO_UPSTREAM = re.compile(r"no deployments available|cooldown_list", re.IGNORECASE)
+
+
 def _openai_error(reply: HttpReply) -> ProviderError:
     body = reply.json()
     error = body.get("error") if isinstance(body, dict) else None
@@ -63,6 +67,16 @@ def _openai_error(reply: HttpReply) -> ProviderError:
             f"The OpenAI account is out of quota; check its plan and billing. {message}",
             code="insufficient_quota",
         )
+    # A gateway (LiteLLM and the like) answers 429 when every upstream deployment is benched,
+    # typically after the upstream refused the key: waiting will not fix that configuration.
+    if reply.status == 429 and GATEWAY_NO_UPSTREAM.search(str(error.get("message") or "")):
+        return PermanentError(
+            f"The gateway has no working upstream model; check the gateway's upstream keys and "
+            f"models. {message}",
+            code="gateway_no_upstream",
+        )
+    if reply.headers.get("x-should-retry", "").lower() == "false":  # the server says so
+        return PermanentError(message, code=code or reply.status)
     if reply.status in (408, 409, 429) or reply.status >= 500:
         return RetryableError(
             message, code=code or reply.status, retry_after=retry_after_seconds(reply.headers)

@@ -235,3 +235,55 @@ def test_the_connection_test_reports_a_bad_key(http):
 
     assert not result.ok
     assert "Incorrect API key provided" in result.message
+
+
+# --- Gateways and what admins need to act on an error (issue 8) ---------------------------------
+
+LITELLM_NO_DEPLOYMENTS = {
+    "error": {
+        "message": "No deployments available for selected model, Try again in 60 seconds. "
+        "Passed model=gpt-4o. pre-call-checks=False, cooldown_list=[('a1b2', {'exception_received"
+        "': 'litellm.AuthenticationError: OpenAIException - Incorrect API key provided', "
+        "'status_code': '401'})]",
+        "type": "None",
+        "param": "None",
+        "code": "429",
+    }
+}
+
+
+def test_a_gateways_429_after_its_upstream_refused_the_key_is_not_treated_as_temporary(http):
+    http.post(CHAT, status=429, json=LITELLM_NO_DEPLOYMENTS, headers={"retry-after": "60"})
+
+    with pytest.raises(PermanentError) as caught:
+        llm().generate_variants(VariantsRequest(prompt="A lamp", n=2))
+
+    assert caught.value.code == "gateway_no_upstream"
+    assert "check the gateway's upstream keys" in caught.value.message
+
+
+def test_a_server_that_says_not_to_retry_is_believed(http):
+    http.post(
+        CHAT,
+        status=503,
+        json={"error": {"message": "Overloaded"}},
+        headers={"x-should-retry": "false"},
+    )
+
+    with pytest.raises(PermanentError):
+        llm().generate_variants(VariantsRequest(prompt="A lamp", n=2))
+
+
+def test_an_error_carries_the_http_status_and_the_request_id_for_admins(http):
+    http.post(
+        CHAT,
+        status=500,
+        json={"error": {"message": "The server had an error"}},
+        headers={"x-request-id": "req_8f3b2c"},
+    )
+
+    with pytest.raises(RetryableError) as caught:
+        llm().generate_variants(VariantsRequest(prompt="A lamp", n=2))
+
+    assert (caught.value.status, caught.value.request_id) == (500, "req_8f3b2c")
+    assert caught.value.message == "The server had an error"
