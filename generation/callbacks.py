@@ -8,7 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from generation import services, tasks
-from nerstudio.tasks import enqueue
+from lib.tasks import enqueue
 from providers.adapters.base import ProviderError
 
 logger = logging.getLogger(__name__)

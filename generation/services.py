@@ -42,8 +42,8 @@ from generation.models import (
 )
 from generation.uploads import CheckedUpload, ValidatedImage, ingest_image
 from lib import ratelimit
+from lib.tasks import TryLater, enqueue
 from lib.tokens import hash_token, new_token
-from nerstudio.tasks import TryLater, enqueue
 from providers import services as provider_services
 from providers.adapters.base import (
     GenerationFailed,

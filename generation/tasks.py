@@ -5,7 +5,7 @@ Task re-queues it after that wait, the one retry policy for every task."""
 from celery import shared_task
 
 from generation import services
-from nerstudio.tasks import Task
+from lib.tasks import Task
 
 
 @shared_task(base=Task, acks_late=True)

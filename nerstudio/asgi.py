@@ -15,7 +15,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 
 from lib.http_limits import RequestBodyLimit  # noqa: E402
-from nerstudio.routing import websocket_urlpatterns  # noqa: E402
+from nerstudio.urls import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -27,6 +27,6 @@ application = ProtocolTypeRouter(
 )
 
 if settings.NERSTUDIO_EMBEDDED_BEAT:
-    from nerstudio.tasks import start_embedded_beat
+    from lib.tasks import start_embedded_beat
 
     start_embedded_beat()

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.http import HttpResponse
 from django.urls import include, path
 
+from generation.consumers import GenerationConsumer
 from orgs import views as org_views
 
 
@@ -20,4 +21,9 @@ urlpatterns = [
     path("", include("generation.urls")),
     path("", include("gallery.urls")),
     path("", include("providers.urls")),
+]
+
+# Websocket routes (nerstudio/asgi.py): each app that pushes live updates adds its consumer here.
+websocket_urlpatterns = [
+    path("ws/generations/<uuid:public_id>/", GenerationConsumer.as_asgi()),
 ]

@@ -4,7 +4,7 @@ One organization pointing a model at a server that never answers, and starting m
 otherwise occupy every worker until its timeouts expire while other organizations' work waits in
 the queue. Each provider call (a generation's reference and prompt stage, an image submission, a
 result poll and download) first takes one of its organization's NERSTUDIO_ORG_MAX_INFLIGHT slots.
-A task that finds none free is re-queued a moment later (nerstudio.tasks.TryLater) without holding
+A task that finds none free is re-queued a moment later (lib.tasks.TryLater) without holding
 a worker, so the workers stay free for the organizations that have slots.
 
 Slots live in Redis when REDIS_URL is set (shared by every worker process) and in the process
@@ -23,7 +23,7 @@ import redis
 from celery import current_task
 from django.conf import settings
 
-from nerstudio.tasks import TryLater
+from lib.tasks import TryLater
 
 
 class OrgBusy(TryLater):

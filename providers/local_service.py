@@ -43,7 +43,7 @@ class LocalImageService(LocalImageAdapter):
     def submit(
         self, request: ImageJobRequest, *, timeout: float | None = None
     ) -> ImageJobSubmitted:
-        from nerstudio.tasks import enqueue
+        from lib.tasks import enqueue
         from providers import tasks
 
         submitted = super().submit(request, timeout=timeout)

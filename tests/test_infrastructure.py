@@ -9,8 +9,8 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.test import override_settings
 
+from lib.tasks import enqueue
 from nerstudio.celery import app as celery_app
-from nerstudio.tasks import enqueue
 from orgs.models import Organization
 from tests import tasks_for_tests
 from tests.factories import OrganizationFactory

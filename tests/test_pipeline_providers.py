@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from generation import credits, services
 from generation.models import Generation, GenerationImage, LedgerEntry
-from nerstudio.tasks import TryLater
+from lib.tasks import TryLater
 from providers import services as provider_services
 from providers.models import ProviderAttempt
 from tests.images import png_bytes, validated

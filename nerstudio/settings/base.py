@@ -37,7 +37,7 @@ NERSTUDIO_PUBLIC_URL = env("NERSTUDIO_PUBLIC_URL", default="http://127.0.0.1:800
 
 INSTALLED_APPS = [
     "daphne",
-    "nerstudio.apps.NerStudioAdminConfig",
+    "lib.apps.NerStudioAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -123,7 +123,7 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# Without a broker, tasks run on a thread pool inside the web process (see nerstudio.tasks).
+# Without a broker, tasks run on a thread pool inside the web process (see lib.tasks).
 CELERY_BROKER_URL = REDIS_URL or None
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from generation import credits, services
 from generation.models import GenerationImage
-from nerstudio.tasks import cancel_deferred
+from lib.tasks import cancel_deferred
 from providers import fairshare
 from providers import services as provider_services
 from providers.models import Provider
