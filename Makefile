@@ -10,7 +10,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12; do \
 	  PYENV_VERSION=3.13.0 $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { echo "PYENV_VERSION=3.13.0 $$p"; exit; }; \
 	done; echo python3)
 
-.PHONY: run test lint migrate seed clean
+.PHONY: run test lint typecheck migrate seed clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) db.sqlite3 media staticfiles

@@ -45,11 +45,21 @@ RESULT = png()
 
 
 def completion(content: dict) -> bytes:
-    return json.dumps({
-        "id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "bench",
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": json.dumps(content)}}],
-    }).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "bench",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": json.dumps(content)},
+                }
+            ],
+        }
+    ).encode()
 
 
 class FakeProviders(BaseHTTPRequestHandler):
@@ -104,10 +114,17 @@ class FakeProviders(BaseHTTPRequestHandler):
         self._reply(b"{}", status=404)
 
     def _record(self, task_id, done):
-        data = {"taskId": task_id, "model": "seedream/4.5-edit",
-                "state": "success" if done else "generating", "param": "{}",
-                "resultJson": json.dumps({"resultUrls": [f"{self.base}/results/{task_id}.png"]})
-                if done else "", "failCode": "", "failMsg": ""}  # fmt: skip
+        data = {
+            "taskId": task_id,
+            "model": "seedream/4.5-edit",
+            "state": "success" if done else "generating",
+            "param": "{}",
+            "resultJson": json.dumps({"resultUrls": [f"{self.base}/results/{task_id}.png"]})
+            if done
+            else "",
+            "failCode": "",
+            "failMsg": "",
+        }
         return {"code": 200, "msg": "success", "data": data}
 
     def _call_back(self, task_id, url):
@@ -141,16 +158,24 @@ def main():
         handler_class=QuietHandler,
     )
     app_url = f"http://127.0.0.1:{app_server.server_address[1]}"
-    os.environ.update({
-        "DEBUG": "true", "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{tmp}/b.db"),
-        "NERSTUDIO_MEDIA_ROOT": f"{tmp}/media", "NERSTUDIO_PUBLIC_URL": app_url,
-        "NERSTUDIO_EGRESS_ALLOW_LOOPBACK": "true", "NERSTUDIO_EMBEDDED_BEAT": "false",
-        "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "nerstudio.settings.base",
-        # The platform's own accounts point at the fake providers (the catalogue models use them).
-        "NERSTUDIO_KIE_API_KEY": "bench", "NERSTUDIO_KIE_BASE_URL": FakeProviders.base,
-        "NERSTUDIO_KIE_UPLOAD_BASE_URL": FakeProviders.base,
-        "NERSTUDIO_OPENAI_API_KEY": "bench", "NERSTUDIO_OPENAI_BASE_URL": FakeProviders.base,
-    })  # fmt: skip
+    os.environ.update(
+        {
+            "DEBUG": "true",
+            "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{tmp}/b.db"),
+            "NERSTUDIO_MEDIA_ROOT": f"{tmp}/media",
+            "NERSTUDIO_PUBLIC_URL": app_url,
+            "NERSTUDIO_EGRESS_ALLOW_LOOPBACK": "true",
+            "NERSTUDIO_EMBEDDED_BEAT": "false",
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "nerstudio.settings.base",
+            # The platform's accounts point at the fake providers (catalogue models use them).
+            "NERSTUDIO_KIE_API_KEY": "bench",
+            "NERSTUDIO_KIE_BASE_URL": FakeProviders.base,
+            "NERSTUDIO_KIE_UPLOAD_BASE_URL": FakeProviders.base,
+            "NERSTUDIO_OPENAI_API_KEY": "bench",
+            "NERSTUDIO_OPENAI_BASE_URL": FakeProviders.base,
+        }
+    )
     os.environ.pop("REDIS_URL", None)
     sys.path.insert(0, str(ROOT))
     import django
@@ -164,12 +189,14 @@ def main():
     serve(app_server)
 
     from accounts.models import User
-    from generation import credits, services
+    from credits import services as credits
+    from generation import tasks
     from generation.models import Generation
-    from orgs.models import Membership, Organization
+    from orgs.models import Membership
+    from orgs.services import open_organization
     from tests.images import validated
 
-    org = Organization.objects.create(name=f"Bench {time.time()}")
+    org = open_organization(name=f"Bench {time.time()}")
     user = User.objects.create_user(email=f"bench{time.time()}@example.com")
     membership = Membership.objects.create(org=org, user=user, role="admin")
     credits.top_up(org=org, amount=10_000)
@@ -183,11 +210,16 @@ def main():
     times = []
     for run in range(RUNS):
         started = time.monotonic()
-        generation = services.start_generation(
-            membership=membership, provider=seedream, prompt="A ceramic mug", count=N,
-            aspect_ratio="1:1", quality="basic", products=[validated()],
+        generation = tasks.generate(
+            membership=membership,
+            provider=seedream,
+            prompt="A ceramic mug",
+            count=N,
+            aspect_ratio="1:1",
+            quality="basic",
+            products=[validated()],
             references=[validated((200, 40, 60 + run), (120, 120))],  # new content: not cached
-        )  # fmt: skip
+        )
         while not Generation.objects.get(pk=generation.pk).is_finished:
             time.sleep(0.005)
         times.append(time.monotonic() - started)

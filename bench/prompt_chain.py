@@ -51,11 +51,21 @@ class Fake(BaseHTTPRequestHandler):
                     for i in range(n)
                 ]
             }
-        reply = json.dumps({
-            "id": "x", "object": "chat.completion", "created": 0, "model": "bench",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": json.dumps(content)}}],
-        }).encode()  # fmt: skip
+        reply = json.dumps(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "bench",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": json.dumps(content)},
+                    }
+                ],
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(reply)))
@@ -69,12 +79,17 @@ def main():
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    os.environ.update({
-        "DEBUG": "true", "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
-        "NERSTUDIO_MEDIA_ROOT": f"{tmp}/media", "NERSTUDIO_EGRESS_ALLOW_LOOPBACK": "true",
-        "NERSTUDIO_EMBEDDED_BEAT": "false", "LOG_LEVEL": "ERROR",
-        "DJANGO_SETTINGS_MODULE": "nerstudio.settings.base",
-    })  # fmt: skip
+    os.environ.update(
+        {
+            "DEBUG": "true",
+            "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+            "NERSTUDIO_MEDIA_ROOT": f"{tmp}/media",
+            "NERSTUDIO_EGRESS_ALLOW_LOOPBACK": "true",
+            "NERSTUDIO_EMBEDDED_BEAT": "false",
+            "LOG_LEVEL": "ERROR",
+            "DJANGO_SETTINGS_MODULE": "nerstudio.settings.base",
+        }
+    )
     os.environ.pop("REDIS_URL", None)
     sys.path.insert(0, str(ROOT))
     import django
@@ -84,22 +99,29 @@ def main():
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from orgs.models import Organization
+    from orgs.services import open_organization
     from providers import services
-    from providers.adapters.base import VariantsRequest
+    from providers.adapters.types import VariantsRequest
     from providers.models import Provider
     from tests.images import png_bytes
 
     def own(org, adapter, name, path, priority):
-        row = Provider(org=org, adapter=adapter, name=name, api_key="bench-key", priority=priority,
-                       base_url="https://fake.example", timeout_seconds=30)  # fmt: skip
+        row = Provider(
+            org=org,
+            adapter=adapter,
+            name=name,
+            api_key="bench-key",
+            priority=priority,
+            base_url="https://fake.example",
+            timeout_seconds=30,
+        )
         row.full_clean(exclude=["org"])
         row.save()
         Provider.objects.filter(pk=row.pk).update(base_url=base + path)  # loopback: bench only
         return row
 
     def org_with(*chains):
-        org = Organization.objects.create(name=f"Bench {time.monotonic_ns()}")
+        org = open_organization(name=f"Bench {time.monotonic_ns()}")
         org.providers.filter(kind__in=["llm", "vision"]).update(enabled=False)
         for priority, (adapter, name, path) in enumerate(chains):
             own(org, adapter, name, path, priority)
@@ -134,8 +156,10 @@ def main():
     vision = time.monotonic() - started
 
     deadline = settings.NERSTUDIO_LLM_CHAIN_DEADLINE
-    print(f"fake providers: healthy answers after {L:.2f} s, hanging never; timeouts 30 s; "
-          f"chain deadline {deadline:.0f} s; {RUNS} runs")  # fmt: skip
+    print(
+        f"fake providers: healthy answers after {L:.2f} s, hanging never; timeouts 30 s; "
+        f"chain deadline {deadline:.0f} s; {RUNS} runs"
+    )
     print(f"healthy chain:                         {healthy * 1000:7.0f} ms (median)")
     print(
         f"first run, first writer hanging:       {first:7.2f} s   answered by {answered_by}; "

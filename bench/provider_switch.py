@@ -28,6 +28,8 @@ def setup_django():
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nerstudio.settings.base")
     os.environ.setdefault("DEBUG", "true")
+    # A platform Gemini key makes the Gemini catalogue model runnable (it is never called here).
+    os.environ.setdefault("NERSTUDIO_GEMINI_API_KEY", "bench-key")
     import django
 
     django.setup()
@@ -35,7 +37,7 @@ def setup_django():
 
 def watch(org_id, ready, stop, seen_queue):
     setup_django()
-    from providers.services import providers_for
+    from providers.org_registry import providers_for
 
     last = None
     ready.set()
@@ -55,11 +57,12 @@ def main():
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from orgs.models import Organization
+    from orgs.services import open_organization
 
-    org = Organization.objects.create(name="Bench org")
+    org = open_organization(name="Bench org")
+    org.providers.filter(adapter="local-llm").update(enabled=True)  # second in the chain
     gemini = org.providers.get(adapter="gemini-chat")
-    gemini.priority = 1
+    gemini.priority, gemini.enabled = 1, False  # each switch puts it first or takes it out
     gemini.save()
 
     ctx = mp.get_context("spawn")

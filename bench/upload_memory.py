@@ -79,10 +79,23 @@ class Server:
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "nerstudio.asgi:application", "--host",
-             "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "nerstudio.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -153,11 +166,12 @@ def prepare_org():
     from django.contrib.sessions.backends.db import SessionStore
 
     from accounts.models import User
-    from generation import credits
-    from orgs.models import Membership, Organization
-    from providers.services import providers_for
+    from credits import services as credits
+    from orgs.models import Membership
+    from orgs.services import open_organization
+    from providers.org_registry import providers_for
 
-    org = Organization.objects.create(name="Bench uploads")  # gets the default providers
+    org = open_organization(name="Bench uploads")
     user = User.objects.create_user(email="bench-uploads@example.com", name="Bench Admin")
     Membership.objects.create(org=org, user=user, role=Membership.Role.ADMIN)
     credits.top_up(org=org, amount=100_000)
@@ -267,9 +281,12 @@ def oversized_requests(server: Server, session_key: str):
         payload = body if declared == len(body) else body + b"\0" * (declared - len(body))
         before = server.log_text()
         status, message, sent = stream_oversized(
-            server.url, declared=declared, body=payload, content_type=content_type,
+            server.url,
+            declared=declared,
+            body=payload,
+            content_type=content_type,
             cookie=session_key,
-        )  # fmt: skip
+        )
         time.sleep(0.3)
         new_log = server.log_text()[len(before) :]
         seen = re.search(r"413 for POST /generate/ from [^:]+: (.+)", new_log)

@@ -7,9 +7,10 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from generation import services, tasks
+from generation import tasks
+from generation.pipeline.results import find_image_for_callback
 from lib.tasks import enqueue
-from providers.adapters.base import ProviderError
+from providers.adapters.errors import ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -17,7 +18,7 @@ logger = logging.getLogger(__name__)
 @csrf_exempt  # called by providers; authenticated by the token in the URL (and a signature)
 @require_POST
 def image_callback(request, public_id, token):
-    image = services.find_image_for_callback(public_id, token)
+    image = find_image_for_callback(public_id, token)
     if image is None:
         return JsonResponse({"error": "Unknown callback."}, status=404)
     provider = image.generation.provider

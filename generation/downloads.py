@@ -12,9 +12,9 @@ from django.conf import settings
 from PIL import Image
 from requests import RequestException
 
+from generation.uploads import ALLOWED_FORMATS
 from lib import egress
 
-ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP")
 CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_SECONDS = 5, 30, 60
 
 

@@ -4,7 +4,8 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from generation.uploads import ACCEPT, CheckedUpload, check_image, human_bytes
+from generation import rules
+from generation.uploads import ACCEPT, CheckedUpload, check_image
 from providers.models import Provider
 
 
@@ -15,24 +16,23 @@ class MultipleImageInput(forms.ClearableFileInput):
 class MultipleImageField(forms.FileField):
     """Several image files, each given only the cheap checks of check_image (size, header format
     and dimensions; nothing is decoded: start_generation does that once everything else passed).
-    Every bad file gets its own error. The form sets `max_files` and `model_name` from the
-    selected model."""
+    Every bad file gets its own error. `files` names the rule (generation/rules.py) for how many
+    files the selected model takes, checked first; the form sets `model` to the selected one."""
 
-    def __init__(self, *args, noun: tuple[str, str] = ("image", "images"), **kwargs):
-        self.noun = noun
-        self.max_files: int | None = None
-        self.model_name = "This model"
+    def __init__(self, *args, files: str, **kwargs):
+        self.files = files
+        self.model: Provider | None = None
         kwargs.setdefault("widget", MultipleImageInput(attrs={"multiple": True, "accept": ACCEPT}))
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None) -> list[CheckedUpload]:
         files = [f for f in (data if isinstance(data, list | tuple) else [data]) if f]
+        if self.model and (error := rules.files_error(self.model, self.files, len(files))):
+            raise error
         if not files:
             if self.required:
                 raise ValidationError(self.error_messages["required"], code="required")
             return []
-        if self.max_files is not None and len(files) > self.max_files:
-            raise ValidationError(self.too_many_message(len(files)), code="too_many_files")
         images, errors = [], []
         for f in files:
             try:
@@ -42,12 +42,6 @@ class MultipleImageField(forms.FileField):
         if errors:
             raise ValidationError(errors)
         return images
-
-    def too_many_message(self, chosen: int) -> str:
-        if not self.max_files:
-            return f"{self.model_name} takes no {self.noun[1]}."
-        noun = self.noun[0] if self.max_files == 1 else self.noun[1]
-        return f"{self.model_name} takes at most {self.max_files} {noun}; you chose {chosen}."
 
 
 def model_label(provider: Provider) -> str:
@@ -74,13 +68,13 @@ class GenerateForm(forms.Form):
 
     products = MultipleImageField(
         label="Product photos",
-        noun=("product photo", "product photos"),
-        error_messages={"required": "Add at least one product photo."},
+        files="products",
+        error_messages={"required": rules.NO_PRODUCTS},
         help_text="The product to feature. JPEG, PNG or WebP.",
     )
     references = MultipleImageField(
         label="Reference images",
-        noun=("reference image", "reference images"),
+        files="references",
         required=False,
         help_text="Optional: mood, style or brand direction.",
     )
@@ -96,21 +90,20 @@ class GenerateForm(forms.Form):
         label="Image model",
         error_messages={"invalid_choice": "Choose one of your organization's image models."},
     )
-    aspect_ratio = forms.ChoiceField(label="Aspect ratio")
-    quality = forms.ChoiceField(label="Quality", required=False)
+    # Offered as choices; whether the model offers the value is a rule (generation/rules.py).
+    aspect_ratio = forms.CharField(label="Aspect ratio", widget=forms.Select)
+    quality = forms.CharField(label="Quality", required=False, widget=forms.Select)
 
     def __init__(self, *args, image_models, default_model: Provider | None, **kwargs):
         super().__init__(*args, **kwargs)
         self.image_models = tuple(image_models)
         self.initial = dict(self.initial)
         self.max_upload_bytes = settings.NERSTUDIO_UPLOAD_MAX_BYTES
-        self.max_upload_label = human_bytes(self.max_upload_bytes)
+        maximum = settings.NERSTUDIO_MAX_IMAGES_PER_GENERATION
         self.fields["count"] = forms.IntegerField(
             label="Number of images",
-            min_value=1,
-            max_value=settings.NERSTUDIO_MAX_IMAGES_PER_GENERATION,
             initial=3,
-            widget=forms.NumberInput(attrs={"inputmode": "numeric"}),
+            widget=forms.NumberInput(attrs={"inputmode": "numeric", "min": 1, "max": maximum}),
         )
         self.fields["model"].choices = [
             (str(p.public_id), model_label(p)) for p in self.image_models
@@ -119,21 +112,18 @@ class GenerateForm(forms.Form):
         if model is None:
             return
         self.initial["model"] = str(model.public_id)
-        self.fields["aspect_ratio"].choices = [
+        self.fields["aspect_ratio"].widget.choices = [
             (r, aspect_ratio_label(r)) for r in model.aspect_ratios
         ]
         if self.initial.get("aspect_ratio") not in model.aspect_ratios:
             self.initial["aspect_ratio"] = model.default_aspect_ratio
-        self.fields["quality"].choices = [(q, quality_label(q)) for q in model.quality_levels]
+        self.fields["quality"].widget.choices = [
+            (q, quality_label(q)) for q in model.quality_levels
+        ]
         self.fields["quality"].required = bool(model.quality_levels)
         if self.initial.get("quality") not in model.quality_levels:
             self.initial["quality"] = model.default_quality
-        for name, limit in (
-            ("products", model.max_product_images),
-            ("references", model.max_reference_images),
-        ):
-            self.fields[name].max_files = limit
-            self.fields[name].model_name = model.name
+        self.fields["products"].model = self.fields["references"].model = model
 
     def _selected_model(self, default_model: Provider | None) -> Provider | None:
         by_id = {str(p.public_id): p for p in self.image_models}
@@ -161,6 +151,28 @@ class GenerateForm(forms.Form):
             raise ValidationError(self.fields["model"].error_messages["invalid_choice"])
         return current
 
+    def clean_count(self) -> int:
+        count = self.cleaned_data["count"]
+        if error := rules.count_error(count):
+            raise error
+        return count
+
+    def clean_aspect_ratio(self) -> str:
+        return self._clean_option("aspect_ratio")
+
+    def clean_quality(self) -> str:
+        return self._clean_option("quality")
+
+    def _clean_option(self, name: str) -> str:
+        """One of the aspect ratios or quality levels the selected model offers (its choices)."""
+        value = self.cleaned_data[name]
+        model = self.selected_model
+        if model is not None:
+            offered = model.aspect_ratios if name == "aspect_ratio" else model.quality_levels
+            if error := rules.option_error(offered, value):
+                raise error
+        return value
+
     def estimate(self, balance: int) -> "Estimate":
         """The cost of what is selected now, for the live estimate (the form need not be valid)."""
         count = _int_or_none(self["count"].value())
@@ -170,7 +182,7 @@ class GenerateForm(forms.Form):
             cost=self.selected_model.credit_cost if self.selected_model else 0,
             balance=balance,
             max_count=maximum,
-            valid_count=count is not None and 1 <= count <= maximum,
+            valid_count=count is not None and rules.count_error(count) is None,
         )
 
 

@@ -16,7 +16,9 @@ Where the event goes:
   worker threads. With nobody connected there is nobody to tell: the page renders the current
   state on load and on (re)connect anyway.
 
-Pushing is best effort: it never raises into the pipeline.
+Pushing is best effort: a push the channel layer or its transport (Redis, the server's event
+loop) cannot take is logged and dropped, never raised into the pipeline; the page shows the
+current state on its next (re)connect anyway. Any other error is a bug and is raised.
 """
 
 import asyncio
@@ -25,15 +27,21 @@ import re
 import uuid
 
 from asgiref.sync import async_to_sync
+from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 from django.template.loader import render_to_string
+from redis.exceptions import RedisError
 
 from generation.models import Generation, GenerationImage
 
 logger = logging.getLogger(__name__)
 
 _server_loop: asyncio.AbstractEventLoop | None = None
+
+# What sending can raise without a bug: a full channel, Redis unreachable or failing (channels-
+# redis), a socket error or timeout.
+TRANSPORT_ERRORS = (ChannelFull, RedisError, OSError)
 
 
 def remember_server_loop() -> None:
@@ -83,16 +91,13 @@ def _push_after_commit(send) -> None:
     """Viewers read the database when the event arrives, so send only once the change is
     visible to them (immediately outside a transaction)."""
 
-    def safely():
+    def best_effort():
         try:
             send()
-        except Exception:
-            logger.exception("Live update not sent")
+        except TRANSPORT_ERRORS:
+            logger.warning("Live update not sent", exc_info=True)
 
-    try:
-        transaction.on_commit(safely)
-    except Exception:
-        logger.exception("Live update not sent")
+    transaction.on_commit(best_effort)
 
 
 def _send(public_id: uuid.UUID | None, message: dict) -> None:
@@ -109,9 +114,8 @@ def _send(public_id: uuid.UUID | None, message: dict) -> None:
         coro = layer.group_send(group, message)
         try:
             asyncio.run_coroutine_threadsafe(coro, loop)
-        except RuntimeError:  # the loop closed in between
+        except RuntimeError:  # the loop closed in between: nobody is connected any more
             coro.close()
-            raise
     else:
         async_to_sync(layer.group_send)(group, message)
 

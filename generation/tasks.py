@@ -1,28 +1,59 @@
-"""Celery tasks: thin wrappers that take ids; the work is in generation/services.py. A step that
-must wait (a transient provider error, the organization's share in use) raises TryLater; the base
-Task re-queues it after that wait, the one retry policy for every task."""
+"""The pipeline's Celery tasks, and the order its steps run in (generation/pipeline/ has one
+module per step; a step never queues the next one, the tasks here do).
+
+    generate (web request)  start.start_generation → queue run_generation
+    run_generation          prompts.write_prompts → queue submit_image for every image
+    submit_image            submit.submit_image (the provider calls back, or reconcile polls)
+    collect_result          results.collect_result (queued by the callback view or reconcile)
+    reconcile (periodic)    reconcile.reconcile → queue what it found: collect_result,
+                            submit_image, run_generation
+
+Tasks take ids. A step that must wait (a transient provider error, the organization's share of
+provider calls in use) raises lib.tasks.TryLater; the base Task re-queues it after that wait, the
+one retry policy for every task. The task names are in the beat schedule (settings)."""
+
+from typing import Any
 
 from celery import shared_task
 
-from generation import services
-from lib.tasks import Task
+from generation.models import Generation
+from generation.pipeline import prompts, results, start, submit
+from generation.pipeline import reconcile as reconciliation
+from lib.tasks import Task, enqueue
+
+
+def generate(**request: Any) -> Generation:
+    """Start a generation (start.start_generation: its arguments and errors) and run the rest of
+    its pipeline in the background once that has committed. Should this process stop in between,
+    reconcile finds the generation queued and runs it."""
+    generation = start.start_generation(**request)
+    enqueue(run_generation, generation_id=generation.pk)
+    return generation
 
 
 @shared_task(base=Task, acks_late=True)
 def run_generation(generation_id: int) -> None:
-    services.run_generation(generation_id)
+    for image_id in prompts.write_prompts(generation_id):
+        enqueue(submit_image, image_id=image_id)
 
 
 @shared_task(base=Task, acks_late=True)
 def submit_image(image_id: int) -> None:
-    services.submit_image(image_id)
+    submit.submit_image(image_id)
 
 
 @shared_task(base=Task, acks_late=True)
 def collect_result(image_id: int) -> None:
-    services.collect_result(image_id)
+    results.collect_result(image_id)
 
 
 @shared_task
-def reconcile() -> dict:
-    return services.reconcile()
+def reconcile() -> dict[str, int]:
+    found = reconciliation.reconcile()
+    for image_id in found.collect:
+        enqueue(collect_result, image_id=image_id)
+    for image_id in found.submit:
+        enqueue(submit_image, image_id=image_id)
+    for generation_id in found.run:
+        enqueue(run_generation, generation_id=generation_id)
+    return found.counts

@@ -33,8 +33,10 @@ from typing import IO
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
+from django.template.defaultfilters import filesizeformat
 from PIL import Image, ImageOps
 
+# The image formats read here and from providers' results (generation/downloads.py).
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 ACCEPT = "image/jpeg,image/png,image/webp"  # for <input accept>; a hint, never trusted
 # Re-encoding: PNG stays lossless; JPEG and WebP are written at quality 90 (visually lossless for
@@ -127,7 +129,7 @@ def check_image(uploaded_file) -> CheckedUpload:
         raise ValidationError(
             "%(name)s is larger than %(limit)s.",
             code="too_large",
-            params={"name": name, "limit": human_bytes(max_bytes)},
+            params={"name": name, "limit": filesizeformat(max_bytes)},
         )
     try:
         header = _worker("headers").submit(_read_header, uploaded_file)
@@ -314,13 +316,6 @@ def too_many_pixels(name: str, image_format: str | None) -> ValidationError:
         code="too_many_pixels",
         params={"name": name, "limit": human_pixels(limit)},
     )
-
-
-def human_bytes(n: int) -> str:
-    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if n >= size:
-            return f"{n / size:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"
 
 
 def human_pixels(n: int) -> str:

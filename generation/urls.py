@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generation import callbacks, results, views
+from generation import callbacks, views
 
 app_name = "generation"
 
@@ -8,7 +8,7 @@ urlpatterns = [
     path("generate/", views.generate, name="generate"),
     path("generate/estimate/", views.estimate, name="estimate"),
     path("history/", views.history, name="history"),
-    path("generations/<uuid:public_id>/", results.detail, name="detail"),
+    path("generations/<uuid:public_id>/", views.detail, name="detail"),
     path(
         "callbacks/images/<uuid:public_id>/<str:token>/", callbacks.image_callback, name="callback"
     ),

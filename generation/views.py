@@ -1,13 +1,15 @@
 from django.core.paginator import Paginator
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
-from generation import credits, services
+from credits import services as credit_services
+from generation import live, tasks
 from generation.forms import GenerateForm
 from generation.models import Generation
+from generation.pipeline.start import GenerationError, TooManyGenerations, check_generate_rate
 from orgs.access import org_member_required
-from providers.services import providers_for
+from providers.org_registry import providers_for
 
 # GET parameters that prefill the Generate page ("Reuse prompt" links, the htmx partials).
 PREFILL = ("prompt", "model", "aspect_ratio", "quality", "count")
@@ -30,7 +32,7 @@ def _generate_form(request, data=None, files=None, prefill=None) -> GenerateForm
 def _render_generate(request, form, *, template="generation/generate.html", status=200, refusal=""):
     context = {
         "form": form,
-        "estimate": form.estimate(credits.balance_of(request.org)),
+        "estimate": form.estimate(credit_services.balance_of(request.org)),
         "refusal": refusal,
     }
     return render(request, template, context, status=status)
@@ -47,8 +49,8 @@ def generate(request):
         return _render_generate(request, form)
 
     try:
-        services.check_generate_rate(request.membership)  # before any file is looked at
-    except services.TooManyGenerations as exc:
+        check_generate_rate(request.membership)  # before any file is looked at
+    except TooManyGenerations as exc:
         form = _generate_form(request, prefill=request.POST)  # keeps what they wrote
         response = _render_generate(request, form, status=429, refusal=str(exc))
         response["Retry-After"] = str(exc.retry_after)
@@ -57,7 +59,7 @@ def generate(request):
     if form.is_valid():
         data = form.cleaned_data
         try:
-            generation = services.start_generation(
+            generation = tasks.generate(
                 membership=request.membership,
                 provider=data["model"],
                 prompt=data["prompt"],
@@ -67,7 +69,7 @@ def generate(request):
                 products=data["products"],
                 references=data["references"],
             )
-        except (credits.InsufficientCredits, services.GenerationError) as exc:
+        except (credit_services.InsufficientCredits, GenerationError) as exc:
             form.add_error(None, str(exc))
         else:
             return redirect("generation:detail", generation.public_id)
@@ -100,3 +102,24 @@ def history(request):
     if request.htmx and request.htmx.target == "history-results":
         template += "#results"
     return render(request, template, {"page": page, "query": query})
+
+
+@org_member_required
+def detail(request, public_id):
+    """The generation's page: rendered from the database, so a reload shows the current state;
+    the websocket (generation/consumers.py) then keeps the cards and status line up to date."""
+    generation = get_object_or_404(
+        Generation.objects.visible_to(request.membership).select_related("user"),
+        public_id=public_id,
+    )
+    images = list(generation.images.order_by("index"))
+    return render(
+        request,
+        "generation/detail.html",
+        {
+            **live.status_context(generation, images),
+            "images": images,
+            "aspect": live.aspect_css(generation.aspect_ratio),
+            "ws_path": f"/ws/generations/{generation.public_id}/",
+        },
+    )

@@ -158,8 +158,10 @@ def check_secrets(request: requests.PreparedRequest, secrets: Iterable[PlatformS
             if found:
                 logger.error(
                     "Refused to send %s to %s (allowed: %s)",
-                    secret.label, destination, ", ".join(sorted(secret.origins)),
-                )  # fmt: skip
+                    secret.label,
+                    destination,
+                    ", ".join(sorted(secret.origins)),
+                )
                 raise EgressRefused(
                     f"Refused: {secret.label} may only be sent to the platform's own endpoint."
                 )

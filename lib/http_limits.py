@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from html import escape
 
 from django.conf import settings
+from django.template.defaultfilters import filesizeformat
 from django.utils.http import parse_header_parameters
 
 logger = logging.getLogger(__name__)
@@ -49,19 +50,21 @@ def limit_for(path: str, *, multipart: bool = False) -> BodyLimit:
         return BodyLimit(
             max_bytes=total,
             message=(
-                f"Your photos add up to more than {human_bytes(total)}, the most one generation "
-                f"can take. Choose fewer or smaller photos (up to {human_bytes(per_file)} each)."
+                f"Your photos add up to more than {filesizeformat(total)}, the most one generation "
+                f"can take. Choose fewer or smaller photos (up to {filesizeformat(per_file)} each)."
             ),
             max_part_bytes=per_file + PART_HEADERS_ALLOWANCE,
-            part_message=f"One of the photos is larger than {human_bytes(per_file)}, the most "
+            part_message=f"One of the photos is larger than {filesizeformat(per_file)}, the most "
             "one photo may be. Choose a smaller one.",
             back_to=UPLOAD_PATH,
         )
     if path.startswith(CALLBACK_PREFIX):
         total = settings.NERSTUDIO_CALLBACK_MAX_REQUEST_BYTES
-        return BodyLimit(total, f"A callback body may be at most {human_bytes(total)}.")
+        return BodyLimit(total, f"A callback body may be at most {filesizeformat(total)}.")
     total = settings.NERSTUDIO_MAX_REQUEST_BYTES
-    return BodyLimit(total, f"This request is larger than {human_bytes(total)}, the most allowed.")
+    return BodyLimit(
+        total, f"This request is larger than {filesizeformat(total)}, the most allowed."
+    )
 
 
 class RequestBodyLimit:
@@ -141,7 +144,7 @@ class _BodyCounter:
         else:
             self.in_part = len(window) - last - len(self.delimiter)
         self.tail = window[-(len(self.delimiter) - 1) :]
-        if self.in_part > self.limit.max_part_bytes:
+        if self.limit.max_part_bytes is not None and self.in_part > self.limit.max_part_bytes:
             return self.limit.part_message
         return None
 
@@ -168,14 +171,6 @@ async def refuse(send: Send, message: str, back_to: str = "/") -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-def human_bytes(n: int) -> str:
-    """Sizes the way people read them: 10 MB, 256 KB (1 MB = 1024 KB, as in the upload forms)."""
-    for unit, size in (("MB", 1024**2), ("KB", 1024)):
-        if n >= size:
-            return f"{n / size:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"
 
 
 def _content_length(value: bytes | None) -> int | None:

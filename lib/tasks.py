@@ -14,8 +14,10 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
 
-import celery
+from celery.contrib.django.task import DjangoTask
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
@@ -45,8 +47,9 @@ class TryLater(Exception):
         self.seconds = seconds
 
 
-class Task(celery.Task):
-    """Our tasks' base: `TryLater` re-queues the task instead of failing or blocking it."""
+class Task(DjangoTask):
+    """Our tasks' base (Celery's task for Django, which sends on commit): `TryLater` re-queues
+    the task instead of failing or blocking it."""
 
     def __call__(self, *args, **kwargs):
         try:
@@ -67,13 +70,14 @@ def _run_embedded(task_name: str, kwargs: dict, retries: int = 0) -> None:
         close_old_connections()
 
 
-def enqueue(task: celery.Task, /, *, countdown: float = 0, **kwargs) -> None:
-    """Run `task(**kwargs)` in the background once the current transaction commits, after
-    `countdown` seconds."""
+def enqueue(task: DjangoTask, /, *, countdown: float = 0, **kwargs: Any) -> None:
+    """Run `task(**kwargs)` in the background once the current transaction commits (at once
+    outside one), after `countdown` seconds: to the broker with Celery's own on-commit send,
+    or without a broker to the embedded pool."""
     if settings.CELERY_BROKER_URL:
-        transaction.on_commit(lambda: task.apply_async(kwargs=kwargs, countdown=countdown or None))
+        task.apply_async_on_commit(kwargs=kwargs, countdown=countdown)  # 0: no ETA at all
     else:
-        transaction.on_commit(lambda: submit_embedded(task.name, kwargs, countdown))
+        transaction.on_commit(partial(submit_embedded, task.name, kwargs, countdown))
 
 
 _timers: set[threading.Timer] = set()
@@ -123,7 +127,7 @@ _beat: threading.Thread | None = None
 
 
 def _beat_loop() -> None:
-    schedule = settings.CELERY_BEAT_SCHEDULE
+    schedule: dict[str, dict[str, Any]] = settings.CELERY_BEAT_SCHEDULE
     due = {name: time.monotonic() + entry["schedule"] for name, entry in schedule.items()}
     while True:
         time.sleep(1)

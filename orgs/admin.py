@@ -2,6 +2,7 @@ import re
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.exceptions import NotRegistered
 from django.contrib.auth import get_user_model
 from django.http import HttpResponseRedirect
 
@@ -36,9 +37,15 @@ class OrgScopedAdmin(admin.ModelAdmin):
         org = self._admin_org(request)
         if org is None:
             return False
-        if obj is None:
-            return True
-        return self.get_queryset(request).filter(pk=obj.pk).exists()
+        return obj is None or self._org_id_of(obj) == org.pk
+
+    def _org_id_of(self, obj) -> int | None:
+        """The organization an object belongs to, following `org_field` without a query where
+        the last step is a foreign key (the changelist asks once per editable row)."""
+        *path, last = self.org_field.split("__")
+        for name in path:
+            obj = getattr(obj, name)
+        return obj.pk if last == "pk" else getattr(obj, f"{last}_id")
 
     def _scoped_choices(self, db_field, request):
         """For an org admin, a foreign key may only point at their own organization's rows: the
@@ -49,7 +56,10 @@ class OrgScopedAdmin(admin.ModelAdmin):
         related = db_field.remote_field.model
         if related is get_user_model():
             return related.objects.filter(membership__org=org) if org else related.objects.none()
-        related_admin = self.admin_site._registry.get(related)
+        try:
+            related_admin = self.admin_site.get_model_admin(related)
+        except NotRegistered:
+            return None
         if isinstance(related_admin, OrgScopedAdmin):
             return related_admin.get_queryset(request)
         return None
@@ -160,9 +170,16 @@ class InvitationAdmin(OrgScopedAdmin):
     search_fields = ["email"]
     list_select_related = ["org", "invited_by"]
     readonly_fields = [
-        "org", "email", "role", "invited_by", "sent_at", "expires_at", "accepted_at",
-        "accepted_by", "revoked_at",
-    ]  # fmt: skip
+        "org",
+        "email",
+        "role",
+        "invited_by",
+        "sent_at",
+        "expires_at",
+        "accepted_at",
+        "accepted_by",
+        "revoked_at",
+    ]
     fields = readonly_fields
     actions = ["resend", "revoke"]
 

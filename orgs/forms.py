@@ -1,6 +1,6 @@
 from django import forms
 
-from generation.models import TopUpRequest
+from credits.models import TopUpRequest
 from orgs.models import Membership, Organization
 
 

@@ -76,14 +76,20 @@ class Membership(models.Model):
             )
 
 
+# An invitation nobody accepted or revoked yet (it may have expired): one email has one at most.
+OPEN_INVITATION = models.Q(accepted_at__isnull=True, revoked_at__isnull=True)
+
+
 class InvitationQuerySet(models.QuerySet):
     def for_org(self, org):
         return self.filter(org=org)
 
+    def open(self):
+        return self.filter(OPEN_INVITATION)
+
     def pending(self):
-        return self.filter(
-            accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
-        )
+        """Open and not expired: it can still be accepted."""
+        return self.open().filter(expires_at__gt=timezone.now())
 
     def for_email(self, email):
         return self.filter(email__iexact=email)
@@ -125,7 +131,7 @@ class Invitation(models.Model):
             models.UniqueConstraint(
                 "org",
                 Lower("email"),
-                condition=models.Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                condition=OPEN_INVITATION,
                 name="invitation_one_open_per_email",
             )
         ]

@@ -9,8 +9,10 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from credits import services as credit_services
 from lib.tokens import hash_token
 from orgs.models import Invitation, Membership, Organization, OrgError
+from providers.defaults import install_default_providers
 
 
 def verified_emails(user) -> set[str]:
@@ -24,10 +26,26 @@ def verified_emails(user) -> set[str]:
 
 
 @transaction.atomic
+def open_organization(*, name: str) -> Organization:
+    """Create an organization ready to use: the one way an organization comes to be (onboarding,
+    seed_demo and the test factories all call it; no signal does this behind the scenes).
+
+    Besides the row, it opens the organization's credit account (balance 0, so the balance shows
+    and the first credit movement has a row to lock) and installs the default providers (one row
+    per offered catalogue model; see providers.defaults). It adds no member: see
+    create_organization."""
+    org = Organization.objects.create(name=name.strip())
+    credit_services.open_account(org=org)
+    install_default_providers(org)
+    return org
+
+
+@transaction.atomic
 def create_organization(*, user, name: str) -> Organization:
+    """Onboarding: a user without an organization opens one and becomes its admin."""
     if Membership.objects.filter(user=user).exists():
         raise OrgError("You already belong to an organization.")
-    org = Organization.objects.create(name=name.strip())
+    org = open_organization(name=name)
     Membership.objects.create(org=org, user=user, role=Membership.Role.ADMIN)
     return org
 

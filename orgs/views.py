@@ -3,9 +3,9 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from generation import credits
-from generation.models import CreditAccount, LedgerEntry, TopUpRequest
-from generation.usage import usage_summary
+from credits import services as credit_services
+from credits.models import CreditAccount, LedgerEntry, TopUpRequest
+from credits.usage import usage_summary
 from orgs import services
 from orgs.access import get_membership, org_admin_required, org_member_required
 from orgs.forms import InviteForm, OrganizationForm, RoleForm, TopUpRequestForm
@@ -49,10 +49,10 @@ def request_credits(request):
     form = TopUpRequestForm(request.POST)
     if form.is_valid():
         try:
-            top_up_request = credits.request_top_up(
+            top_up_request = credit_services.request_top_up(
                 org=request.org, user=request.user, **form.cleaned_data
             )
-        except credits.TopUpRequestError as exc:
+        except credit_services.TopUpRequestError as exc:
             form.add_error(None, str(exc))
         else:
             messages.success(
@@ -71,8 +71,8 @@ def withdraw_credit_request(request, public_id):
         TopUpRequest.objects.for_org(request.org), public_id=public_id
     )
     try:
-        credits.withdraw_top_up_request(top_up_request=top_up_request, user=request.user)
-    except credits.TopUpRequestError as exc:
+        credit_services.withdraw_top_up_request(top_up_request=top_up_request, user=request.user)
+    except credit_services.TopUpRequestError as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Withdrew the request for {top_up_request.amount:,} credits.")

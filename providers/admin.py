@@ -6,24 +6,32 @@
   sees them, display names) and may add own-key providers (their key, endpoint and price).
 """
 
+import copy
+from typing import ClassVar
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.text import capfirst
 
 from orgs.admin import OrgScopedAdmin
 from providers import services
-from providers.adapters.registry import ADAPTERS
+from providers.adapters.base import Adapter
+from providers.adapters.types import Kind
+from providers.health import Health, provider_health
 from providers.models import (
+    IMAGE_SETTINGS,
+    KIND_LABELS,
     CatalogueEntry,
-    Kind,
     OwnKeyProvider,
     PlatformModel,
     Provider,
     ProviderAttempt,
 )
+from providers.registry import ADAPTERS
 
 
 class ListField(forms.CharField):
@@ -36,13 +44,22 @@ class ListField(forms.CharField):
         return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-IMAGE_SETTINGS = [
-    "credit_cost", "aspect_ratios", "default_aspect_ratio", "quality_levels", "default_quality",
-    "max_product_images", "max_reference_images",
-]  # fmt: skip
+# What a catalogue model or an own-key provider is: its name, and what it calls where.
+PROVIDER_FIELDS = ["name", "adapter", "kind", "model_id", "base_url"]
+# The adapter's options appear in the admin form as `option_<name>` fields.
+OPTION_PREFIX = "option_"
 
 
-class ImageSettingsForm(forms.ModelForm):
+class ProviderSettingsForm(forms.ModelForm):
+    """How a provider is called: the image settings, and the options of its adapter.
+
+    The adapter's options form (`Adapter.options_form`) contributes its fields, named
+    `option_<name>` (see AdapterOptionsAdmin, which makes this form's class per adapter). Their
+    values become the row's `options`, which the row's clean() cleans through that same form.
+    """
+
+    option_names: ClassVar[tuple[str, ...]] = ()
+
     aspect_ratios = ListField(
         required=False, help_text="Comma-separated; blank: all the model supports."
     )
@@ -50,8 +67,21 @@ class ImageSettingsForm(forms.ModelForm):
         required=False, help_text="Comma-separated; blank: all the model supports."
     )
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        stored = self.instance.options or {}
+        for name in self.option_names:
+            self.initial.setdefault(OPTION_PREFIX + name, stored.get(name))
 
-class WebhookSecretForm(ImageSettingsForm):
+    def clean(self):
+        cleaned = super().clean()
+        self.instance.options = {
+            name: cleaned.get(OPTION_PREFIX + name) for name in self.option_names
+        }
+        return cleaned
+
+
+class WebhookSecretForm(ProviderSettingsForm):
     """The provider account's webhook key, written but never shown back; a new one rotates the
     old one out after a grace period (WebhookSecrets.change_webhook_secret)."""
 
@@ -79,28 +109,94 @@ class WebhookSecretForm(ImageSettingsForm):
         return instance
 
 
+class AdapterOptionsAdmin:
+    """For the ModelAdmin of provider settings: the options of the row's adapter as fields of the
+    change form, in their own fieldset. Which adapter: the one in the submitted form, else the
+    row's, else `?adapter=` on the add page. All of it is worked out from the request: nothing is
+    kept on the (shared) admin instance."""
+
+    # An own-key row sets the account's options (where uploads go); a catalogue model takes them
+    # from the platform account (providers.platform), so its form leaves them out.
+    edits_account_options: ClassVar[bool] = True
+
+    def options_adapter(self, request, obj) -> type[Adapter] | None:
+        if request.method == "POST":
+            slug = request.POST.get("adapter", "")
+        elif obj is not None:
+            slug = obj.adapter
+        else:
+            slug = request.GET.get("adapter", "")
+        return ADAPTERS.get(slug)
+
+    def option_fields(self, request, obj) -> dict[str, forms.Field]:
+        adapter = self.options_adapter(request, obj)
+        if adapter is None:
+            return {}
+        form = adapter.options_form
+        fields = {}
+        for name, field in form.base_fields.items():
+            if name in form.account_fields and not self.edits_account_options:
+                continue
+            field = copy.deepcopy(field)
+            field.label = field.label or capfirst(name.replace("_", " "))
+            fields[OPTION_PREFIX + name] = field
+        return fields
+
+    def options_fieldset(self, request, obj) -> tuple[str, dict]:
+        adapter = self.options_adapter(request, obj)
+        if adapter is None:
+            note = "Choose the adapter, then Save and continue editing to set its options."
+            return ("Options", {"fields": (), "description": note})
+        fields = list(self.option_fields(request, obj))
+        note = (
+            "Blank: the provider's default. After changing the adapter, Save and continue "
+            "editing to see the new adapter's options (those it shares with the old one are kept)."
+            if fields
+            else f"{adapter.label} has no options."
+        )
+        return (f"Options of {adapter.label}", {"fields": fields, "description": note})
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        fields = self.option_fields(request, obj)
+        names = tuple(name.removeprefix(OPTION_PREFIX) for name in fields)
+        base = kwargs.get("form", self.form)
+        kwargs["form"] = type(base.__name__, (base,), {**fields, "option_names": names})
+        return super().get_form(request, obj, change, **kwargs)
+
+
 # --- The platform catalogue (superusers) ----------------------------------------------------------
 
 
 @admin.register(CatalogueEntry)
-class CatalogueEntryAdmin(admin.ModelAdmin):
+class CatalogueEntryAdmin(AdapterOptionsAdmin, admin.ModelAdmin):
     """Only superusers: Django's model permissions deny everyone else, org admins included."""
 
     form = WebhookSecretForm
+    edits_account_options = False
     list_display = [
-        "name", "kind", "adapter_label", "model_id", "credit_cost", "timeout_seconds", "offered",
-        "organizations", "availability",
-    ]  # fmt: skip
+        "name",
+        "kind",
+        "adapter_label",
+        "model_id",
+        "credit_cost",
+        "timeout_seconds",
+        "offered",
+        "organizations",
+        "availability",
+    ]
     list_filter = ["kind", "offered"]
     search_fields = ["name", "model_id"]
     readonly_fields = ["kind", "public_id", "updated_at"]
-    fieldsets = [
-        (None, {"fields": ["name", "adapter", "kind", "model_id", "base_url", "offered",
-                           "priority", "timeout_seconds", "options"]}),
-        ("Image model", {"fields": IMAGE_SETTINGS}),
-        ("Callbacks (blank: NERSTUDIO_KIE_WEBHOOK_SECRET)",
-         {"fields": ["new_webhook_secret", "remove_webhook_secret"]}),
-    ]  # fmt: skip
+
+    def get_fieldsets(self, request, obj=None):
+        general = [*PROVIDER_FIELDS, "offered", "priority", "timeout_seconds"]
+        secret = ["new_webhook_secret", "remove_webhook_secret"]
+        return [
+            (None, {"fields": general}),
+            self.options_fieldset(request, obj),
+            ("Image model", {"fields": IMAGE_SETTINGS}),
+            ("Callbacks (blank: NERSTUDIO_KIE_WEBHOOK_SECRET)", {"fields": secret}),
+        ]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(organizations=Count("providers__org"))
@@ -127,7 +223,7 @@ class HealthColumns:
 
     def get_changelist_instance(self, request):
         changelist = super().get_changelist_instance(request)
-        health = services.provider_health(changelist.result_list)
+        health = provider_health(changelist.result_list)
         for obj in changelist.result_list:
             obj.health = health[obj.pk]
         return changelist
@@ -143,7 +239,7 @@ class HealthColumns:
     def health_detail(self, obj):
         if not obj.pk:
             return "—"
-        h = services.provider_health([obj])[obj.pk]
+        h = provider_health([obj])[obj.pk]
         text = health_summary(h)
         if h.last_error:
             return format_html("{}<br>Last error ({}): {}", text, h.last_error_at, h.last_error)
@@ -224,8 +320,15 @@ class ProviderRowAdmin(HealthColumns, OrgScopedAdmin):
 class PlatformModelForm(forms.ModelForm):
     class Meta:
         model = PlatformModel
-        fields = ["org", "catalogue", "name", "enabled", "priority", "is_default",
-                  "visible_to_members"]  # fmt: skip
+        fields = [
+            "org",
+            "catalogue",
+            "name",
+            "enabled",
+            "priority",
+            "is_default",
+            "visible_to_members",
+        ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -253,15 +356,31 @@ class PlatformModelForm(forms.ModelForm):
 class PlatformModelAdmin(ProviderRowAdmin):
     form = PlatformModelForm
     list_display = [
-        "name", "kind", "catalogue", "enabled", "priority", "is_default", "visible_to_members",
-        "credit_cost", "status",
-    ]  # fmt: skip
+        "name",
+        "kind",
+        "catalogue",
+        "enabled",
+        "priority",
+        "is_default",
+        "visible_to_members",
+        "credit_cost",
+        "status",
+    ]
     list_editable = ["enabled", "priority", "visible_to_members"]
+    platform_fields = ["adapter_label", "kind", "model_id", "credit_cost", "timeout_seconds"]
+    platform_image_fields = [
+        "aspect_ratios",
+        "quality_levels",
+        "max_product_images",
+        "max_reference_images",
+    ]
     readonly_fields = [
-        "kind", "adapter_label", "model_id", "credit_cost", "timeout_seconds", "aspect_ratios",
-        "quality_levels", "max_product_images", "max_reference_images", "availability",
-        "health_detail", "updated_at",
-    ]  # fmt: skip
+        *platform_fields,
+        *platform_image_fields,
+        "availability",
+        "health_detail",
+        "updated_at",
+    ]
 
     def get_fieldsets(self, request, obj=None):
         chosen = ["catalogue", "name", "enabled", "priority", "is_default", "visible_to_members"]
@@ -269,10 +388,9 @@ class PlatformModelAdmin(ProviderRowAdmin):
             chosen.insert(0, "org")
         sets = [(None, {"fields": chosen})]
         if obj is not None:
-            platform = ["adapter_label", "kind", "model_id", "credit_cost", "timeout_seconds"]
+            platform = list(self.platform_fields)
             if obj.kind == Kind.IMAGE:
-                platform += ["aspect_ratios", "quality_levels", "max_product_images",
-                             "max_reference_images"]  # fmt: skip
+                platform += self.platform_image_fields
             sets.append(("Set by the platform", {"fields": [*platform, "availability"]}))
             sets.append(("Health (last 24 hours)", {"fields": ["health_detail", "updated_at"]}))
         return sets
@@ -305,7 +423,7 @@ def keyed_adapter_choices():
                 if cls.kind == kind and cls.vendor
             ],
         )
-        for kind, label in Kind.choices
+        for kind, label in KIND_LABELS.items()
     ]
 
 
@@ -321,16 +439,25 @@ class OwnKeyProviderForm(WebhookSecretForm):
     class Meta:
         model = OwnKeyProvider
         fields = [
-            "org", "name", "adapter", "model_id", "base_url", "api_key", "enabled", "priority",
-            "timeout_seconds", "options", "is_default", "visible_to_members", *IMAGE_SETTINGS,
-        ]  # fmt: skip
+            "org",
+            "name",
+            "adapter",
+            "model_id",
+            "base_url",
+            "api_key",
+            "enabled",
+            "priority",
+            "timeout_seconds",
+            "is_default",
+            "visible_to_members",
+            *IMAGE_SETTINGS,
+        ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["adapter"].choices = keyed_adapter_choices()
-        self.fields[
-            "credit_cost"
-        ].help_text = (
+        credit_cost = self.fields["credit_cost"]
+        credit_cost.help_text = (
             "What an image costs your organization in credits; 0 is allowed with your own key."
         )
         if self.instance.pk and self.instance.api_key:
@@ -348,21 +475,27 @@ class OwnKeyProviderForm(WebhookSecretForm):
 
 
 @admin.register(OwnKeyProvider)
-class OwnKeyProviderAdmin(ProviderRowAdmin):
+class OwnKeyProviderAdmin(AdapterOptionsAdmin, ProviderRowAdmin):
     form = OwnKeyProviderForm
     list_display = [
-        "name", "kind", "adapter_label", "enabled", "priority", "is_default", "credit_cost",
-        "key_status", "status",
-    ]  # fmt: skip
+        "name",
+        "kind",
+        "adapter_label",
+        "enabled",
+        "priority",
+        "is_default",
+        "credit_cost",
+        "key_status",
+        "status",
+    ]
     list_editable = ["enabled", "priority"]
     readonly_fields = ["kind", "public_id", "updated_at", "health_detail"]
 
     def get_fieldsets(self, request, obj=None):
-        general = ["name", "adapter", "kind", "model_id", "base_url", "api_key", "enabled",
-                   "priority", "timeout_seconds", "options"]  # fmt: skip
+        general = [*PROVIDER_FIELDS, "api_key", "enabled", "priority", "timeout_seconds"]
         if request.user.is_superuser:
             general.insert(0, "org")
-        sets = [(None, {"fields": general})]
+        sets = [(None, {"fields": general}), self.options_fieldset(request, obj)]
         if obj is None or obj.kind == Kind.IMAGE:
             image = ["is_default", "visible_to_members", *IMAGE_SETTINGS]
             sets.append(("Image model", {"fields": image}))
@@ -398,7 +531,7 @@ def admin_change_url(provider: Provider) -> str:
     return reverse(f"admin:providers_{model}_change", args=[provider.pk])
 
 
-def health_summary(h) -> str:
+def health_summary(h: Health | None) -> str:
     if h is None or not h.calls:
         text = "no calls yet"
     else:

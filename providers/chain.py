@@ -1,7 +1,8 @@
 """Fallback across providers of one kind, bounded in time, with per-provider cooldown.
 
-Pure logic (no Django): the caller passes enabled providers in priority order, a cooldown store
-(in memory here; a shared cache in production) and a callback that records each attempt.
+Pure logic (no models, cache or settings): the caller passes enabled providers in priority order,
+a cooldown store (in memory here; the Django cache in production, providers.cooldowns) and a
+callback that records each attempt (providers.attempts).
 """
 
 from __future__ import annotations
@@ -10,23 +11,33 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from enum import StrEnum
+from typing import Any, Protocol
 
 from providers.adapters.answers import check_variants
-from providers.adapters.base import (
-    Adapter,
-    ChatResult,
-    InvalidOutput,
-    LLMAdapter,
-    ProviderError,
-    VariantsRequest,
-    VisionAdapter,
-    VisionResult,
-)
+from providers.adapters.base import Adapter, LLMAdapter, VisionAdapter
+from providers.adapters.errors import InvalidOutput, ProviderError
+from providers.adapters.types import ChatResult, VariantsRequest, VisionResult
 
 DEFAULT_DEADLINE = 30.0
 
-Outcome = Literal["success", "retryable", "permanent", "invalid_output", "skipped"]
+
+class Outcome(StrEnum):
+    """How a call to a provider ended. The one definition: attempts are stored with these values
+    (with their labels in providers.models)."""
+
+    SUCCESS = "success"
+    RETRYABLE = "retryable"
+    PERMANENT = "permanent"
+    INVALID_OUTPUT = "invalid_output"
+    SKIPPED = "skipped"
+
+    @classmethod
+    def of(cls, error: ProviderError | None) -> Outcome:
+        """A call's outcome from the error it raised (None: it succeeded)."""
+        if error is None:
+            return cls.SUCCESS
+        return cls.RETRYABLE if error.retryable else cls.PERMANENT
 
 
 @dataclass(frozen=True)
@@ -48,14 +59,14 @@ class ChainFailed(ProviderError):
     """No provider produced a usable answer. Retryable unless every failure was permanent."""
 
     def __init__(self, attempts: tuple[Attempt, ...]) -> None:
-        failures = [a for a in attempts if a.outcome != "skipped"]
+        failures = [a for a in attempts if a.outcome != Outcome.SKIPPED]
         if not attempts:
             message, retryable = "No provider is enabled.", False
         elif not failures:
             message, retryable = "Every provider is cooling down or out of time; try again.", True
         else:
             message = f"Every provider failed; the last said: {failures[-1].error}"
-            retryable = any(a.outcome != "permanent" for a in attempts)
+            retryable = any(a.outcome != Outcome.PERMANENT for a in attempts)
         super().__init__(message, retryable=retryable, code="chain_failed")
         self.attempts = attempts
 
@@ -143,9 +154,7 @@ class Cooldowns:
 
 
 def _outcome(error: ProviderError) -> Outcome:
-    if isinstance(error, InvalidOutput):
-        return "invalid_output"
-    return "retryable" if error.retryable else "permanent"
+    return Outcome.INVALID_OUTPUT if isinstance(error, InvalidOutput) else Outcome.of(error)
 
 
 def run_chain[A: Adapter, T](
@@ -179,11 +188,11 @@ def run_chain[A: Adapter, T](
 
     for index, (provider_id, adapter) in enumerate(entries):
         if (wait := cooling(provider_id)) > 0:
-            report(Attempt(provider_id, 0, "skipped", f"Cooling down for {wait:.0f} s."))
+            report(Attempt(provider_id, 0, Outcome.SKIPPED, f"Cooling down for {wait:.0f} s."))
             continue
         left = ends_at - time.monotonic()
         if left <= 0:
-            report(Attempt(provider_id, 0, "skipped", "The time budget ran out."))
+            report(Attempt(provider_id, 0, Outcome.SKIPPED, "The time budget ran out."))
             continue
         followed = any(cooling(later) == 0 for later, _ in entries[index + 1 :])
         timeout = min(adapter.config.timeout, left / 2 if followed else left)
@@ -196,7 +205,8 @@ def run_chain[A: Adapter, T](
             if cooldowns is not None:
                 cooldowns.record_failure(provider_id, severe=error.code == "timeout")
             continue
-        report(Attempt(provider_id, int((time.monotonic() - started) * 1000), "success"))
+        latency = int((time.monotonic() - started) * 1000)
+        report(Attempt(provider_id, latency, Outcome.SUCCESS))
         if cooldowns is not None:
             cooldowns.record_success(provider_id)
         return ChainResult(value, provider_id, tuple(attempts))

@@ -2,8 +2,8 @@
 
 from django.db import transaction
 
-from providers.adapters.registry import get_adapter_class
 from providers.models import CatalogueEntry, Provider
+from providers.registry import get_adapter_class
 
 # (adapter, name, model id, priority, credits per image). The operator edits prices and adds
 # models in the admin (superusers only); this is only what a fresh platform offers.
@@ -45,10 +45,12 @@ def install_catalogue(entry_model=CatalogueEntry) -> None:
             adapter=adapter,
             model_id=model,
             defaults={
-                "name": name, "priority": priority, "credit_cost": cost,
+                "name": name,
+                "priority": priority,
+                "credit_cost": cost,
                 **catalogue_settings(adapter),
             },
-        )  # fmt: skip
+        )
 
 
 @transaction.atomic

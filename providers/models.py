@@ -11,28 +11,32 @@ from django.utils.text import capfirst
 
 from lib.egress import EgressRefused, check_url, origin
 from orgs.models import Organization
-from providers.adapters.base import ProviderConfig
-from providers.adapters.registry import ADAPTERS, KINDS, build_adapter, get_adapter_class
+from providers.adapters.types import Kind, ProviderConfig
+from providers.chain import Outcome
 from providers.fields import EncryptedTextField, mask_secret
 from providers.platform import platform_account
+from providers.registry import ADAPTERS, build_adapter, get_adapter_class
 
-
-class Kind(models.TextChoices):
-    IMAGE = "image", "Image generation"
-    LLM = "llm", "Prompt writer (LLM)"
-    VISION = "vision", "Reference analysis (vision)"
-
-
-assert tuple(Kind.values) == KINDS
+# How the admin names each kind and outcome. The values are defined once, in Kind and Outcome;
+# keyed by plain value so that choices (and migrations) hold strings, not the enums.
+KIND_LABELS = {
+    Kind.IMAGE.value: "Image generation",
+    Kind.LLM.value: "Prompt writer (LLM)",
+    Kind.VISION.value: "Reference analysis (vision)",
+}
+OUTCOME_LABELS = {
+    Outcome.SUCCESS.value: "Success",
+    Outcome.RETRYABLE.value: "Retryable error",
+    Outcome.PERMANENT.value: "Permanent error",
+    Outcome.INVALID_OUTPUT.value: "Invalid output",
+    Outcome.SKIPPED.value: "Skipped",
+}
 
 
 def adapter_choices():
     return [
-        (
-            Kind(kind).label,
-            [(slug, cls.label) for slug, cls in ADAPTERS.items() if cls.kind == kind],
-        )
-        for kind in KINDS
+        (label, [(slug, cls.label) for slug, cls in ADAPTERS.items() if cls.kind == kind])
+        for kind, label in KIND_LABELS.items()
     ]
 
 
@@ -45,16 +49,17 @@ class ProviderSettings(models.Model):
     costs. The platform operator owns these for catalogue models; an organization owns them for
     its own-key providers."""
 
-    kind = models.CharField(max_length=10, choices=Kind.choices, editable=False)
+    kind = models.CharField(max_length=10, choices=KIND_LABELS, editable=False)
     adapter = models.CharField(max_length=50, choices=adapter_choices)
     model_id = models.CharField(
         "provider model id", max_length=120, blank=True, help_text="Blank: the adapter's default."
     )
     timeout_seconds = models.FloatField(
-        "timeout (s)", default=30,
+        "timeout (s)",
+        default=30,
         validators=[MinValueValidator(MIN_TIMEOUT), MaxValueValidator(MAX_TIMEOUT)],
         help_text=f"Bound on each call to this provider, {MIN_TIMEOUT} to {MAX_TIMEOUT} seconds.",
-    )  # fmt: skip
+    )
     credit_cost = models.PositiveIntegerField("credits per image", default=1)
     aspect_ratios = models.JSONField(default=list, blank=True)
     default_aspect_ratio = models.CharField(max_length=10, blank=True)
@@ -62,7 +67,11 @@ class ProviderSettings(models.Model):
     default_quality = models.CharField(max_length=20, blank=True)
     max_product_images = models.PositiveSmallIntegerField(default=4)
     max_reference_images = models.PositiveSmallIntegerField(default=4)
-    options = models.JSONField(default=dict, blank=True, help_text="Adapter-specific settings.")
+    # Storage only: the admin edits the adapter's options form (Adapter.options_form), and
+    # clean_settings() cleans what is stored through it.
+    options = models.JSONField(
+        default=dict, blank=True, editable=False, help_text="The adapter's options, cleaned."
+    )
 
     class Meta:
         abstract = True
@@ -110,19 +119,16 @@ class ProviderSettings(models.Model):
             errors["model_id"] = str(exc)
         if self.kind != Kind.IMAGE:
             return
-        self._clean_choices(
-            errors, cls, "aspect_ratios", "default_aspect_ratio", cls.aspect_ratios,
-            cls.default_aspect_ratio, "aspect ratios",
-        )  # fmt: skip
-        self._clean_choices(
-            errors, cls, "quality_levels", "default_quality", cls.qualities, cls.default_quality,
-            "quality levels",
-        )  # fmt: skip
+        for field, default_field, supported, preferred in (
+            ("aspect_ratios", "default_aspect_ratio", cls.aspect_ratios, cls.default_aspect_ratio),
+            ("quality_levels", "default_quality", cls.qualities, cls.default_quality),
+        ):
+            self._clean_choices(errors, cls, field, default_field, supported, preferred)
         # Product images go to the image model; references only to the vision step.
         if cls.max_images and self.max_product_images > cls.max_images:
             errors["max_product_images"] = f"{cls.label} takes at most {cls.max_images} images."
 
-    def _clean_choices(self, errors, cls, field, default_field, supported, preferred, noun):
+    def _clean_choices(self, errors, cls, field, default_field, supported, preferred):
         """A subset of what the adapter supports (blank: all of it) and a default from it."""
         chosen = list(getattr(self, field) or supported)
         setattr(self, field, chosen)
@@ -137,6 +143,7 @@ class ProviderSettings(models.Model):
         default = getattr(self, default_field) or (preferred if preferred in chosen else chosen[0])
         setattr(self, default_field, default)
         if default not in chosen:
+            noun = field.replace("_", " ")  # "aspect ratios", "quality levels"
             errors[default_field] = f"The default must be one of the allowed {noun}."
 
 
@@ -147,10 +154,11 @@ class WebhookSecrets(models.Model):
     the previous secret is still accepted for NERSTUDIO_WEBHOOK_SECRET_GRACE_SECONDS."""
 
     webhook_secret = EncryptedTextField(
-        "webhook secret", blank=True,
+        "webhook secret",
+        blank=True,
         help_text="kie.ai → Settings → webhook HMAC key. Stored encrypted and never shown again. "
         "When set, callbacks must carry a fresh signature made with it.",
-    )  # fmt: skip
+    )
     previous_webhook_secret = EncryptedTextField(blank=True, editable=False)
     webhook_secret_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -176,12 +184,18 @@ class WebhookSecrets(models.Model):
         return secrets
 
 
+# How an image model is offered: its price, choices and limits.
+IMAGE_SETTINGS = (
+    "credit_cost",
+    "aspect_ratios",
+    "default_aspect_ratio",
+    "quality_levels",
+    "default_quality",
+    "max_product_images",
+    "max_reference_images",
+)
 # The settings an organization's catalogue row takes from its catalogue entry, always.
-CATALOGUE_FIELDS = (
-    "kind", "adapter", "model_id", "timeout_seconds", "credit_cost", "aspect_ratios",
-    "default_aspect_ratio", "quality_levels", "default_quality", "max_product_images",
-    "max_reference_images", "options",
-)  # fmt: skip
+CATALOGUE_FIELDS = ("kind", "adapter", "model_id", "timeout_seconds", *IMAGE_SETTINGS, "options")
 
 
 class CatalogueEntry(WebhookSecrets, ProviderSettings):
@@ -194,10 +208,11 @@ class CatalogueEntry(WebhookSecrets, ProviderSettings):
         max_length=80, help_text="What organizations see until they rename it for their members."
     )
     base_url = models.URLField(
-        max_length=300, blank=True,
+        max_length=300,
+        blank=True,
         help_text="Blank: the platform's endpoint for this vendor (NERSTUDIO_*_BASE_URL). A path "
         "on the same host is allowed; another host is not (the platform key goes only there).",
-    )  # fmt: skip
+    )
     offered = models.BooleanField(
         default=True, help_text="Organizations may use it. Unticking withdraws it everywhere."
     )
@@ -297,16 +312,21 @@ class Provider(WebhookSecrets, ProviderSettings):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="providers")
     catalogue = models.ForeignKey(
-        CatalogueEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="providers",
+        CatalogueEntry,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="providers",
         verbose_name="catalogue model",
         help_text="The platform's model this row uses; blank for an own-key provider.",
-    )  # fmt: skip
+    )
     name = models.CharField("display name", max_length=80)
     base_url = models.URLField(
-        max_length=300, blank=True,
+        max_length=300,
+        blank=True,
         help_text="Own-key providers only. Blank: the provider's public API. Set it for proxies "
         "or regional endpoints (https, public addresses only).",
-    )  # fmt: skip
+    )
     api_key = EncryptedTextField(
         "API key", blank=True, help_text="Own-key providers only. Stored encrypted."
     )
@@ -318,9 +338,10 @@ class Provider(WebhookSecrets, ProviderSettings):
         "default image model", default=False, help_text="Preselected on the Generate page."
     )
     visible_to_members = models.BooleanField(
-        "members may use it", default=True,
+        "members may use it",
+        default=True,
         help_text="Image models only: untick to keep a model to admins (for trying it out).",
-    )  # fmt: skip
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -460,12 +481,6 @@ class Provider(WebhookSecrets, ProviderSettings):
                 check_url(self.base_url, base=True)
             except EgressRefused as exc:
                 errors["base_url"] = str(exc)
-        upload = (self.options or {}).get("upload_base_url")
-        if upload and "options" not in errors:
-            try:
-                check_url(upload, base=True)
-            except EgressRefused as exc:
-                errors["options"] = f"upload_base_url: {exc}"
 
     def validate_constraints(self, exclude=None):
         # save() moves the default flag atomically and clean() checks it is an image model.
@@ -530,26 +545,14 @@ def bump_config_version(org_id: int) -> None:
     Organization.objects.filter(pk=org_id).update(config_version=F("config_version") + 1)
 
 
-class Outcome(models.TextChoices):
-    """The outcomes `providers.chain` reports."""
-
-    SUCCESS = "success", "Success"
-    RETRYABLE = "retryable", "Retryable error"
-    PERMANENT = "permanent", "Permanent error"
-    INVALID_OUTPUT = "invalid_output", "Invalid output"
-    SKIPPED = "skipped", "Skipped"
-
-
 class ProviderAttempt(models.Model):
     """Every call to a provider: lineage for generations and the source of provider health."""
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="attempts")
-    generation = models.ForeignKey(
-        "generation.Generation", null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="provider_attempts",
-    )  # fmt: skip
+    # The generation the call served (lineage), by id: providers know nothing of generations.
+    generation_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     purpose = models.CharField(max_length=20)  # "variants", "vision", "image", "test"
-    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    outcome = models.CharField(max_length=16, choices=OUTCOME_LABELS)
     latency_ms = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)  # the provider's or gateway's own text, for admins
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)

@@ -2,9 +2,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from orgs.access import org_admin_required
-from providers import services
 from providers.admin import admin_change_url, report_connection_test
-from providers.models import Kind, Provider
+from providers.health import provider_health
+from providers.models import KIND_LABELS, Provider
 
 
 @org_admin_required
@@ -14,11 +14,13 @@ def index(request):
         .select_related("catalogue")
         .order_by("kind", "priority", "pk")
     )
-    health = services.provider_health(providers)
+    health = provider_health(providers)
     for provider in providers:
         provider.health = health[provider.pk]
         provider.edit_url = admin_change_url(provider)
-    groups = [(label, [p for p in providers if p.kind == kind]) for kind, label in Kind.choices]
+    groups = [
+        (label, [p for p in providers if p.kind == kind]) for kind, label in KIND_LABELS.items()
+    ]
     return render(request, "providers/index.html", {"groups": groups})
 
 

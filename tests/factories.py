@@ -3,6 +3,7 @@ from allauth.account.models import EmailAddress
 
 from accounts.models import User
 from orgs.models import Invitation, Membership, Organization
+from orgs.services import open_organization
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -21,10 +22,18 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 class OrganizationFactory(factory.django.DjangoModelFactory):
+    """An organization as the product creates one: through orgs.services.open_organization, so it
+    has its credit account (balance 0) and the default providers, like every real organization.
+    Only `name` can be given."""
+
     class Meta:
         model = Organization
 
     name = factory.Sequence(lambda n: f"Studio {n}")
+
+    @classmethod
+    def _create(cls, model_class, *, name):
+        return open_organization(name=name)
 
 
 class MembershipFactory(factory.django.DjangoModelFactory):
@@ -111,8 +120,11 @@ class ImageModelFactory(factory.django.DjangoModelFactory):
 
     @classmethod
     def _create(cls, model_class, *args, org, name, priority, **settings):
-        row = {k: settings.pop(k) for k in ("enabled", "is_default", "visible_to_members")
-               if k in settings}  # fmt: skip
+        row = {
+            k: settings.pop(k)
+            for k in ("enabled", "is_default", "visible_to_members")
+            if k in settings
+        }
         entry = CatalogueEntryFactory(name=name, priority=priority, **settings)
         provider = model_class(org=org, catalogue=entry, name=name, priority=priority, **row)
         provider.full_clean(exclude=["org"])
@@ -166,19 +178,32 @@ from generation.models import GenerationImage, SourceImage, source_image_path  #
 def stored_source_image(org, *, colour=(46, 134, 222), uploaded_by=None) -> SourceImage:
     """An upload of `org`: a real PNG saved under its content-addressed name."""
     data = image_bytes("PNG", (40, 30), colour)
-    source = SourceImage(org=org, sha256=hashlib.sha256(data).hexdigest(), format="PNG",
-                         width=40, height=30, size=len(data), uploaded_by=uploaded_by)  # fmt: skip
+    source = SourceImage(
+        org=org,
+        sha256=hashlib.sha256(data).hexdigest(),
+        format="PNG",
+        width=40,
+        height=30,
+        size=len(data),
+        uploaded_by=uploaded_by,
+    )
     source.file.name = default_storage.save(source_image_path(source, ""), ContentFile(data))
     source.save()
     return source
 
 
-def finished_image(membership, *, prompt="A ceramic mug on linen", index=0, products=(),
-                   references=()) -> GenerationImage:  # fmt: skip
+def finished_image(
+    membership, *, prompt="A ceramic mug on linen", index=0, products=(), references=()
+) -> GenerationImage:
     """A done image of a new generation by `membership`'s user, with a real PNG and WEBP
     thumbnail in storage; `products` and `references` are SourceImages the generation used."""
-    generation = GenerationFactory(org=membership.org, user=membership.user, prompt=prompt,
-                                   count=index + 1, status=Generation.Status.DONE)  # fmt: skip
+    generation = GenerationFactory(
+        org=membership.org,
+        user=membership.user,
+        prompt=prompt,
+        count=index + 1,
+        status=Generation.Status.DONE,
+    )
     generation.products.set(products)
     generation.references.set(references)
     folder = f"generated/{membership.org.public_id}"
@@ -187,14 +212,19 @@ def finished_image(membership, *, prompt="A ceramic mug on linen", index=0, prod
     webp = ContentFile(image_bytes("WEBP", (32, 24)))
     thumbnail = default_storage.save(f"{folder}/thumbs/{generation.public_id.hex}.webp", webp)
     return GenerationImage.objects.create(
-        generation=generation, index=index, status=GenerationImage.Status.DONE,
-        prompt=f"{prompt}, variant {index + 1}", file=file, thumbnail=thumbnail,
-        width=64, height=48,
-    )  # fmt: skip
+        generation=generation,
+        index=index,
+        status=GenerationImage.Status.DONE,
+        prompt=f"{prompt}, variant {index + 1}",
+        file=file,
+        thumbnail=thumbnail,
+        width=64,
+        height=48,
+    )
 
 
 # --- Credits: top-up requests from organization admins ------------------------------------------
-from generation.models import TopUpRequest  # noqa: E402
+from credits.models import TopUpRequest  # noqa: E402
 
 
 class TopUpRequestFactory(factory.django.DjangoModelFactory):

@@ -161,10 +161,17 @@ def test_the_generation_page_runs_a_fixed_number_of_queries(
 
     generation = GenerationFactory(org=admin_membership.org, user=admin_membership.user, count=8)
     GenerationImage.objects.bulk_create(
-        GenerationImage(generation=generation, index=i, status="done", file=f"g/{i}.png",
-                        thumbnail=f"g/t{i}.webp", width=8, height=8)
+        GenerationImage(
+            generation=generation,
+            index=i,
+            status="done",
+            file=f"g/{i}.png",
+            thumbnail=f"g/t{i}.webp",
+            width=8,
+            height=8,
+        )
         for i in range(8)
-    )  # fmt: skip
+    )
     with django_assert_max_num_queries(6):
         response = admin_client.get(reverse("generation:detail", args=[generation.public_id]))
     assert response.status_code == 200

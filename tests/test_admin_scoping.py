@@ -75,8 +75,14 @@ def test_an_org_admin_without_the_staff_flag_can_open_the_admin(admin_client, ad
 def test_the_index_shows_no_platform_models_to_an_org_admin(admin_client, rows):
     page = admin_client.get(reverse("admin:index")).content.decode()
 
-    platform_only = ["Users", "Groups", "Email addresses", "Social applications", "Social accounts",
-                     "Top-up requests"]  # fmt: skip
+    platform_only = [
+        "Users",
+        "Groups",
+        "Email addresses",
+        "Social applications",
+        "Social accounts",
+        "Top-up requests",
+    ]
     for hidden in platform_only:
         assert f">{hidden}<" not in page
     assert changelist(Organization) in page and changelist(Invitation) in page

@@ -10,8 +10,11 @@ from django.db import connection, connections
 from django.db.models import Sum
 from kombu.transport import memory
 
-from generation import credits, services
-from generation.models import CreditAccount, Generation, GenerationImage, LedgerEntry, SourceImage
+from credits import services as credits
+from credits.models import CreditAccount, LedgerEntry
+from generation import tasks
+from generation.models import Generation, GenerationImage, SourceImage
+from generation.pipeline.results import fail_image
 from tests.concurrency import race
 from tests.factories import MembershipFactory
 from tests.images import validated
@@ -94,11 +97,16 @@ def test_twenty_submissions_against_credits_for_ten_accept_exactly_ten(
     drain_queued_generations()
 
     def submit(i):
-        return lambda: services.start_generation(
-            membership=people[i % len(people)], provider=provider, prompt=f"Mug #{i}", count=2,
-            aspect_ratio=provider.default_aspect_ratio, quality=provider.default_quality,
-            products=[shared, validated(f"#{i:02x}86de")], references=[],
-        )  # fmt: skip
+        return lambda: tasks.generate(
+            membership=people[i % len(people)],
+            provider=provider,
+            prompt=f"Mug #{i}",
+            count=2,
+            aspect_ratio=provider.default_aspect_ratio,
+            quality=provider.default_quality,
+            products=[shared, validated(f"#{i:02x}86de")],
+            references=[],
+        )
 
     with BalanceWatcher(org) as watcher:
         outcomes = _race([submit(i) for i in range(20)])
@@ -127,9 +135,15 @@ def generating(studio):
     org, provider, people = studio
     credits.top_up(org=org, amount=22)
     generation = Generation.objects.create(
-        org=org, user=people[0].user, provider=provider, provider_name=provider.name,
-        credit_cost=3, prompt="A mug", aspect_ratio="1:1", count=4,
-    )  # fmt: skip
+        org=org,
+        user=people[0].user,
+        provider=provider,
+        provider_name=provider.name,
+        credit_cost=3,
+        prompt="A mug",
+        aspect_ratio="1:1",
+        count=4,
+    )
     GenerationImage.objects.bulk_create(
         GenerationImage(generation=generation, index=i) for i in range(4)
     )
@@ -179,7 +193,7 @@ def test_concurrent_failures_of_one_image_release_it_once(generating):
     image = generation.images.first()
 
     outcomes = _race(
-        [lambda: services.fail_image(image.pk, "No result in time") for _ in range(8)],
+        [lambda: fail_image(image.pk, "No result in time") for _ in range(8)],
         expected=(),
     )
 

@@ -10,9 +10,12 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
-from generation import credits, services
-from generation.models import CreditAccount, Generation, GenerationImage, LedgerEntry, SourceImage
-from orgs.models import Organization
+from credits import services as credits
+from credits.models import CreditAccount, LedgerEntry
+from generation.models import Generation, GenerationImage, SourceImage
+from generation.pipeline.results import fail_image
+from generation.pipeline.start import start_generation
+from orgs.services import open_organization
 from tests.factories import OrganizationFactory
 from tests.images import validated
 
@@ -48,9 +51,15 @@ def new_generation(membership, *, count=4, cost=5) -> Generation:
     """A generation row with its images, as start_generation creates them, without holding."""
     provider = image_provider(membership.org, cost)
     generation = Generation.objects.create(
-        org=membership.org, user=membership.user, provider=provider, provider_name=provider.name,
-        credit_cost=cost, prompt="A mug", aspect_ratio="1:1", count=count,
-    )  # fmt: skip
+        org=membership.org,
+        user=membership.user,
+        provider=provider,
+        provider_name=provider.name,
+        credit_cost=cost,
+        prompt="A mug",
+        aspect_ratio="1:1",
+        count=count,
+    )
     GenerationImage.objects.bulk_create(
         GenerationImage(generation=generation, index=i) for i in range(count)
     )
@@ -80,18 +89,18 @@ def other_account(other_admin_membership):
 
 
 def top_up_url(account):
-    return reverse("admin:generation_creditaccount_top_up", args=[account.pk])
+    return reverse("admin:credits_creditaccount_top_up", args=[account.pk])
 
 
 def adjust_url(account):
-    return reverse("admin:generation_creditaccount_adjust", args=[account.pk])
+    return reverse("admin:credits_creditaccount_adjust", args=[account.pk])
 
 
 # --- Every organization has an account ----------------------------------------------------------
 
 
 def test_a_new_organization_starts_with_an_empty_credit_account():
-    org = Organization.objects.create(name="Fresh")
+    org = open_organization(name="Fresh")
 
     assert CreditAccount.objects.get(org=org).balance == 0
     assert credits.balance_of(org) == 0
@@ -272,8 +281,10 @@ def test_an_adjustment_cannot_take_the_balance_below_zero(superuser_client, org,
     assert assert_consistent(org) == 10
 
 
-@pytest.mark.parametrize(("data", "field"), [({"delta": "0", "note": "x"}, "delta"),
-                                             ({"delta": "5", "note": ""}, "note")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [({"delta": "0", "note": "x"}, "delta"), ({"delta": "5", "note": ""}, "note")],
+)
 def test_an_adjustment_needs_a_change_and_a_reason(superuser_client, account, data, field):
     response = superuser_client.post(adjust_url(account), data)
 
@@ -287,14 +298,14 @@ def test_an_org_admin_cannot_adjust(admin_client, org, account):
 
     assert response.status_code == 403
     assert not LedgerEntry.objects.exists()
-    page = admin_client.get(reverse("admin:generation_creditaccount_change", args=[account.pk]))
+    page = admin_client.get(reverse("admin:credits_creditaccount_change", args=[account.pk]))
     assert page.status_code == 200
     assert top_up_url(account) not in page.content.decode()
     assert adjust_url(account) not in page.content.decode()
 
 
 def test_a_superuser_sees_the_top_up_and_adjustment_tools(superuser_client, account):
-    page = superuser_client.get(reverse("admin:generation_creditaccount_change", args=[account.pk]))
+    page = superuser_client.get(reverse("admin:credits_creditaccount_change", args=[account.pk]))
 
     assert page.status_code == 200
     assert top_up_url(account) in page.content.decode()
@@ -313,22 +324,22 @@ def test_an_org_admin_cannot_adjust_another_orgs_balance(admin_client, other_acc
 
 def test_nobody_edits_a_balance_in_the_admin(superuser_client, org, account):
     credits.top_up(org=org, amount=10)
-    url = reverse("admin:generation_creditaccount_change", args=[account.pk])
+    url = reverse("admin:credits_creditaccount_change", args=[account.pk])
 
     superuser_client.post(url, {"balance": "999999"})
 
     assert assert_consistent(org) == 10
-    assert superuser_client.get(reverse("admin:generation_creditaccount_add")).status_code == 403
-    delete = reverse("admin:generation_creditaccount_delete", args=[account.pk])
+    assert superuser_client.get(reverse("admin:credits_creditaccount_add")).status_code == 403
+    delete = reverse("admin:credits_creditaccount_delete", args=[account.pk])
     assert superuser_client.post(delete, {"post": "yes"}).status_code == 403
     assert CreditAccount.objects.filter(pk=account.pk).exists()
 
 
 def test_an_org_admin_lists_only_their_own_account(admin_client, account, other_account):
-    response = admin_client.get(reverse("admin:generation_creditaccount_changelist"))
+    response = admin_client.get(reverse("admin:credits_creditaccount_changelist"))
 
     assert list(response.context["cl"].result_list) == [account]
-    other = reverse("admin:generation_creditaccount_change", args=[other_account.pk])
+    other = reverse("admin:credits_creditaccount_change", args=[other_account.pk])
     assert admin_client.get(other, follow=True).redirect_chain[-1][0] == reverse("admin:index")
 
 
@@ -336,16 +347,17 @@ def test_an_org_admin_lists_only_their_own_account(admin_client, account, other_
 def test_the_ledger_is_append_only_in_the_admin(request, who, org, admin):
     client = request.getfixturevalue(who)
     entry = credits.top_up(org=org, amount=10, actor=admin, note="original")
-    change = reverse("admin:generation_ledgerentry_change", args=[entry.pk])
-    delete = reverse("admin:generation_ledgerentry_delete", args=[entry.pk])
+    change = reverse("admin:credits_ledgerentry_change", args=[entry.pk])
+    delete = reverse("admin:credits_ledgerentry_delete", args=[entry.pk])
 
     assert client.get(change).status_code == 200  # viewable
     client.post(change, {"delta": "1000", "note": "rewritten"})
-    assert client.get(reverse("admin:generation_ledgerentry_add")).status_code == 403
+    assert client.get(reverse("admin:credits_ledgerentry_add")).status_code == 403
     assert client.post(delete, {"post": "yes"}).status_code == 403
-    changelist = reverse("admin:generation_ledgerentry_changelist")
-    client.post(changelist, {"action": "delete_selected", "_selected_action": [entry.pk],
-                             "post": "yes"})  # fmt: skip
+    changelist = reverse("admin:credits_ledgerentry_changelist")
+    client.post(
+        changelist, {"action": "delete_selected", "_selected_action": [entry.pk], "post": "yes"}
+    )
 
     entry.refresh_from_db()
     assert (entry.delta, entry.note) == (10, "original")
@@ -355,7 +367,7 @@ def test_the_ledger_is_append_only_in_the_admin(request, who, org, admin):
 def test_an_org_admin_sees_only_their_orgs_ledger(admin_client, org, other_admin_membership):
     own = credits.top_up(org=org, amount=10)
     other = credits.top_up(org=other_admin_membership.org, amount=20)
-    changelist = reverse("admin:generation_ledgerentry_changelist")
+    changelist = reverse("admin:credits_ledgerentry_changelist")
 
     response = admin_client.get(changelist)
     assert list(response.context["cl"].result_list) == [own]
@@ -365,7 +377,7 @@ def test_an_org_admin_sees_only_their_orgs_ledger(admin_client, org, other_admin
         assert column in page
     crafted = admin_client.get(changelist, {"org__id__exact": other.org_id})
     assert list(crafted.context["cl"].result_list) == []
-    entry_url = reverse("admin:generation_ledgerentry_change", args=[other.pk])
+    entry_url = reverse("admin:credits_ledgerentry_change", args=[other.pk])
     assert admin_client.get(entry_url, follow=True).redirect_chain[-1][0] == reverse("admin:index")
 
 
@@ -374,15 +386,16 @@ def test_a_superuser_sees_every_ledger_and_filters_by_org(
 ):
     own = credits.top_up(org=org, amount=10)
     other = credits.top_up(org=other_admin_membership.org, amount=20)
-    changelist = reverse("admin:generation_ledgerentry_changelist")
+    changelist = reverse("admin:credits_ledgerentry_changelist")
 
     assert set(superuser_client.get(changelist).context["cl"].result_list) == {own, other}
     narrowed = superuser_client.get(changelist, {"org__id__exact": org.pk})
     assert list(narrowed.context["cl"].result_list) == [own]
 
 
-def test_generations_are_read_only_and_scoped_in_the_admin(admin_client, admin_membership,
-                                                             other_admin_membership):  # fmt: skip
+def test_generations_are_read_only_and_scoped_in_the_admin(
+    admin_client, admin_membership, other_admin_membership
+):
     own = new_generation(admin_membership)
     new_generation(other_admin_membership)
     changelist = reverse("admin:generation_generation_changelist")
@@ -409,11 +422,12 @@ def test_every_credit_admin_page_renders(superuser_client, admin_client, admin_m
         org=account.org, user=admin_membership.user, amount=50, note="More"
     )
     urls = [
+        reverse("admin:app_list", args=["credits"]),
         reverse("admin:app_list", args=["generation"]),
-        reverse("admin:generation_creditaccount_changelist"),
-        reverse("admin:generation_creditaccount_change", args=[account.pk]),
-        reverse("admin:generation_ledgerentry_changelist"),
-        reverse("admin:generation_ledgerentry_change", args=[entry.pk]),
+        reverse("admin:credits_creditaccount_changelist"),
+        reverse("admin:credits_creditaccount_change", args=[account.pk]),
+        reverse("admin:credits_ledgerentry_changelist"),
+        reverse("admin:credits_ledgerentry_change", args=[entry.pk]),
         reverse("admin:generation_generation_changelist"),
         reverse("admin:generation_generation_change", args=[generation.pk]),
     ]
@@ -422,9 +436,9 @@ def test_every_credit_admin_page_renders(superuser_client, admin_client, admin_m
     operator_urls = [
         top_up_url(account),
         adjust_url(account),
-        reverse("admin:generation_topuprequest_changelist"),
-        reverse("admin:generation_topuprequest_changelist") + "?status=all",
-        reverse("admin:generation_topuprequest_change", args=[top_up_request.pk]),
+        reverse("admin:credits_topuprequest_changelist"),
+        reverse("admin:credits_topuprequest_changelist") + "?status=all",
+        reverse("admin:credits_topuprequest_change", args=[top_up_request.pk]),
     ]
     for url in [*urls, *operator_urls]:
         assert superuser_client.get(url).status_code == 200, url
@@ -442,7 +456,7 @@ def test_the_dashboard_shows_the_balance_and_the_last_five_entries(admin_client,
     page = response.content.decode()
     assert "6,015" in page and "credits available" in page
     assert [f"top-up #{i}" in page for i in range(6)] == [False] + [True] * 5
-    assert reverse("admin:generation_ledgerentry_changelist") in page
+    assert reverse("admin:credits_ledgerentry_changelist") in page
 
 
 def test_the_dashboard_of_a_new_org_shows_zero_credits(admin_client):
@@ -478,9 +492,13 @@ def test_a_generation_holds_then_settles_each_image_once(admin_membership, org):
 
 @pytest.mark.parametrize(
     ("first", "second"),
-    [("capture", "capture"), ("capture", "release"), ("release", "release"),
-     ("release", "capture")],
-)  # fmt: skip
+    [
+        ("capture", "capture"),
+        ("capture", "release"),
+        ("release", "release"),
+        ("release", "capture"),
+    ],
+)
 def test_an_image_settles_once(admin_membership, org, first, second):
     credits.top_up(org=org, amount=50)
     generation = new_generation(admin_membership, count=2, cost=5)
@@ -539,11 +557,16 @@ def test_a_refused_submission_stores_and_charges_nothing(admin_membership, org, 
     credits.top_up(org=org, amount=14)
 
     with pytest.raises(credits.InsufficientCredits):
-        services.start_generation(
-            membership=admin_membership, provider=provider, prompt="A mug", count=3,
-            aspect_ratio=provider.default_aspect_ratio, quality=provider.default_quality,
-            products=[validated()], references=[validated("#2e86de")],
-        )  # fmt: skip
+        start_generation(
+            membership=admin_membership,
+            provider=provider,
+            prompt="A mug",
+            count=3,
+            aspect_ratio=provider.default_aspect_ratio,
+            quality=provider.default_quality,
+            products=[validated()],
+            references=[validated("#2e86de")],
+        )
 
     assert assert_consistent(org) == 14
     assert LedgerEntry.objects.filter(org=org).count() == 1
@@ -556,11 +579,16 @@ def test_an_accepted_submission_holds_count_times_cost(admin_membership, org, se
     provider = image_provider(org, cost=5)
     credits.top_up(org=org, amount=15)
 
-    generation = services.start_generation(
-        membership=admin_membership, provider=provider, prompt="A mug", count=3,
-        aspect_ratio=provider.default_aspect_ratio, quality=provider.default_quality,
-        products=[validated()], references=[],
-    )  # fmt: skip
+    generation = start_generation(
+        membership=admin_membership,
+        provider=provider,
+        prompt="A mug",
+        count=3,
+        aspect_ratio=provider.default_aspect_ratio,
+        quality=provider.default_quality,
+        products=[validated()],
+        references=[],
+    )
 
     hold = LedgerEntry.objects.get(kind="hold")
     assert (hold.generation, hold.delta, hold.provider) == (generation, -15, provider)
@@ -573,8 +601,8 @@ def test_a_failed_image_releases_its_share_once(admin_membership, org):
     credits.hold(generation=generation)
     image = generation.images.first()
 
-    assert services.fail_image(image.pk, "Provider down") is True
-    assert services.fail_image(image.pk, "Provider down again") is False
+    assert fail_image(image.pk, "Provider down") is True
+    assert fail_image(image.pk, "Provider down again") is False
 
     assert assert_consistent(org) == 5
     assert LedgerEntry.objects.get(image=image).note == "Provider down"

@@ -10,14 +10,26 @@ pytestmark = pytest.mark.django_db
 def _image(membership, index=0, status="done", prompt="A mug"):
     provider = membership.org.providers.get(adapter="local-image")
     generation = Generation.objects.create(
-        org=membership.org, user=membership.user, provider=provider, provider_name=provider.name,
-        credit_cost=1, prompt=prompt, aspect_ratio="1:1", count=1, status="done",
-    )  # fmt: skip
+        org=membership.org,
+        user=membership.user,
+        provider=provider,
+        provider_name=provider.name,
+        credit_cost=1,
+        prompt=prompt,
+        aspect_ratio="1:1",
+        count=1,
+        status="done",
+    )
     return GenerationImage.objects.create(
-        generation=generation, index=index, status=status, prompt=f"{prompt} variant",
-        file=f"generated/{generation.pk}.png", thumbnail=f"generated/thumbs/{generation.pk}.webp",
-        width=64, height=64,
-    )  # fmt: skip
+        generation=generation,
+        index=index,
+        status=status,
+        prompt=f"{prompt} variant",
+        file=f"generated/{generation.pk}.png",
+        thumbnail=f"generated/thumbs/{generation.pk}.webp",
+        width=64,
+        height=64,
+    )
 
 
 def test_a_member_sees_only_their_own_images(member_client, member_membership, admin_membership):
@@ -27,8 +39,9 @@ def test_a_member_sees_only_their_own_images(member_client, member_membership, a
     assert "Mine variant" in body and "The admin&#x27;s variant" not in body
 
 
-def test_an_admin_sees_the_whole_organizations_images(admin_client, member_membership,
-                                                       other_admin_membership):  # fmt: skip
+def test_an_admin_sees_the_whole_organizations_images(
+    admin_client, member_membership, other_admin_membership
+):
     _image(member_membership, prompt="Member work")
     _image(other_admin_membership, prompt="Rival work")
     body = admin_client.get(reverse("gallery:index")).content.decode()
@@ -36,12 +49,15 @@ def test_an_admin_sees_the_whole_organizations_images(admin_client, member_membe
 
 
 def test_failed_images_are_not_in_the_gallery(member_client, member_membership):
+    _image(member_membership, prompt="Finished")
     _image(member_membership, prompt="Broken", status="failed")
-    assert "Broken" not in member_client.get(reverse("gallery:index")).content.decode()
+    body = member_client.get(reverse("gallery:index")).content.decode()
+    assert "Finished variant" in body and "Broken" not in body
 
 
-def test_the_gallery_runs_a_fixed_number_of_queries(admin_client, org,
-                                                     django_assert_max_num_queries):  # fmt: skip
+def test_the_gallery_runs_a_fixed_number_of_queries(
+    admin_client, org, django_assert_max_num_queries
+):
     for _ in range(12):
         _image(MembershipFactory(org=org))
     with django_assert_max_num_queries(6):

@@ -14,10 +14,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from PIL import Image
 
-from generation import credits
-from generation.models import Generation, GenerationImage, LedgerEntry, SourceImage
+from credits import services as credits
+from credits.models import LedgerEntry
+from generation.models import Generation, GenerationImage, SourceImage
 from providers.models import Provider
-from providers.services import clear_registry
+from providers.org_registry import clear_registry
 from tests.factories import GenerationFactory, ImageModelFactory, MembershipFactory, image_bytes
 
 GENERATE = reverse("generation:generate")
@@ -347,7 +348,7 @@ def test_an_invalid_submission_stores_and_charges_nothing(admin_client, org, see
     html = response.content.decode()
     assert response.status_code == 422
     assert "photo.png is not a JPEG, PNG or WebP image." in html  # every bad file named
-    assert "big.png is larger than 2 KB." in html
+    assert "big.png is larger than 2.0\N{NO-BREAK SPACE}KB." in html
     assert "Write a prompt: what should the images show?" in html
     assert "choose your photos again" in html
     assert not Generation.objects.exists()

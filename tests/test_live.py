@@ -12,6 +12,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from generation import live
 from generation.models import Generation, GenerationImage
@@ -24,10 +25,17 @@ TIMEOUT = 5
 def make_generation(membership, count=3, status=Generation.Status.GENERATING):
     provider = membership.org.providers.get(adapter="local-image")
     generation = Generation.objects.create(
-        org=membership.org, user=membership.user, provider=provider, provider_name=provider.name,
-        credit_cost=2, prompt="A ceramic mug on a linen tablecloth", aspect_ratio="4:5",
-        quality="draft", count=count, status=status,
-    )  # fmt: skip
+        org=membership.org,
+        user=membership.user,
+        provider=provider,
+        provider_name=provider.name,
+        credit_cost=2,
+        prompt="A ceramic mug on a linen tablecloth",
+        aspect_ratio="4:5",
+        quality="draft",
+        count=count,
+        status=status,
+    )
     GenerationImage.objects.bulk_create(
         GenerationImage(generation=generation, index=i) for i in range(count)
     )
@@ -218,11 +226,45 @@ async def test_viewers_receive_only_the_generations_they_are_connected_to(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_pushing_with_nobody_connected_or_for_a_missing_row_never_raises(generation):
+def test_pushing_with_nobody_connected_or_for_a_missing_row_is_no_failure(generation, caplog):
     live.push_generation(generation.pk)
     live.push_image(generation.images.first().pk)
     live.push_generation(999_999)
     live.push_image(999_999)
+
+    assert [r.getMessage() for r in caplog.records if r.name == "generation.live"] == []
+
+
+class UnreachableLayer:
+    """A channel layer whose transport fails the way channels-redis does with Redis down."""
+
+    def __init__(self, error):
+        self.error = error
+
+    async def group_send(self, group, message):
+        raise self.error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_push_the_transport_cannot_take_is_logged_not_raised(generation, monkeypatch, caplog):
+    layer = UnreachableLayer(RedisConnectionError("Error 111 connecting to redis:6379."))
+    monkeypatch.setattr(live, "get_channel_layer", lambda: layer)
+
+    live.push_generation(generation.pk)  # the pipeline carries on
+    live.push_image(generation.images.first().pk)
+
+    failures = [r for r in caplog.records if r.name == "generation.live"]
+    assert [r.getMessage() for r in failures] == ["Live update not sent"] * 2
+    assert all(isinstance(r.exc_info[1], RedisConnectionError) for r in failures)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_push_failing_for_another_reason_is_a_bug_and_raised(generation, monkeypatch):
+    layer = UnreachableLayer(TypeError("group_send() got an unexpected keyword argument"))
+    monkeypatch.setattr(live, "get_channel_layer", lambda: layer)
+
+    with pytest.raises(TypeError):
+        live.push_generation(generation.pk)
 
 
 @pytest.mark.django_db

@@ -11,10 +11,13 @@ import requests
 from django.core.files.storage import default_storage
 from PIL import Image
 
-from generation import credits, services
-from generation.models import Generation, LedgerEntry, ReferenceAnalysis
-from providers import services as provider_services
+from credits import services as credits
+from credits.models import LedgerEntry
+from generation import tasks
+from generation.models import Generation, ReferenceAnalysis
+from generation.pipeline import submit
 from providers.models import ProviderAttempt
+from providers.org_registry import clear_registry
 from tests.images import validated
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,7 +28,7 @@ def embedded(live_server, settings, tmp_path, loopback_egress):
     settings.CELERY_BROKER_URL = None  # tasks on the in-process pool
     settings.NERSTUDIO_PUBLIC_URL = live_server.url
     settings.MEDIA_ROOT = tmp_path / "media"
-    provider_services.clear_registry()
+    clear_registry()
     return live_server
 
 
@@ -52,11 +55,16 @@ def _wait_until_finished(generation, seconds=45):
 
 
 def _start(membership, provider, count=3, references=1):
-    return services.start_generation(
-        membership=membership, provider=provider, prompt="A ceramic mug on a linen tablecloth",
-        count=count, aspect_ratio="4:5", quality="draft", products=[validated("#2e86de")],
+    return tasks.generate(
+        membership=membership,
+        provider=provider,
+        prompt="A ceramic mug on a linen tablecloth",
+        count=count,
+        aspect_ratio="4:5",
+        quality="draft",
+        products=[validated("#2e86de")],
         references=[validated("#e67e22", (200, 200))][:references],
-    )  # fmt: skip
+    )
 
 
 def test_a_generation_on_local_providers_delivers_every_image_and_captures_its_credits(studio):
@@ -78,7 +86,8 @@ def test_a_generation_on_local_providers_delivers_every_image_and_captures_its_c
     assert kinds == ["capture", "capture", "capture", "hold"]
     assert credits.balance_of(membership.org) == 50 - 3 * 2
     assert ReferenceAnalysis.objects.filter(org=membership.org).count() == 1
-    lineage = set(generation.provider_attempts.values_list("purpose", "provider__name"))
+    attempts = ProviderAttempt.objects.filter(generation_id=generation.pk)
+    lineage = set(attempts.values_list("purpose", "provider__name"))
     assert lineage == {
         ("vision", "Local image analysis (offline)"),
         ("variants", "Local prompt writer (offline)"),
@@ -116,7 +125,7 @@ def test_the_local_provider_reads_products_and_publishes_results_through_signed_
     adapter = local.build()
 
     urls = {
-        product.file.name: services._product_url(adapter, product),
+        product.file.name: submit._product_url(adapter, product),
         f"local-provider/{task_id}.png": adapter.poll(task_id).result_urls[0],
     }
 

@@ -1,6 +1,7 @@
 """The pipeline with kie.ai, OpenAI and Gemini faked at the HTTP seam (real request/response
-shapes from PROVIDERS.md). Tasks are driven step by step: inside a test transaction nothing that
-`enqueue` queues ever runs, so each stage is called the way a worker would call it."""
+shapes from PROVIDERS.md). The steps (generation/pipeline/) are driven one by one: inside a test
+transaction nothing that `enqueue` queues ever runs, so each step is called the way its task
+calls it."""
 
 import base64
 import hashlib
@@ -15,11 +16,15 @@ import responses
 from django.core.cache import cache
 from django.utils import timezone
 
-from generation import credits, services
-from generation.models import Generation, GenerationImage, LedgerEntry
+from credits import services as credits
+from credits.models import LedgerEntry
+from generation import tasks
+from generation.models import Generation, GenerationImage
+from generation.pipeline import prompts, reconcile, results, start, submit
 from lib.tasks import TryLater
-from providers import services as provider_services
+from providers.health import result_latency_p50
 from providers.models import ProviderAttempt
+from providers.org_registry import clear_registry
 from tests.images import png_bytes, validated
 
 pytestmark = pytest.mark.django_db
@@ -32,22 +37,36 @@ UPLOAD = "https://kieai.redpandaai.co/api/file-base64-upload"
 
 def completion(content: dict) -> dict:
     return {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1767225600, "model": "x",
-        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                     "message": {"role": "assistant", "content": json.dumps(content),
-                                 "refusal": None}}],
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1767225600,
+        "model": "x",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "logprobs": None,
+                "message": {"role": "assistant", "content": json.dumps(content), "refusal": None},
+            }
+        ],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-    }  # fmt: skip
+    }
 
 
 def record(task_id, state, urls=(), fail_msg=""):
     data = {
-        "taskId": task_id, "model": "seedream/4.5-edit", "state": state, "param": "{}",
+        "taskId": task_id,
+        "model": "seedream/4.5-edit",
+        "state": state,
+        "param": "{}",
         "resultJson": json.dumps({"resultUrls": list(urls)}) if state == "success" else "",
-        "failCode": "" if state != "fail" else "500", "failMsg": fail_msg,
-        "costTime": 15000, "completeTime": 1787567409000, "createTime": 1787567320000,
+        "failCode": "" if state != "fail" else "500",
+        "failMsg": fail_msg,
+        "costTime": 15000,
+        "completeTime": 1787567409000,
+        "createTime": 1787567320000,
         "updateTime": 1787567409000,
-    }  # fmt: skip
+    }
     return {"code": 200, "msg": "success", "data": data}
 
 
@@ -61,7 +80,7 @@ def callback_body(task_id, state="success"):
 def _fresh(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.NERSTUDIO_PUBLIC_URL = "https://studio.example.com"
-    provider_services.clear_registry()
+    clear_registry()
     cache.clear()
 
 
@@ -82,37 +101,72 @@ def kie_org(admin_membership, platform_keys):
 def fake(kie_org):
     """The providers' happy path; tests override single routes."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.post(OPENAI_CHAT, json=completion(
-            {"description": "Warm terracotta tones, soft window light.", "palette": ["#d35400"]}
-        ))  # fmt: skip
-        mock.post(f"{KIE}/gemini-3-pro/v1/chat/completions", json=completion(
-            {"variants": ["Mug on linen, morning light", "Mug beside a croissant",
-                          "Mug in a sunlit cafe window"]}
-        ))  # fmt: skip
-        mock.post(UPLOAD, json={"success": True, "code": 200, "msg": "ok", "data": {
-            "fileName": "p.png", "filePath": "p.png",
-            "downloadUrl": "https://tempfile.redpandaai.co/p.png", "fileSize": 1,
-            "mimeType": "image/png", "uploadedAt": "2026-01-01T00:00:00.000Z"}})  # fmt: skip
-        tasks = iter(f"task_seedream_{n}" for n in range(100))
+        mock.post(
+            OPENAI_CHAT,
+            json=completion(
+                {"description": "Warm terracotta tones, soft window light.", "palette": ["#d35400"]}
+            ),
+        )
+        mock.post(
+            f"{KIE}/gemini-3-pro/v1/chat/completions",
+            json=completion(
+                {
+                    "variants": [
+                        "Mug on linen, morning light",
+                        "Mug beside a croissant",
+                        "Mug in a sunlit cafe window",
+                    ]
+                }
+            ),
+        )
+        mock.post(
+            UPLOAD,
+            json={
+                "success": True,
+                "code": 200,
+                "msg": "ok",
+                "data": {
+                    "fileName": "p.png",
+                    "filePath": "p.png",
+                    "downloadUrl": "https://tempfile.redpandaai.co/p.png",
+                    "fileSize": 1,
+                    "mimeType": "image/png",
+                    "uploadedAt": "2026-01-01T00:00:00.000Z",
+                },
+            },
+        )
+        task_ids = iter(f"task_seedream_{n}" for n in range(100))
         mock.add_callback(
-            responses.POST, f"{KIE}/api/v1/jobs/createTask",
-            callback=lambda req: (200, {}, json.dumps(
-                {"code": 200, "msg": "success", "data": {"taskId": next(tasks)}})),
-        )  # fmt: skip
-        mock.get("https://tempfile.aiquickdraw.com/r.png", body=png_bytes("#16a085", (640, 800)),
-                 content_type="image/png")  # fmt: skip
+            responses.POST,
+            f"{KIE}/api/v1/jobs/createTask",
+            callback=lambda req: (
+                200,
+                {},
+                json.dumps({"code": 200, "msg": "success", "data": {"taskId": next(task_ids)}}),
+            ),
+        )
+        mock.get(
+            "https://tempfile.aiquickdraw.com/r.png",
+            body=png_bytes("#16a085", (640, 800)),
+            content_type="image/png",
+        )
         yield mock
 
 
 def run_until_submitted(membership, provider, count=3):
-    generation = services.start_generation(
-        membership=membership, provider=provider, prompt="A ceramic mug", count=count,
-        aspect_ratio="1:1", quality="basic", products=[validated()],
+    generation = start.start_generation(
+        membership=membership,
+        provider=provider,
+        prompt="A ceramic mug",
+        count=count,
+        aspect_ratio="1:1",
+        quality="basic",
+        products=[validated()],
         references=[validated("#e67e22", (100, 100))],
-    )  # fmt: skip
-    services.run_generation(generation.pk)
+    )
+    prompts.write_prompts(generation.pk)
     for image in generation.images.all():
-        services.submit_image(image.pk)
+        submit.submit_image(image.pk)
     return generation
 
 
@@ -149,18 +203,26 @@ def test_the_pipeline_with_kie_and_openai_delivers_and_captures(client, fake, ki
     assert (created[0]["input"]["aspect_ratio"], created[0]["input"]["quality"]) == ("1:1", "basic")
     assert created[0]["callBackUrl"].startswith("https://studio.example.com/callbacks/images/")
     assert len({c["callBackUrl"] for c in created}) == 3  # one unguessable URL per image
-    llm_request = json.loads(next(c for c in fake.calls if "chat/completions" in c.request.url
-                                  and "kie" in c.request.url).request.body)  # fmt: skip
+    llm_request = json.loads(
+        next(
+            c for c in fake.calls if "chat/completions" in c.request.url and "kie" in c.request.url
+        ).request.body
+    )
     sent_to_llm = json.dumps(llm_request, ensure_ascii=False)
     assert "Warm terracotta tones" in sent_to_llm  # the reference description
     assert "PNG photo, 320×240 px" in sent_to_llm  # the product context
 
     for index in range(3):
-        fake.get(f"{KIE}/api/v1/jobs/recordInfo", json=record(
-            generation.images.get(index=index).provider_task_id, "success",
-            ["https://tempfile.aiquickdraw.com/r.png"]))  # fmt: skip
+        fake.get(
+            f"{KIE}/api/v1/jobs/recordInfo",
+            json=record(
+                generation.images.get(index=index).provider_task_id,
+                "success",
+                ["https://tempfile.aiquickdraw.com/r.png"],
+            ),
+        )
         assert deliver(client, fake, generation, index).status_code == 204
-        services.collect_result(generation.images.get(index=index).pk)
+        results.collect_result(generation.images.get(index=index).pk)
         fake.remove(responses.GET, f"{KIE}/api/v1/jobs/recordInfo")
 
     generation.refresh_from_db()
@@ -188,14 +250,14 @@ def test_a_failed_image_is_refunded_and_the_rest_captured(client, fake, kie_org)
         ),
     )
 
-    services.collect_result(ok.pk)
-    services.collect_result(bad.pk)
+    results.collect_result(ok.pk)
+    results.collect_result(bad.pk)
 
     bad.refresh_from_db()
     assert bad.status == "failed"
     assert bad.error == "The image service could not generate this image."  # for members
     attempt = ProviderAttempt.objects.get(
-        generation=generation, purpose="result", outcome="permanent"
+        generation_id=generation.pk, purpose="result", outcome="permanent"
     )
     assert "Content moderated" in attempt.error  # for admins
     generation.refresh_from_db()
@@ -215,11 +277,11 @@ def test_a_duplicate_callback_changes_nothing(client, fake, kie_org):
         json=record(image.provider_task_id, "success", ["https://tempfile.aiquickdraw.com/r.png"]),
     )
     deliver(client, fake, generation, 0)
-    services.collect_result(image.pk)
+    results.collect_result(image.pk)
     entries = LedgerEntry.objects.count()
 
     assert deliver(client, fake, generation, 0).status_code == 204
-    services.collect_result(image.pk)  # a redelivered task too
+    results.collect_result(image.pk)  # a redelivered task too
 
     assert LedgerEntry.objects.count() == entries
     assert credits.balance_of(membership.org) == 100 - 3
@@ -232,8 +294,11 @@ def test_a_forged_callback_is_rejected_and_changes_nothing(client, fake, kie_org
     real_path = callback_path(fake, 0)
     forged_path = real_path.rsplit("/", 2)[0] + "/forged-token-AAAAAAAAAAAAAAAAAAAAAAAAAAAA/"
 
-    response = client.post(forged_path, data=json.dumps(callback_body(image.provider_task_id)),
-                           content_type="application/json")  # fmt: skip
+    response = client.post(
+        forged_path,
+        data=json.dumps(callback_body(image.provider_task_id)),
+        content_type="application/json",
+    )
 
     assert response.status_code == 404
     image.refresh_from_db()
@@ -277,11 +342,11 @@ def test_a_result_url_on_a_private_address_is_refused_and_refunded(fake, kie_org
         ),
     )
 
-    services.collect_result(image.pk)
+    results.collect_result(image.pk)
 
     image.refresh_from_db()
     assert image.status == "failed" and image.error == "The finished image could not be downloaded."
-    attempt = ProviderAttempt.objects.get(generation=generation, purpose="download")
+    attempt = ProviderAttempt.objects.get(generation_id=generation.pk, purpose="download")
     assert "private, loopback, link-local or reserved" in attempt.error
     assert credits.balance_of(membership.org) == 100
 
@@ -290,7 +355,7 @@ def test_an_image_past_its_deadline_fails_and_is_released(fake, kie_org):
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=2)
 
-    counts = services.reconcile(now=timezone.now() + timedelta(minutes=11))
+    counts = reconcile.reconcile(now=timezone.now() + timedelta(minutes=11)).counts
 
     assert counts["timed_out"] == 2
     assert set(generation.images.values_list("status", flat=True)) == {"failed"}
@@ -306,14 +371,15 @@ def test_reconciliation_polls_late_images_with_backoff(
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=1)
     image = generation.images.get()
-    later = timezone.now() + timedelta(seconds=31)
+    now = timezone.now()
+    GenerationImage.objects.filter(pk=image.pk).update(next_poll_at=now)  # no callback came
 
     with django_capture_on_commit_callbacks() as queued:
-        assert services.reconcile(now=later)["polled"] == 1
-        assert services.reconcile(now=later)["polled"] == 0  # not due again yet
-    assert len(queued) == 1
+        assert tasks.reconcile()["polled"] == 1
+        assert tasks.reconcile()["polled"] == 0  # not due again yet
+    assert len(queued) == 1  # one collect_result task
     image.refresh_from_db()
-    assert image.next_poll_at >= later + timedelta(seconds=5) and image.polls == 1
+    assert image.next_poll_at >= now + timedelta(seconds=5) and image.polls == 1
 
 
 def test_the_llm_chain_falls_back_to_gemini(fake, kie_org):
@@ -362,7 +428,7 @@ def test_when_every_prompt_writer_fails_the_prompts_are_variations_of_the_member
     """The last resort is never to fail (issue 8): deterministic variations, marked as such."""
     membership, seedream = kie_org
     membership.org.providers.filter(adapter="local-llm").update(enabled=False)
-    provider_services.clear_registry()
+    clear_registry()
     fake.replace(
         responses.POST,
         f"{KIE}/gemini-3-pro/v1/chat/completions",
@@ -385,9 +451,9 @@ def test_a_restarted_worker_neither_resubmits_nor_charges_twice(fake, kie_org):
     generation = run_until_submitted(membership, seedream, count=2)
     created_before = sum(c.request.url.endswith("/createTask") for c in fake.calls)
 
-    services.run_generation(generation.pk)  # a redelivered message after a crash
+    prompts.write_prompts(generation.pk)  # a redelivered message after a crash
     for image in generation.images.all():
-        services.submit_image(image.pk)
+        submit.submit_image(image.pk)
 
     assert sum(c.request.url.endswith("/createTask") for c in fake.calls) == created_before
     assert LedgerEntry.objects.filter(generation=generation, kind="hold").count() == 1
@@ -396,16 +462,22 @@ def test_a_restarted_worker_neither_resubmits_nor_charges_twice(fake, kie_org):
 
 def test_a_generation_stopped_mid_pipeline_resumes(fake, kie_org):
     membership, seedream = kie_org
-    generation = services.start_generation(
-        membership=membership, provider=seedream, prompt="A ceramic mug", count=1,
-        aspect_ratio="1:1", quality="basic", products=[validated()], references=[],
-    )  # fmt: skip
+    generation = start.start_generation(
+        membership=membership,
+        provider=seedream,
+        prompt="A ceramic mug",
+        count=1,
+        aspect_ratio="1:1",
+        quality="basic",
+        products=[validated()],
+        references=[],
+    )
     Generation.objects.filter(pk=generation.pk).update(status="writing")  # the worker died here
     later = timezone.now() + timedelta(minutes=3)
 
-    assert services.reconcile(now=later)["resumed"] == 1
-    services.run_generation(generation.pk)  # what the re-enqueued task does
-    services.submit_image(generation.images.get().pk)
+    assert reconcile.reconcile(now=later).counts["resumed"] == 1
+    prompts.write_prompts(generation.pk)  # what the re-enqueued task does
+    submit.submit_image(generation.images.get().pk)
 
     assert generation.images.get().status == GenerationImage.Status.GENERATING
 
@@ -414,20 +486,26 @@ def test_images_left_unsubmitted_by_a_dead_worker_are_submitted_or_failed(
     fake, kie_org, django_capture_on_commit_callbacks
 ):
     membership, seedream = kie_org
-    generation = services.start_generation(
-        membership=membership, provider=seedream, prompt="A ceramic mug", count=2,
-        aspect_ratio="1:1", quality="basic", products=[validated()], references=[],
-    )  # fmt: skip
-    services.run_generation(generation.pk)  # prompts written; the submissions were never sent
+    generation = start.start_generation(
+        membership=membership,
+        provider=seedream,
+        prompt="A ceramic mug",
+        count=2,
+        aspect_ratio="1:1",
+        quality="basic",
+        products=[validated()],
+        references=[],
+    )
+    prompts.write_prompts(generation.pk)  # prompts written; the submissions were never sent
     Generation.objects.filter(pk=generation.pk).update(
         updated_at=timezone.now() - timedelta(minutes=5)
     )
 
     with django_capture_on_commit_callbacks() as queued:
-        assert services.reconcile()["resumed"] == 2
+        assert tasks.reconcile()["resumed"] == 2
     assert len(queued) == 2  # two submit_image tasks
 
-    counts = services.reconcile(now=timezone.now() + timedelta(minutes=11))
+    counts = reconcile.reconcile(now=timezone.now() + timedelta(minutes=11)).counts
     assert counts["timed_out"] == 2
     assert credits.balance_of(membership.org) == 100
 
@@ -438,13 +516,17 @@ def test_images_left_unsubmitted_by_a_dead_worker_are_submitted_or_failed(
 def create_task_replies(fake, *replies):
     """createTask answers these (status, body, headers) in turn, then succeeds."""
     queue = list(replies)
-    tasks = iter(f"task_retry_{n}" for n in range(100))
+    task_ids = iter(f"task_retry_{n}" for n in range(100))
 
     def reply(request):
         if queue:
             status, body, headers = queue.pop(0)
             return status, headers, json.dumps(body)
-        return 200, {}, json.dumps({"code": 200, "msg": "success", "data": {"taskId": next(tasks)}})
+        return (
+            200,
+            {},
+            json.dumps({"code": 200, "msg": "success", "data": {"taskId": next(task_ids)}}),
+        )
 
     fake.replace(responses.POST, f"{KIE}/api/v1/jobs/createTask", body="")  # drop the default
     fake.remove(responses.POST, f"{KIE}/api/v1/jobs/createTask")
@@ -452,11 +534,11 @@ def create_task_replies(fake, *replies):
 
 
 def submit_until_settled(image_id, attempts=10):
-    """Run submit_image as the task runner would, collecting each TryLater's wait."""
+    """Run the submit step as its task would, collecting each TryLater's wait."""
     waits = []
     for _ in range(attempts):
         try:
-            services.submit_image(image_id)
+            submit.submit_image(image_id)
         except TryLater as later:
             waits.append(later.seconds)
             continue
@@ -465,11 +547,17 @@ def submit_until_settled(image_id, attempts=10):
 
 
 def prepared(membership, provider, count=1):
-    generation = services.start_generation(
-        membership=membership, provider=provider, prompt="A ceramic mug", count=count,
-        aspect_ratio="1:1", quality="basic", products=[validated()], references=[],
-    )  # fmt: skip
-    services.run_generation(generation.pk)
+    generation = start.start_generation(
+        membership=membership,
+        provider=provider,
+        prompt="A ceramic mug",
+        count=count,
+        aspect_ratio="1:1",
+        quality="basic",
+        products=[validated()],
+        references=[],
+    )
+    prompts.write_prompts(generation.pk)
     return generation
 
 
@@ -487,9 +575,10 @@ def test_a_provider_outage_shorter_than_the_deadline_costs_time_not_images(fake,
     assert image.status == "generating" and image.submit_attempts == 3
     assert credits.balance_of(membership.org) == 100 - 3  # still held, not refunded
     outcomes = list(
-        ProviderAttempt.objects.filter(generation=generation, purpose="image")
-        .order_by("pk").values_list("outcome", flat=True)
-    )  # fmt: skip
+        ProviderAttempt.objects.filter(generation_id=generation.pk, purpose="image")
+        .order_by("pk")
+        .values_list("outcome", flat=True)
+    )
     assert outcomes == ["retryable", "retryable", "retryable", "success"]
 
 
@@ -529,7 +618,7 @@ def test_members_see_a_short_reason_and_admins_the_providers_own_text(fake, kie_
 
     image.refresh_from_db()
     assert image.error == "The image service refused the request."
-    attempt = ProviderAttempt.objects.get(generation=generation, purpose="image")
+    attempt = ProviderAttempt.objects.get(generation_id=generation.pk, purpose="image")
     assert "prohibited content" in attempt.error and attempt.outcome == "permanent"
 
 
@@ -543,7 +632,7 @@ def test_the_first_poll_comes_at_the_providers_median_time_plus_a_margin(fake, k
     image = generation.images.get()
 
     before = timezone.now()
-    services.submit_image(image.pk)
+    submit.submit_image(image.pk)
 
     image.refresh_from_db()
     delay = (image.next_poll_at - before).total_seconds()
@@ -555,7 +644,7 @@ def test_without_observations_the_first_poll_comes_at_the_configured_bound(fake,
     image = prepared(membership, seedream).images.get()
 
     before = timezone.now()
-    services.submit_image(image.pk)
+    submit.submit_image(image.pk)
 
     image.refresh_from_db()
     assert 19.5 <= (image.next_poll_at - before).total_seconds() <= 21
@@ -570,12 +659,12 @@ def test_a_finished_image_records_how_long_the_provider_took(client, fake, kie_o
         json=record(image.provider_task_id, "success", ["https://tempfile.aiquickdraw.com/r.png"]),
     )
 
-    services.collect_result(image.pk)
+    results.collect_result(image.pk)
 
-    result = ProviderAttempt.objects.get(generation=generation, purpose="result")
+    result = ProviderAttempt.objects.get(generation_id=generation.pk, purpose="result")
     assert result.outcome == "success" and result.latency_ms >= 0
     cache.clear()  # the median is cached for a minute
-    assert provider_services.result_latency_p50(seedream) is not None
+    assert result_latency_p50(seedream) is not None
 
 
 def test_a_reference_no_vision_provider_could_describe_is_named_on_the_generation(
@@ -583,7 +672,7 @@ def test_a_reference_no_vision_provider_could_describe_is_named_on_the_generatio
 ):
     membership, seedream = kie_org
     membership.org.providers.filter(adapter="local-vision").update(enabled=False)
-    provider_services.clear_registry()
+    clear_registry()
     fake.replace(responses.POST, OPENAI_CHAT, status=401, json={"error": {"message": "bad key"}})
 
     generation = run_until_submitted(membership, seedream, count=1)
@@ -591,6 +680,6 @@ def test_a_reference_no_vision_provider_could_describe_is_named_on_the_generatio
     generation.refresh_from_db()
     notice = "Reference 1 could not be analysed; it was used without its description."
     assert notice in generation.notices
-    assert ProviderAttempt.objects.filter(generation=generation, purpose="vision").exists()
+    assert ProviderAttempt.objects.filter(generation_id=generation.pk, purpose="vision").exists()
     client.force_login(membership.user)
     assert notice in client.get(f"/generations/{generation.public_id}/").content.decode()

@@ -5,14 +5,17 @@ import json
 
 import pytest
 import responses
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from providers.models import CatalogueEntry, Provider, ProviderAttempt
-from tests.factories import OwnKeyProviderFactory, UserFactory
+from tests.factories import CatalogueEntryFactory, OwnKeyProviderFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 OWN_ADD = reverse("admin:providers_ownkeyprovider_add")
+OWN_LIST = reverse("admin:providers_ownkeyprovider_changelist")
 PLATFORM_ADD = reverse("admin:providers_platformmodel_add")
 PLATFORM_LIST = reverse("admin:providers_platformmodel_changelist")
 
@@ -20,22 +23,36 @@ PLATFORM_LIST = reverse("admin:providers_platformmodel_changelist")
 def own_key_form(provider=None, **changes):
     """The own-key change form's fields, as the admin posts them."""
     data = {
-        "name": "Nano Banana 2", "adapter": "kie-nano-banana-2", "model_id": "", "base_url": "",
-        "api_key": "", "priority": 40, "timeout_seconds": 60, "options": "{}", "credit_cost": 6,
-        "aspect_ratios": "", "default_aspect_ratio": "", "quality_levels": "",
-        "default_quality": "", "max_product_images": 4, "max_reference_images": 4,
+        "name": "Nano Banana 2",
+        "adapter": "kie-nano-banana-2",
+        "model_id": "",
+        "base_url": "",
+        "api_key": "",
+        "priority": 40,
+        "timeout_seconds": 60,
+        "credit_cost": 6,
+        "aspect_ratios": "",
+        "default_aspect_ratio": "",
+        "quality_levels": "",
+        "default_quality": "",
+        "max_product_images": 4,
+        "max_reference_images": 4,
         "enabled": "on",
-    }  # fmt: skip
+    }
     if provider is not None:
         data.update(
-            name=provider.name, adapter=provider.adapter, model_id=provider.model_id,
-            base_url=provider.base_url, priority=provider.priority,
-            timeout_seconds=provider.timeout_seconds, credit_cost=provider.credit_cost,
+            name=provider.name,
+            adapter=provider.adapter,
+            model_id=provider.model_id,
+            base_url=provider.base_url,
+            priority=provider.priority,
+            timeout_seconds=provider.timeout_seconds,
+            credit_cost=provider.credit_cost,
             aspect_ratios=", ".join(provider.aspect_ratios),
             default_aspect_ratio=provider.default_aspect_ratio,
             quality_levels=", ".join(provider.quality_levels),
             default_quality=provider.default_quality,
-        )  # fmt: skip
+        )
     data.update(changes)
     return {k: v for k, v in data.items() if v is not None}
 
@@ -127,6 +144,122 @@ def test_an_unsupported_aspect_ratio_is_a_form_error(admin_client, org):
     assert "5:7" not in provider.aspect_ratios
 
 
+# --- Adapter options: each adapter's own form ---------------------------------------------------
+
+
+def test_the_change_form_shows_the_adapters_options_as_fields(admin_client, org):
+    provider = OwnKeyProviderFactory(org=org, options={"output_format": "jpg"})
+
+    form = admin_client.get(own_change_url(provider)).context["adminform"].form
+
+    assert "options" not in form.fields  # no JSON to edit
+    assert form["option_output_format"].value() == "jpg"
+    assert "option_upload_base_url" in form.fields  # an own-key row says where uploads go
+    assert form.fields["option_output_format"].label == "Output format"
+
+
+def test_options_are_saved_from_their_fields(admin_client, org):
+    provider = OwnKeyProviderFactory(org=org, adapter="kie-seedream-v4-edit")
+
+    response = admin_client.post(
+        own_change_url(provider),
+        own_key_form(
+            provider,
+            option_max_images="3",
+            option_seed="",
+            option_upload_base_url="https://uploads.example/kie/",
+        ),
+    )
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    provider.refresh_from_db()
+    assert provider.options == {"max_images": 3, "upload_base_url": "https://uploads.example/kie"}
+
+
+def test_an_invalid_option_is_an_error_on_its_field(admin_client, org):
+    provider = OwnKeyProviderFactory(org=org, adapter="kie-seedream-v4-edit")
+
+    response = admin_client.post(
+        own_change_url(provider), own_key_form(provider, option_max_images="7")
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "less than or equal to 6" in str(errors["option_max_images"])
+    provider.refresh_from_db()
+    assert provider.options == {}
+
+
+def test_the_upload_host_follows_the_egress_policy(admin_client, org):
+    provider = OwnKeyProviderFactory(org=org)
+
+    response = admin_client.post(
+        own_change_url(provider), own_key_form(provider, option_upload_base_url="https://10.1.2.3")
+    )
+
+    assert response.status_code == 200
+    assert "private" in str(response.context["adminform"].form.errors["option_upload_base_url"])
+    provider.refresh_from_db()
+    assert provider.options == {}
+
+
+def test_the_add_page_asks_for_the_adapter_before_its_options(admin_client):
+    page = admin_client.get(OWN_ADD).content.decode()
+
+    assert "Choose the adapter, then Save and continue editing to set its options." in page
+    chosen = admin_client.get(OWN_ADD, {"adapter": "kie-seedream-v4-edit"})
+    assert {"option_max_images", "option_seed"} <= set(chosen.context["adminform"].form.fields)
+
+
+def test_a_refused_add_shows_the_options_of_the_submitted_adapter(admin_client):
+    response = admin_client.post(OWN_ADD, own_key_form(adapter="kie-chat", api_key=""))
+
+    assert response.status_code == 200
+    assert "option_response_format" in response.context["adminform"].form.fields
+
+
+def test_a_new_adapter_keeps_the_options_it_shares_and_drops_the_others(admin_client, org):
+    provider = OwnKeyProviderFactory(org=org, options={"output_format": "png"})
+
+    response = admin_client.post(
+        own_change_url(provider),
+        own_key_form(
+            provider,
+            adapter="kie-nano-banana-2",
+            option_output_format="png",
+            option_upload_base_url="https://uploads.example",
+            aspect_ratios="",
+            default_aspect_ratio="",
+            quality_levels="",
+            default_quality="",
+        ),
+    )
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    provider.refresh_from_db()
+    assert provider.adapter == "kie-nano-banana-2"
+    # The new adapter's form cleaned what it also has; google_search, unseen, is off.
+    assert provider.options == {
+        "output_format": "png",
+        "upload_base_url": "https://uploads.example",
+        "google_search": False,
+    }
+
+
+def test_the_catalogue_form_leaves_the_upload_host_to_the_platform_account(client, org):
+    client.force_login(UserFactory(is_superuser=True, is_staff=True))
+    entry = CatalogueEntry.objects.get(adapter="kie-nano-banana-pro")
+
+    form = (
+        client.get(reverse("admin:providers_catalogueentry_change", args=[entry.pk]))
+        .context["adminform"]
+        .form
+    )
+
+    assert "option_output_format" in form.fields
+    assert "option_upload_base_url" not in form.fields
+
+
 # --- Platform models ----------------------------------------------------------------------------
 
 
@@ -134,10 +267,16 @@ def test_an_org_admin_adds_a_catalogue_model_with_the_platforms_price_and_limits
     entry = CatalogueEntry.objects.get(adapter="kie-nano-banana-pro")
     org.providers.filter(catalogue=entry).delete()
 
-    response = admin_client.post(PLATFORM_ADD, {
-        "catalogue": entry.pk, "name": "", "priority": 15, "enabled": "on",
-        "visible_to_members": "on",
-    })  # fmt: skip
+    response = admin_client.post(
+        PLATFORM_ADD,
+        {
+            "catalogue": entry.pk,
+            "name": "",
+            "priority": 15,
+            "enabled": "on",
+            "visible_to_members": "on",
+        },
+    )
 
     assert response.status_code == 302, response.content.decode()[:3000]
     row = org.providers.get(catalogue=entry)
@@ -157,9 +296,15 @@ def test_a_catalogue_model_is_added_once(admin_client, org):
 def test_a_platform_model_is_renamed_reordered_and_kept_from_members(admin_client, org):
     row = org.providers.get(adapter="local-image")
 
-    response = admin_client.post(platform_change_url(row), {
-        "name": "Quick drafts", "priority": 3, "enabled": "on", "is_default": "on",
-    })  # fmt: skip
+    response = admin_client.post(
+        platform_change_url(row),
+        {
+            "name": "Quick drafts",
+            "priority": 3,
+            "enabled": "on",
+            "is_default": "on",
+        },
+    )
 
     assert response.status_code == 302, response.content.decode()[:3000]
     row.refresh_from_db()
@@ -257,6 +402,43 @@ def test_a_member_cannot_use_the_providers_admin(member_client, org):
     assert member_client.post(url).status_code == 403
 
 
+def list_queries(client, url) -> list[str]:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return [q["sql"] for q in queries.captured_queries]
+
+
+def more_rows(org):
+    for _ in range(3):
+        OwnKeyProviderFactory(org=org)
+        Provider.objects.create(org=org, catalogue=CatalogueEntryFactory(), name="More")
+
+
+@pytest.mark.parametrize("url", [OWN_LIST, PLATFORM_LIST])
+def test_the_status_key_and_availability_columns_query_nothing_per_row(admin_client, org, url):
+    """They read the row and its catalogue entry, which come with the page's query, and health
+    for the whole page at once."""
+
+    def column_queries():
+        tables = ("providers_catalogueentry", "providers_providerattempt")
+        return [q for q in list_queries(admin_client, url) if any(t in q for t in tables)]
+
+    OwnKeyProviderFactory(org=org)
+    before = column_queries()
+    more_rows(org)
+
+    assert len(column_queries()) == len(before)
+
+
+@pytest.mark.parametrize("url", [OWN_LIST, PLATFORM_LIST])
+def test_the_lists_of_providers_query_the_same_for_more_rows(admin_client, org, url):
+    OwnKeyProviderFactory(org=org)
+    before = list_queries(admin_client, url)
+    more_rows(org)
+
+    assert len(list_queries(admin_client, url)) == len(before)
+
+
 # --- The catalogue (platform operator) ----------------------------------------------------------
 
 
@@ -273,18 +455,27 @@ def test_an_operator_price_change_reaches_every_organizations_rows(client, org, 
     client.force_login(operator)
     entry = CatalogueEntry.objects.get(adapter="local-image")
     data = {
-        "name": entry.name, "adapter": entry.adapter, "model_id": "", "base_url": "",
-        "offered": "on", "priority": entry.priority, "timeout_seconds": 20, "options": "{}",
-        "credit_cost": 7, "aspect_ratios": ", ".join(entry.aspect_ratios),
+        "name": entry.name,
+        "adapter": entry.adapter,
+        "model_id": "",
+        "base_url": "",
+        "offered": "on",
+        "priority": entry.priority,
+        "timeout_seconds": 20,
+        "credit_cost": 7,
+        "aspect_ratios": ", ".join(entry.aspect_ratios),
         "default_aspect_ratio": entry.default_aspect_ratio,
         "quality_levels": ", ".join(entry.quality_levels),
-        "default_quality": entry.default_quality, "max_product_images": 4,
+        "default_quality": entry.default_quality,
+        "max_product_images": 4,
         "max_reference_images": 4,
-    }  # fmt: skip
+    }
+
+    data["option_delay_seconds"] = "0.5"
 
     response = client.post(reverse("admin:providers_catalogueentry_change", args=[entry.pk]), data)
 
     assert response.status_code == 302, response.content.decode()[:3000]
-    costs = set(Provider.objects.filter(catalogue=entry).values_list("credit_cost", flat=True))
-    assert costs == {7}
-    assert Provider.objects.filter(catalogue=entry).count() == 2  # both organizations
+    rows = Provider.objects.filter(catalogue=entry)
+    assert {r.credit_cost for r in rows} == {7}
+    assert [r.options for r in rows] == [{"delay_seconds": 0.5}] * 2  # both organizations

@@ -5,9 +5,10 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from generation import credits, services
-from providers import services as provider_services
+from credits import services as credits
+from generation.pipeline import start as services
 from providers.models import Provider
+from providers.org_registry import clear_registry, providers_for
 from tests.factories import OwnKeyProviderFactory
 from tests.images import validated
 
@@ -18,7 +19,7 @@ GENERATE = reverse("generation:generate")
 
 @pytest.fixture(autouse=True)
 def _fresh_registry():
-    provider_services.clear_registry()
+    clear_registry()
 
 
 def enabled(org, adapter) -> Provider:
@@ -54,9 +55,15 @@ def test_a_model_that_cannot_run_is_refused_even_when_posted(member_membership, 
 
     with pytest.raises(services.GenerationError, match="enabled image models"):
         services.start_generation(
-            membership=member_membership, provider=nano, prompt="A mug", count=1,
-            aspect_ratio="1:1", quality="1K", products=[validated()], references=[],
-        )  # fmt: skip
+            membership=member_membership,
+            provider=nano,
+            prompt="A mug",
+            count=1,
+            aspect_ratio="1:1",
+            quality="1K",
+            products=[validated()],
+            references=[],
+        )
 
 
 def test_an_own_key_row_whose_key_was_removed_is_not_offered(member_client, org):
@@ -96,6 +103,6 @@ def test_admins_see_why_a_model_is_unavailable(admin_client, org):
 def test_an_unavailable_model_is_never_tried_in_the_prompt_chain(org):
     enabled(org, "kie-chat")  # no platform key: the chain must skip straight to the local writer
 
-    chain = provider_services.providers_for(org.pk).llm
+    chain = providers_for(org.pk).llm
 
     assert [p.adapter for p in chain] == ["local-llm"]

@@ -3,7 +3,7 @@ import io
 import pytest
 from django.core.management import call_command
 
-from generation.credits import balance_of
+from credits.services import balance_of
 from orgs.models import Membership, Organization
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageChops
 
-from generation.uploads import check_image, human_bytes, human_pixels, ingest_image
+from generation.uploads import check_image, human_pixels, ingest_image
 from tests.factories import image_bytes, png_header_claiming
 
 
@@ -93,14 +93,14 @@ def test_an_empty_file_is_refused():
 def test_a_file_over_the_size_limit_is_refused_before_it_is_decoded(settings):
     settings.NERSTUDIO_UPLOAD_MAX_BYTES = 10 * 1024 * 1024
     data = b"\x89PNG\r\n\x1a\n" + b"\0" * (10 * 1024 * 1024)  # not even an image: size comes first
-    assert refusal(upload("big.png", data)) == "big.png is larger than 10 MB."
+    assert refusal(upload("big.png", data)) == "big.png is larger than 10.0\N{NO-BREAK SPACE}MB."
 
 
 def test_the_size_limit_applies_to_the_bytes_read_not_only_the_declared_size(settings):
     settings.NERSTUDIO_UPLOAD_MAX_BYTES = 100
     uploaded = upload("liar.png", image_bytes("PNG", size=(64, 64)))
     uploaded.size = 10  # a file object that under-reports its size
-    assert refusal(uploaded) == "liar.png is larger than 100 bytes."
+    assert refusal(uploaded) == "liar.png is larger than 100\N{NO-BREAK SPACE}bytes."
 
 
 def test_an_image_with_more_pixels_than_the_limit_is_refused_from_its_header(settings):
@@ -180,14 +180,6 @@ def test_a_path_in_the_name_is_not_echoed():
     assert refusal(upload("../../etc/photo.gif", image_bytes("GIF"))) == (
         "photo.gif is not a JPEG, PNG or WebP image."
     )
-
-
-@pytest.mark.parametrize(
-    ("n", "text"),
-    [(10 * 1024 * 1024, "10 MB"), (1536 * 1024, "1.5 MB"), (2048, "2 KB"), (100, "100 bytes")],
-)
-def test_byte_limits_read_naturally(n, text):
-    assert human_bytes(n) == text
 
 
 @pytest.mark.parametrize(

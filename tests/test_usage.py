@@ -6,9 +6,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from generation import credits
-from generation.models import GenerationImage, LedgerEntry
-from generation.usage import usage_summary
+from credits import services as credits
+from credits.models import LedgerEntry
+from credits.usage import usage_summary
+from generation.models import GenerationImage
 from tests.factories import GenerationFactory, MembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -16,9 +17,12 @@ pytestmark = pytest.mark.django_db
 
 def spend(membership, model_name, images, cost=2, fail=0, days_ago=0):
     generation = GenerationFactory(
-        org=membership.org, user=membership.user, provider_name=model_name, credit_cost=cost,
+        org=membership.org,
+        user=membership.user,
+        provider_name=model_name,
+        credit_cost=cost,
         count=images + fail,
-    )  # fmt: skip
+    )
     credits.hold(generation=generation)
     for index in range(images + fail):
         image = GenerationImage.objects.create(generation=generation, index=index)

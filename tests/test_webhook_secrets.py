@@ -117,7 +117,6 @@ def test_the_secret_is_encrypted_at_rest_and_never_shown_back(admin_client, org,
     data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
     data.update(
         new_webhook_secret="whsec-very-secret-9876",
-        options="{}",
         aspect_ratios="",
         quality_levels="",
         enabled="on",
@@ -157,7 +156,6 @@ def test_an_operator_sets_a_catalogue_models_secret(client, org):
         new_webhook_secret="operator-hmac",
         aspect_ratios=", ".join(entry.aspect_ratios),
         quality_levels=", ".join(entry.quality_levels),
-        options="{}",
         offered="on",
     )
     data = {k: v for k, v in data.items() if v is not False}

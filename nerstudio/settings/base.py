@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "accounts",
     "orgs",
     "providers",
+    "credits",
     "generation",
     "gallery",
 ]

@@ -17,15 +17,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import (
-    ChatResult,
-    InvalidOutput,
-    ProviderError,
-    VariantsRequest,
-    VisionResult,
-    loads,
-    provider_message,
-)
+from .errors import InvalidOutput, ProviderError
+from .http import loads, provider_message
+from .types import ChatResult, VariantsRequest, VisionResult
 
 # --- What we ask for ----------------------------------------------------------------------------
 

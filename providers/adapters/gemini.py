@@ -24,21 +24,12 @@ from .base import (
     DEEP_TEST_VISION_PROMPT,
     TINY_PNG,
     Adapter,
-    ChatResult,
-    HttpReply,
-    InvalidOutput,
     LLMAdapter,
-    PermanentError,
-    ProviderError,
-    RetryableError,
-    VariantsRequest,
     VisionAdapter,
-    VisionResult,
-    image_mime_type,
-    provider_message,
-    reply_details,
-    retry_after_seconds,
 )
+from .errors import InvalidOutput, PermanentError, ProviderError, RetryableError, reply_details
+from .http import HttpReply, image_mime_type, provider_message, retry_after_seconds
+from .types import ChatResult, VariantsRequest, VisionResult
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 INLINE_LIMIT = 14 * 1024 * 1024  # inline requests must stay under 20 MB once base64-encoded
@@ -56,7 +47,9 @@ def _gemini_error(reply: HttpReply) -> ProviderError:
     body = reply.json()
     error = body.get("error") if isinstance(body, dict) else None
     error = error if isinstance(error, dict) else {}
-    details = error.get("details") if isinstance(error.get("details"), list) else []
+    details = error.get("details")
+    if not isinstance(details, list):
+        details = []
     reasons = {d.get("reason") for d in details if isinstance(d, dict)}
     message = provider_message(error.get("message"), f"Gemini answered HTTP {reply.status}.")
     status = error.get("status") or reply.status

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
+from django import forms
+
 from .answers import (
     VARIANTS_FORMAT,
     VARIANTS_SCHEMA,
@@ -23,32 +25,18 @@ from .answers import (
     chat_completion_text,
     gather_variants,
 )
-from .base import (
-    DEEP_TEST_PROMPT,
-    DEEP_TEST_TOKENS,
-    ChatResult,
+from .base import DEEP_TEST_PROMPT, DEEP_TEST_TOKENS, ImageAdapter, LLMAdapter
+from .errors import (
     GenerationFailed,
-    HttpReply,
-    ImageAdapter,
-    ImageJobRequest,
-    ImageJobStatus,
-    ImageJobSubmitted,
     InvalidOutput,
-    LLMAdapter,
-    OptionCheck,
     PermanentError,
     ProviderError,
     RetryableError,
-    VariantsRequest,
-    boolean,
-    choice,
-    int_range,
-    loads,
-    provider_message,
     reply_details,
-    retry_after_seconds,
-    url,
 )
+from .http import HttpReply, loads, provider_message, retry_after_seconds
+from .options import AdapterOptions, BaseURLField, choices
+from .types import ChatResult, ImageJobRequest, ImageJobStatus, ImageJobSubmitted, VariantsRequest
 
 KIE_BASE_URL = "https://api.kie.ai"
 KIE_UPLOAD_BASE_URL = "https://kieai.redpandaai.co"
@@ -180,7 +168,9 @@ def callback_task_id(payload: Any) -> str:
     """kie's docs disagree on where the id is; take the first non-empty (PROVIDERS.md §1.4)."""
     if not isinstance(payload, dict):
         return ""
-    data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        data = {}
     for value in (payload.get("taskId"), data.get("taskId"), data.get("task_id")):
         if isinstance(value, str) and value.strip():
             return value.strip()
@@ -242,6 +232,19 @@ def verify_webhook(
 NO_SUCH_TASK = "nerstudio-deep-test-no-such-task"
 
 
+class KieImageOptions(AdapterOptions):
+    """What every kie.ai image model takes; each model's form adds the input fields it sends."""
+
+    account_fields = ("upload_base_url",)
+
+    upload_base_url = BaseURLField(
+        required=False,
+        label="Upload host",
+        help_text="Where product photos are uploaded, for a gateway that fronts kie.ai. Blank: "
+        "the provider's base URL when set, else kie.ai's public upload host.",
+    )
+
+
 class KieImageAdapter(ImageAdapter):
     """One subclass per family of Market models that take the same input fields.
 
@@ -258,9 +261,7 @@ class KieImageAdapter(ImageAdapter):
     ratio_field: ClassVar[str] = "aspect_ratio"
     ratio_values: ClassVar[Mapping[str, str]] = {}  # our ratio -> kie value, when they differ
     quality_field: ClassVar[str | None] = None  # None: the model has no quality levels
-    # Options that configure the adapter rather than being sent as model input.
-    adapter_options: ClassVar[Mapping[str, OptionCheck]] = {"upload_base_url": url}
-    options_spec: ClassVar[Mapping[str, OptionCheck]] = adapter_options
+    options_form: ClassVar[type[AdapterOptions]] = KieImageOptions
     deep_test_cost: ClassVar[str] = (
         "Free: the credit balance, an upload request without a file (nothing is stored) and the "
         "status of a task that does not exist. No image is generated, so the model id itself is "
@@ -319,7 +320,8 @@ class KieImageAdapter(ImageAdapter):
         payload[self.ratio_field] = self.ratio_values.get(ratio, ratio)
         if self.quality_field:
             payload[self.quality_field] = quality
-        payload.update((k, v) for k, v in extra.items() if k not in self.adapter_options)
+        account = self.options_form.account_fields  # they configure the adapter, not the model
+        payload.update((k, v) for k, v in extra.items() if k not in account)
         return payload
 
     def submit(
@@ -482,6 +484,10 @@ NANO_BANANA_RATIOS = (
 )
 
 
+class NanoBananaProOptions(KieImageOptions):
+    output_format = forms.ChoiceField(choices=choices("png", "jpg"), required=False)
+
+
 class NanoBananaProAdapter(KieImageAdapter):
     slug = "kie-nano-banana-pro"
     label = "Nano Banana Pro (kie.ai)"
@@ -495,7 +501,14 @@ class NanoBananaProAdapter(KieImageAdapter):
     quality_field = "resolution"
     qualities = ("1K", "2K", "4K")
     default_quality = "1K"
-    options_spec = {**KieImageAdapter.adapter_options, "output_format": choice("png", "jpg")}
+    options_form = NanoBananaProOptions
+
+
+class NanoBanana2Options(KieImageOptions):
+    output_format = forms.ChoiceField(choices=choices("jpg", "png"), required=False)
+    google_search = forms.BooleanField(
+        required=False, help_text="Let the model look things up with Google Search."
+    )
 
 
 class NanoBanana2Adapter(KieImageAdapter):
@@ -514,11 +527,11 @@ class NanoBanana2Adapter(KieImageAdapter):
     quality_field = "resolution"
     qualities = ("1K", "2K", "4K")
     default_quality = "1K"
-    options_spec = {
-        **KieImageAdapter.adapter_options,
-        "output_format": choice("jpg", "png"),
-        "google_search": boolean,
-    }
+    options_form = NanoBanana2Options
+
+
+class NanoBananaEditOptions(KieImageOptions):
+    output_format = forms.ChoiceField(choices=choices("png", "jpeg"), required=False)
 
 
 class NanoBananaEditAdapter(KieImageAdapter):
@@ -539,7 +552,7 @@ class NanoBananaEditAdapter(KieImageAdapter):
         *("2:3", "5:4", "4:5", "21:9", "auto"),
     )
     default_aspect_ratio = "1:1"
-    options_spec = {**KieImageAdapter.adapter_options, "output_format": choice("png", "jpeg")}
+    options_form = NanoBananaEditOptions
 
 
 class Seedream45EditAdapter(KieImageAdapter):
@@ -556,6 +569,15 @@ class Seedream45EditAdapter(KieImageAdapter):
     quality_field = "quality"
     qualities = ("basic", "high")  # 2K / 4K output
     default_quality = "basic"
+
+
+class SeedreamV4EditOptions(KieImageOptions):
+    max_images = forms.IntegerField(
+        min_value=1, max_value=6, required=False, help_text="Images per task, 1 to 6."
+    )
+    seed = forms.IntegerField(
+        min_value=0, max_value=2**31 - 1, required=False, help_text="Blank: a random seed."
+    )
 
 
 class SeedreamV4EditAdapter(KieImageAdapter):
@@ -586,11 +608,7 @@ class SeedreamV4EditAdapter(KieImageAdapter):
     quality_field = "image_resolution"
     qualities = ("1K", "2K", "4K")
     default_quality = "1K"
-    options_spec = {
-        **KieImageAdapter.adapter_options,
-        "max_images": int_range(1, 6),
-        "seed": int_range(0, 2**31 - 1),
-    }
+    options_form = SeedreamV4EditOptions
 
 
 class Flux2EditAdapter(KieImageAdapter):
@@ -621,6 +639,15 @@ class Flux2EditAdapter(KieImageAdapter):
 CHAT_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
+class KieChatOptions(AdapterOptions):
+    response_format = forms.ChoiceField(
+        choices=choices("json_schema", "schema", "none"),
+        required=False,
+        help_text="The shape of response_format sent (kie's pages show two). Blank: json_schema.",
+    )
+    reasoning_effort = forms.ChoiceField(choices=choices("low", "high"), required=False)
+
+
 class KieChatAdapter(LLMAdapter):
     """kie's pages show two `response_format` shapes; the option picks one, and the prompt asks
     for JSON either way so the answer is validated, not trusted."""
@@ -630,10 +657,7 @@ class KieChatAdapter(LLMAdapter):
     default_base_url = KIE_BASE_URL
     default_model = "gemini-3-pro"
     vendor = "kie"
-    options_spec = {
-        "response_format": choice("json_schema", "schema", "none"),
-        "reasoning_effort": choice("low", "high"),
-    }
+    options_form = KieChatOptions
     deep_test_cost = (
         f"One minimal chat call (a one-word request, at most {DEEP_TEST_TOKENS} output tokens): "
         "a fraction of a kie.ai credit."

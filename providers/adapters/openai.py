@@ -10,6 +10,8 @@ import base64
 import re
 from typing import Any, ClassVar
 
+from django import forms
+
 from .answers import (
     VARIANTS_FORMAT,
     VARIANTS_SYSTEM,
@@ -25,22 +27,13 @@ from .base import (
     DEEP_TEST_VISION_PROMPT,
     TINY_PNG,
     Adapter,
-    ChatResult,
-    HttpReply,
-    InvalidOutput,
     LLMAdapter,
-    PermanentError,
-    ProviderError,
-    RetryableError,
-    VariantsRequest,
     VisionAdapter,
-    VisionResult,
-    choice,
-    image_mime_type,
-    provider_message,
-    reply_details,
-    retry_after_seconds,
 )
+from .errors import InvalidOutput, PermanentError, ProviderError, RetryableError, reply_details
+from .http import HttpReply, image_mime_type, provider_message, retry_after_seconds
+from .options import AdapterOptions, choices
+from .types import ChatResult, VariantsRequest, VisionResult
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -188,10 +181,18 @@ class OpenAILLMAdapter(_OpenAIChat, LLMAdapter):
         return self._chat({"messages": messages, "response_format": VARIANTS_FORMAT}, timeout)
 
 
+class OpenAIVisionOptions(AdapterOptions):
+    detail = forms.ChoiceField(
+        choices=choices("auto", "low", "high"),
+        required=False,
+        help_text="How closely the model looks at a reference; low costs fewer tokens.",
+    )
+
+
 class OpenAIVisionAdapter(_OpenAIChat, VisionAdapter):
     slug = "openai-vision"
     label = "OpenAI vision"
-    options_spec = {"detail": choice("auto", "low", "high")}
+    options_form = OpenAIVisionOptions
     deep_test_cost = (
         "One minimal chat call with a 1×1 pixel image at low detail: about 100 input tokens on "
         f"GPT-4o (some models count an image as more) and at most {DEEP_TEST_TOKENS} output "

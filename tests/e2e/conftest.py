@@ -3,6 +3,7 @@ default mode (SQLite, in-memory channel layer, background tasks on the web proce
 local providers), driven by Debian's Chromium through Playwright's sync API."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_EMAIL = "admin@demo.nerstudio.test"
 SERVER_START_SECONDS = 60
+SIGN_IN_CODE = re.compile(r"^([A-Z0-9]{4}-[A-Z0-9]{4})$", re.MULTILINE)
 
 
 def _free_port() -> int:
@@ -56,20 +58,29 @@ class Server:
     def manage(self, *args: str) -> str:
         result = subprocess.run(
             [sys.executable, "manage.py", *args],
-            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if result.returncode:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr[-3000:]}")
         return result.stdout
 
-    def session_key(self, email: str) -> str:
-        """A signed-in session for `email`, created in the server's database."""
-        code = (
-            "from django.test import Client; from accounts.models import User; "
-            f"c = Client(); c.force_login(User.objects.get(email={email!r})); "
-            "print(c.cookies['sessionid'].value)"
-        )
-        return self.manage("shell", "-c", code).strip().splitlines()[-1]
+    def sign_in_code(self, email: str, after: int, timeout: float = 20) -> str:
+        """The sign-in code the server emailed `email` (the console mailer prints it) after log
+        offset `after`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")[after:]
+            if f"To: {email}" in text and (codes := SIGN_IN_CODE.findall(text)):
+                return codes[-1]
+            time.sleep(0.1)
+        raise RuntimeError(f"No sign-in code for {email} in the server log:\n{self.log_text()}")
+
+    def log_size(self) -> int:
+        return len(self.log_path.read_text(errors="replace")) if self.log_path.exists() else 0
 
     def start(self) -> None:
         self.manage("migrate", "--noinput", "-v0")
@@ -78,8 +89,11 @@ class Server:
         self.log = open(self.log_path, "w")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + SERVER_START_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -146,19 +160,17 @@ def browser():  # stop it with the e2e module, before any asyncio test elsewhere
 
 @pytest.fixture
 def admin_page(e2e_server, browser):
-    """A browser tab signed in as the demo organization's admin."""
+    """A browser tab signed in as the demo organization's admin, through the real development
+    sign-in: the email form, the code the server "emails" (prints), the confirmation."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_cookies(
-        [
-            {
-                "name": "sessionid",
-                "value": e2e_server.session_key(ADMIN_EMAIL),
-                "url": e2e_server.url,
-                "httpOnly": True,
-            }
-        ]
-    )
     page = context.new_page()
     page.set_default_timeout(60_000)
+    page.goto(f"{e2e_server.url}/accounts/login/")
+    page.fill("input[name=email]", ADMIN_EMAIL)
+    before = e2e_server.log_size()
+    page.get_by_role("button", name="Email me a sign-in code").click()
+    page.fill("input[name=code]", e2e_server.sign_in_code(ADMIN_EMAIL, before))
+    page.get_by_role("button", name="Confirm").click()
+    page.wait_for_url(f"{e2e_server.url}/dashboard/")
     yield page
     context.close()

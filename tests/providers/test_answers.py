@@ -27,12 +27,13 @@ from providers.adapters.answers import (
     read_prompts,
     variations,
 )
-from providers.adapters.base import InvalidOutput, ProviderConfig, ProviderError, VariantsRequest
+from providers.adapters.errors import InvalidOutput, ProviderError
 from providers.adapters.gemini import GeminiLLMAdapter, GeminiVisionAdapter
 from providers.adapters.kie import KieChatAdapter
-from providers.adapters.local import LocalLLMAdapter
 from providers.adapters.openai import OpenAILLMAdapter, OpenAIVisionAdapter
+from providers.adapters.types import ProviderConfig, VariantsRequest
 from providers.chain import generate_variants
+from providers.local.llm import LocalLLMAdapter
 
 from .conftest import png_bytes, sent_json
 

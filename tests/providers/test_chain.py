@@ -2,18 +2,9 @@
 
 import pytest
 
-from providers.adapters.base import (
-    ChatResult,
-    InvalidOutput,
-    LLMAdapter,
-    PermanentError,
-    ProviderConfig,
-    RetryableError,
-    VariantsRequest,
-    VisionAdapter,
-    VisionResult,
-)
-from providers.adapters.local import LocalLLMAdapter, LocalVisionAdapter
+from providers.adapters.base import LLMAdapter, VisionAdapter
+from providers.adapters.errors import InvalidOutput, PermanentError, RetryableError
+from providers.adapters.types import ChatResult, ProviderConfig, VariantsRequest, VisionResult
 from providers.chain import (
     ChainFailed,
     Cooldowns,
@@ -23,6 +14,8 @@ from providers.chain import (
     generate_variants,
     run_chain,
 )
+from providers.local.llm import LocalLLMAdapter
+from providers.local.vision import LocalVisionAdapter
 
 from .conftest import png_bytes
 

@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from providers.adapters.base import PermanentError, ProviderConfig, RetryableError, VariantsRequest
+from providers.adapters.errors import PermanentError, RetryableError
 from providers.adapters.openai import OpenAILLMAdapter
+from providers.adapters.types import ProviderConfig, VariantsRequest
 from providers.chain import ChainFailed, Cooldowns, generate_variants
 
 from .conftest import variants_completion

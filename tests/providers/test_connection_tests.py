@@ -14,7 +14,6 @@ from providers.adapters.base import (
     DEEP_TEST_TOKENS,
     DEEP_TEST_VISION_PROMPT,
     TINY_PNG,
-    ProviderConfig,
 )
 from providers.adapters.gemini import GeminiLLMAdapter, GeminiVisionAdapter
 from providers.adapters.kie import (
@@ -24,8 +23,9 @@ from providers.adapters.kie import (
     Seedream45EditAdapter,
 )
 from providers.adapters.openai import OpenAILLMAdapter, OpenAIVisionAdapter
-from providers.adapters.registry import ADAPTERS, build_adapter
+from providers.adapters.types import ProviderConfig
 from providers.models import Provider
+from providers.registry import ADAPTERS, build_adapter
 
 from .conftest import sent_json
 

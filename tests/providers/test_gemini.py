@@ -6,14 +6,9 @@ import json
 import pytest
 
 from providers.adapters.answers import GEMINI_VISION_SCHEMA, gemini_variants_schema
-from providers.adapters.base import (
-    InvalidOutput,
-    PermanentError,
-    ProviderConfig,
-    RetryableError,
-    VariantsRequest,
-)
+from providers.adapters.errors import InvalidOutput, PermanentError, RetryableError
 from providers.adapters.gemini import GeminiLLMAdapter, GeminiVisionAdapter
+from providers.adapters.types import ProviderConfig, VariantsRequest
 
 from .conftest import jpeg_bytes, sent_json
 

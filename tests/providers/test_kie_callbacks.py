@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from providers.adapters.base import InvalidOutput, ProviderConfig
+from providers.adapters.errors import InvalidOutput
 from providers.adapters.kie import NanoBananaProAdapter, parse_callback, verify_webhook
+from providers.adapters.types import ProviderConfig
 
 SUCCESS = {
     "code": 200,

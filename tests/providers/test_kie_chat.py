@@ -5,14 +5,9 @@ import json
 import pytest
 
 from providers.adapters.answers import VARIANTS_FORMAT, VARIANTS_SCHEMA
-from providers.adapters.base import (
-    InvalidOutput,
-    PermanentError,
-    ProviderConfig,
-    RetryableError,
-    VariantsRequest,
-)
+from providers.adapters.errors import InvalidOutput, PermanentError, RetryableError
 from providers.adapters.kie import KieChatAdapter
+from providers.adapters.types import ProviderConfig, VariantsRequest
 
 from .conftest import sent_json, variants_completion
 
@@ -176,6 +171,9 @@ def test_the_connection_test_uses_the_credit_balance(http):
     assert "100 credits" in result.message
 
 
-def test_it_validates_its_options():
-    with pytest.raises(ValueError, match="json_schema, schema, none"):
+def test_it_validates_its_options_with_its_options_form():
+    with pytest.raises(ValueError, match="'response_format': Select a valid choice"):
         KieChatAdapter.validate_options({"response_format": "xml"})
+    assert KieChatAdapter.validate_options({"response_format": "", "reasoning_effort": "low"}) == {
+        "reasoning_effort": "low"  # blank means the default, and is not stored
+    }

@@ -8,12 +8,10 @@ import pytest
 import responses
 from django.core.exceptions import ValidationError
 
-from providers.adapters.base import (
+from providers.adapters.errors import (
     GenerationFailed,
-    ImageJobRequest,
     InvalidOutput,
     PermanentError,
-    ProviderConfig,
     RetryableError,
 )
 from providers.adapters.kie import (
@@ -24,6 +22,7 @@ from providers.adapters.kie import (
     Seedream45EditAdapter,
     SeedreamV4EditAdapter,
 )
+from providers.adapters.types import ImageJobRequest, ProviderConfig
 from providers.models import Provider
 
 from .conftest import png_bytes, sent_json
@@ -321,13 +320,17 @@ def test_it_sends_to_a_configured_base_url(http):
         (
             NanoBananaEditAdapter,
             ImageJobRequest("x", image_urls=REFS, options={"output_format": "jpg"}),
-            "png, jpeg",
+            "'output_format': Select a valid choice. jpg",
         ),
         (Flux2EditAdapter, ImageJobRequest("ab", image_urls=REFS), "3 to 5000 characters"),
         (Seedream45EditAdapter, ImageJobRequest("x" * 3001, image_urls=REFS), "characters"),
         (Seedream45EditAdapter, ImageJobRequest("x", image_urls=REFS, aspect_ratio="auto"), "auto"),
         (SeedreamV4EditAdapter, ImageJobRequest("x", image_urls=REFS, aspect_ratio="4:5"), "4:5"),
-        (NanoBananaProAdapter, ImageJobRequest("x", options={"output_format": "gif"}), "png"),
+        (
+            NanoBananaProAdapter,
+            ImageJobRequest("x", options={"output_format": "gif"}),
+            "'output_format': Select a valid choice. gif",
+        ),
         (NanoBananaProAdapter, ImageJobRequest("x", options={"seed": 1}), "Unknown option"),
     ],
 )
@@ -675,11 +678,47 @@ def test_a_catalogue_row_uploads_to_the_platforms_upload_host(http, org, platfor
 # --- Options ------------------------------------------------------------------------------------
 
 
-def test_it_validates_admin_options_with_readable_messages():
-    assert SeedreamV4EditAdapter.validate_options({"max_images": 6}) == {"max_images": 6}
-    with pytest.raises(ValueError, match="'max_images' must be a whole number from 1 to 6"):
+def test_it_validates_admin_options_with_its_options_form():
+    assert SeedreamV4EditAdapter.validate_options({"max_images": 6, "seed": 0}) == {
+        "max_images": 6,
+        "seed": 0,
+    }
+    with pytest.raises(ValueError, match="'max_images': Ensure this value is less than or equal"):
         SeedreamV4EditAdapter.validate_options({"max_images": 7})
+    with pytest.raises(ValueError, match="'max_images': Enter a whole number"):
+        SeedreamV4EditAdapter.validate_options({"max_images": True})
     with pytest.raises(ValueError, match="Unknown option 'quality'"):
         Seedream45EditAdapter.validate_options({"quality": "high"})
-    with pytest.raises(ValueError, match="http"):
-        NanoBananaProAdapter.validate_options({"upload_base_url": "ftp://x"})
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("ftp://x", "Only https:// URLs are allowed"),
+        ("https://10.0.0.1", "private"),
+        ("https://uploads.example/?next=x", "query string"),
+    ],
+)
+def test_the_upload_host_option_follows_the_egress_policy(url, problem):
+    with pytest.raises(ValueError, match=f"'upload_base_url': .*{problem}"):
+        NanoBananaProAdapter.validate_options({"upload_base_url": url})
+
+
+def test_the_upload_host_option_is_not_sent_as_model_input(http):
+    http.post(CREATE, json=CREATED)
+    options = {"upload_base_url": "https://uploads.example", "output_format": "jpg"}
+
+    make(NanoBananaProAdapter, options=options).submit(ImageJobRequest("Mug"))
+
+    assert sent_json(http.calls[0])["input"] == {
+        "prompt": "Mug",
+        "aspect_ratio": "1:1",
+        "resolution": "1K",
+        "output_format": "jpg",
+    }
+
+
+def test_the_upload_host_option_is_stored_without_its_trailing_slash():
+    cleaned = NanoBananaProAdapter.validate_options({"upload_base_url": "https://up.example/k/"})
+
+    assert cleaned == {"upload_base_url": "https://up.example/k"}

@@ -6,21 +6,12 @@ import pytest
 from PIL import Image, ImageDraw
 
 from providers.adapters.answers import LIGHTS, SETTINGS, SHOTS
-from providers.adapters.base import (
-    GenerationFailed,
-    ImageJobRequest,
-    PermanentError,
-    ProviderConfig,
-    VariantsRequest,
-)
-from providers.adapters.local import (
-    LocalImageAdapter,
-    LocalLLMAdapter,
-    LocalVisionAdapter,
-    analyse_image,
-    render_image,
-    size_for,
-)
+from providers.adapters.errors import GenerationFailed, PermanentError
+from providers.adapters.types import ImageJobRequest, ProviderConfig, VariantsRequest
+from providers.local.image import LocalImageAdapter
+from providers.local.llm import LocalLLMAdapter
+from providers.local.render import render_image, size_for
+from providers.local.vision import LocalVisionAdapter, analyse_image
 
 from .conftest import png_bytes
 
@@ -88,19 +79,24 @@ def test_it_fails_the_job_when_a_product_image_is_unreadable():
         render_image("x", [b"definitely not an image"], None, "1:1")
 
 
-def test_the_local_image_adapter_hands_out_task_ids_and_checks_the_request():
+@pytest.mark.django_db
+def test_the_local_image_adapter_queues_a_render_per_job_and_checks_the_request(
+    django_capture_on_commit_callbacks,
+):
     adapter = LocalImageAdapter(ProviderConfig(options={"delay_seconds": 0.5}))
 
-    first = adapter.submit(ImageJobRequest("x", aspect_ratio="16:9", quality="draft"))
-    second = adapter.submit(ImageJobRequest("x"))
+    with django_capture_on_commit_callbacks() as queued:  # the render tasks, not run here
+        first = adapter.submit(ImageJobRequest("x", aspect_ratio="16:9", quality="draft"))
+        second = adapter.submit(ImageJobRequest("x"))
+        with pytest.raises(PermanentError, match="aspect ratio 7:3"):
+            adapter.submit(ImageJobRequest("x", aspect_ratio="7:3"))
 
     assert first.task_id.startswith("local-")
     assert first.task_id != second.task_id
+    assert len(queued) == 2  # one render per accepted job, none for the refused one
     assert adapter.delay_seconds == 0.5
     assert adapter.max_side("draft") == 512
-    with pytest.raises(PermanentError, match="aspect ratio 7:3"):
-        adapter.submit(ImageJobRequest("x", aspect_ratio="7:3"))
-    with pytest.raises(ValueError, match="delay_seconds"):
+    with pytest.raises(ValueError, match="'delay_seconds': Ensure this value is less than"):
         LocalImageAdapter(ProviderConfig(options={"delay_seconds": 600}))
 
 

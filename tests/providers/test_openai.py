@@ -6,14 +6,9 @@ import json
 import pytest
 
 from providers.adapters.answers import VARIANTS_FORMAT, VARIANTS_SCHEMA, VISION_FORMAT
-from providers.adapters.base import (
-    InvalidOutput,
-    PermanentError,
-    ProviderConfig,
-    RetryableError,
-    VariantsRequest,
-)
+from providers.adapters.errors import InvalidOutput, PermanentError, RetryableError
 from providers.adapters.openai import OpenAILLMAdapter, OpenAIVisionAdapter
+from providers.adapters.types import ProviderConfig, VariantsRequest
 
 from .conftest import jpeg_bytes, png_bytes, sent_json, variants_completion
 

@@ -12,8 +12,9 @@ from django.core.files.storage import default_storage
 from django.db import connection
 from django.urls import reverse
 
-from generation import credits, services
+from credits import services as credits
 from generation.models import Generation, GenerationImage
+from generation.pipeline import results
 from lib.tokens import hash_token
 from tests.images import png_bytes
 
@@ -34,15 +35,24 @@ def console():
 def generating_image(org, provider, *, token=TOKEN, task_id="task-1") -> GenerationImage:
     """An image submitted to `provider`, waiting for its callback, its credits held."""
     generation = Generation.objects.create(
-        org=org, provider=provider, provider_name=provider.name, credit_cost=provider.credit_cost,
-        prompt="A mug", aspect_ratio="1:1", count=1, status=Generation.Status.GENERATING,
-    )  # fmt: skip
+        org=org,
+        provider=provider,
+        provider_name=provider.name,
+        credit_cost=provider.credit_cost,
+        prompt="A mug",
+        aspect_ratio="1:1",
+        count=1,
+        status=Generation.Status.GENERATING,
+    )
     credits.top_up(org=org, amount=10)
     credits.hold(generation=generation)
     return GenerationImage.objects.create(
-        generation=generation, index=0, status=GenerationImage.Status.GENERATING,
-        provider_task_id=task_id, callback_token_hash=hash_token(token),
-    )  # fmt: skip
+        generation=generation,
+        index=0,
+        status=GenerationImage.Status.GENERATING,
+        provider_task_id=task_id,
+        callback_token_hash=hash_token(token),
+    )
 
 
 @pytest.fixture
@@ -66,8 +76,9 @@ def callback_url(image, token=TOKEN):
 def test_a_callback_token_never_reaches_the_logs_on_a_refused_callback(client, kie_image, console):
     response = client.post(
         reverse("generation:callback", args=[kie_image.public_id, "guessed-token-123"]),
-        data=b"{}", content_type="application/json",
-    )  # fmt: skip
+        data=b"{}",
+        content_type="application/json",
+    )
 
     assert response.status_code == 404
     written = console.getvalue()
@@ -95,9 +106,14 @@ def test_a_callback_url_quoted_in_a_message_or_traceback_is_redacted(console):
 
 def record(task_id, urls):
     data = {
-        "taskId": task_id, "model": "seedream/4.5-edit", "state": "success", "param": "{}",
-        "resultJson": json.dumps({"resultUrls": urls}), "failCode": "", "failMsg": "",
-    }  # fmt: skip
+        "taskId": task_id,
+        "model": "seedream/4.5-edit",
+        "state": "success",
+        "param": "{}",
+        "resultJson": json.dumps({"resultUrls": urls}),
+        "failCode": "",
+        "failMsg": "",
+    }
     return {"code": 200, "msg": "success", "data": data}
 
 
@@ -114,7 +130,7 @@ def test_concurrent_duplicate_callbacks_store_the_result_once(kie_image, setting
         def duplicate():
             start.wait()
             try:
-                services.collect_result(kie_image.pk)
+                results.collect_result(kie_image.pk)
             finally:
                 connection.close()
 
@@ -179,9 +195,11 @@ def test_a_signed_callback_with_a_nested_body_is_refused_not_crashed(
     headers = {"X-Webhook-Timestamp": "1", "X-Webhook-Signature": "AAAA"}
 
     response = client.post(
-        callback_url(kie_image), data=BODIES["nested"], content_type="application/json",
+        callback_url(kie_image),
+        data=BODIES["nested"],
+        content_type="application/json",
         headers=headers,
-    )  # fmt: skip
+    )
 
     assert response.status_code == 401
 

@@ -18,8 +18,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
-from generation import credits
-from generation.models import CreditAccount, LedgerEntry, TopUpRequest
+from credits import services as credits
+from credits.models import CreditAccount, LedgerEntry, TopUpRequest
 from orgs.models import Organization
 from tests.concurrency import race
 from tests.factories import TopUpRequestFactory
@@ -32,8 +32,8 @@ needs_postgresql = pytest.mark.skipif(
 
 REQUEST_CREDITS = reverse("orgs:request-credits")
 DASHBOARD = reverse("orgs:dashboard")
-REQUESTS_ADMIN = reverse("admin:generation_topuprequest_changelist")
-ACCOUNTS_ADMIN = reverse("admin:generation_creditaccount_changelist")
+REQUESTS_ADMIN = reverse("admin:credits_topuprequest_changelist")
+ACCOUNTS_ADMIN = reverse("admin:credits_creditaccount_changelist")
 
 
 @pytest.fixture
@@ -54,11 +54,11 @@ def account(org):
 
 
 def top_up_url(account):
-    return reverse("admin:generation_creditaccount_top_up", args=[account.pk])
+    return reverse("admin:credits_creditaccount_top_up", args=[account.pk])
 
 
 def adjust_url(account):
-    return reverse("admin:generation_creditaccount_adjust", args=[account.pk])
+    return reverse("admin:credits_creditaccount_adjust", args=[account.pk])
 
 
 def withdraw_url(top_up_request):
@@ -126,9 +126,9 @@ def test_an_org_admin_is_offered_no_top_up_anywhere(admin_client, account):
     pages = [
         DASHBOARD,
         reverse("admin:index"),
-        reverse("admin:app_list", args=["generation"]),
+        reverse("admin:app_list", args=["credits"]),
         ACCOUNTS_ADMIN,
-        reverse("admin:generation_creditaccount_change", args=[account.pk]),
+        reverse("admin:credits_creditaccount_change", args=[account.pk]),
     ]
     for url in pages:
         response = admin_client.get(url)
@@ -144,7 +144,7 @@ def test_an_org_admin_is_offered_no_top_up_anywhere(admin_client, account):
 def test_a_staff_user_who_is_not_a_superuser_cannot_mint_credits(client, org, account, admin):
     """The admin lets staff in; credits still need a superuser, even with model permissions."""
     staff = User.objects.create_user(email="staff@nerstudio.test", is_staff=True)
-    staff.user_permissions.set(Permission.objects.filter(content_type__app_label="generation"))
+    staff.user_permissions.set(Permission.objects.filter(content_type__app_label="credits"))
     top_up_request = TopUpRequestFactory(org=org, requested_by=admin)
     client.force_login(staff)
 
@@ -164,7 +164,7 @@ def test_a_staff_user_who_is_not_a_superuser_cannot_mint_credits(client, org, ac
 
 def test_an_org_admin_cannot_approve_their_own_top_up_request(admin_client, admin_membership, org):
     top_up_request = pending_request(admin_membership)
-    change = reverse("admin:generation_topuprequest_change", args=[top_up_request.pk])
+    change = reverse("admin:credits_topuprequest_change", args=[top_up_request.pk])
 
     assert admin_client.get(REQUESTS_ADMIN).status_code == 403
     assert admin_client.get(change).status_code == 403
@@ -329,11 +329,11 @@ def test_a_request_is_approved_once_even_when_two_operators_approve_at_once(
     for round_ in range(10):
         top_up_request = pending_request(admin_membership, amount=100 + round_)
         calls = [
-            partial(credits.approve_top_up_request, top_up_request=top_up_request,
-                    operator=operators[0]),
-            partial(decide[second_decision], top_up_request=top_up_request,
-                    operator=operators[1]),
-        ]  # fmt: skip
+            partial(
+                credits.approve_top_up_request, top_up_request=top_up_request, operator=operators[0]
+            ),
+            partial(decide[second_decision], top_up_request=top_up_request, operator=operators[1]),
+        ]
 
         outcomes = _race(calls)
 
@@ -352,8 +352,9 @@ def test_a_request_is_approved_once_even_when_two_operators_approve_at_once(
 @needs_postgresql
 @pytest.mark.django_db(transaction=True)
 def test_an_organization_cannot_pile_up_open_requests_by_posting_at_once(admin_membership, org):
-    outcomes = _race([lambda i=i: pending_request(admin_membership, amount=10 + i)
-                      for i in range(8)])  # fmt: skip
+    outcomes = _race(
+        [lambda i=i: pending_request(admin_membership, amount=10 + i) for i in range(8)]
+    )
 
     assert sum(isinstance(o, TopUpRequest) for o in outcomes) == 3
     assert TopUpRequest.objects.filter(org=org).count() == 3
@@ -413,8 +414,9 @@ def test_a_decline_changes_no_balance(operator_client, operator, admin_membershi
 
 
 def test_the_commands_top_up_is_in_the_ledger(org, operator, capsys):
-    call_command("topup_credits", str(org.public_id), "1200", "--note", "Invoice 9",
-                 "--by", operator.email)  # fmt: skip
+    call_command(
+        "topup_credits", str(org.public_id), "1200", "--note", "Invoice 9", "--by", operator.email
+    )
 
     entry = LedgerEntry.objects.get(org=org)
     assert (entry.kind, entry.delta, entry.actor) == ("topup", 1200, operator)
@@ -436,8 +438,10 @@ def test_an_org_admin_requests_credits_from_the_dashboard_and_operators_are_emai
     top_up_request = TopUpRequest.objects.get()
     assert (top_up_request.org, top_up_request.requested_by) == (org, admin)
     assert (top_up_request.amount, top_up_request.note, top_up_request.status) == (
-        1500, "PO 17", "pending"
-    )  # fmt: skip
+        1500,
+        "PO 17",
+        "pending",
+    )
     assert_untouched(org)
     [email] = mail.outbox
     assert email.to == ["ops@nerstudio.test"]
@@ -476,15 +480,19 @@ def test_a_request_is_kept_when_emailing_the_operators_fails(
 
 
 def test_the_dashboard_shows_each_requests_status(admin_client, admin_membership, operator, org):
-    approved, declined, waiting = (pending_request(admin_membership, amount=a, note=f"n{a}")
-                                   for a in (11, 22, 33))  # fmt: skip
+    approved, declined, waiting = (
+        pending_request(admin_membership, amount=a, note=f"n{a}") for a in (11, 22, 33)
+    )
     credits.approve_top_up_request(top_up_request=approved, operator=operator)
     credits.decline_top_up_request(top_up_request=declined, operator=operator)
 
     page = admin_client.get(DASHBOARD).content.decode()
 
-    for top_up_request, label in [(approved, "Approved"), (declined, "Declined"),
-                                  (waiting, "Pending")]:  # fmt: skip
+    for top_up_request, label in [
+        (approved, "Approved"),
+        (declined, "Declined"),
+        (waiting, "Pending"),
+    ]:
         row = page.split(f'id="credit-request-{top_up_request.public_id}"')[1].split("</tr>")[0]
         assert label in row
         assert (withdraw_url(top_up_request) in row) == (top_up_request is waiting)
@@ -495,12 +503,15 @@ def test_the_dashboard_shows_each_requests_status(admin_client, admin_membership
 def test_an_org_admin_sees_the_platform_not_the_operator_in_the_ledger(
     admin_client, admin_membership, operator, org
 ):
-    credits.approve_top_up_request(top_up_request=pending_request(admin_membership),
-                                   operator=operator)  # fmt: skip
+    credits.approve_top_up_request(
+        top_up_request=pending_request(admin_membership), operator=operator
+    )
     entry = LedgerEntry.objects.get(org=org)
 
-    for url in [reverse("admin:generation_ledgerentry_changelist"),
-                reverse("admin:generation_ledgerentry_change", args=[entry.pk])]:  # fmt: skip
+    for url in [
+        reverse("admin:credits_ledgerentry_changelist"),
+        reverse("admin:credits_ledgerentry_change", args=[entry.pk]),
+    ]:
         page = admin_client.get(url).content.decode()
         assert operator.email not in page, url
         assert "NER Studio" in page, url
@@ -559,10 +570,17 @@ def test_an_org_admin_cannot_lower_a_platform_models_price(admin_client, admin_m
     price = row.catalogue.credit_cost
     change = reverse("admin:providers_platformmodel_change", args=[row.pk])
 
-    response = admin_client.post(change, {
-        "name": row.name, "priority": row.priority, "enabled": "on", "is_default": "on",
-        "credit_cost": 0, "timeout_seconds": 1e9,
-    })  # fmt: skip
+    response = admin_client.post(
+        change,
+        {
+            "name": row.name,
+            "priority": row.priority,
+            "enabled": "on",
+            "is_default": "on",
+            "credit_cost": 0,
+            "timeout_seconds": 1e9,
+        },
+    )
 
     assert response.status_code == 302
     row.refresh_from_db()
@@ -575,11 +593,21 @@ def test_an_org_admin_cannot_lower_a_platform_models_price(admin_client, admin_m
 def test_a_provider_timeout_outside_1_to_120_seconds_is_refused(admin_client, timeout):
     from providers.models import Provider
 
-    response = admin_client.post(reverse("admin:providers_ownkeyprovider_add"), {
-        "name": "Slowpoke", "adapter": "openai-vision", "api_key": "sk-own-1234",
-        "priority": 10, "timeout_seconds": timeout, "options": "{}", "credit_cost": 0,
-        "max_product_images": 4, "max_reference_images": 4, "enabled": "on",
-    })  # fmt: skip
+    response = admin_client.post(
+        reverse("admin:providers_ownkeyprovider_add"),
+        {
+            "name": "Slowpoke",
+            "adapter": "openai-vision",
+            "api_key": "sk-own-1234",
+            "priority": 10,
+            "timeout_seconds": timeout,
+            "options": "{}",
+            "credit_cost": 0,
+            "max_product_images": 4,
+            "max_reference_images": 4,
+            "enabled": "on",
+        },
+    )
 
     assert response.status_code == 200
     assert "Ensure this value is" in response.content.decode()

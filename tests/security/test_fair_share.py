@@ -8,12 +8,14 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from generation import credits, services
+from credits import services as credits
+from generation import tasks
 from generation.models import GenerationImage
+from generation.pipeline import results, submit
 from lib.tasks import cancel_deferred
 from providers import fairshare
-from providers import services as provider_services
 from providers.models import Provider
+from providers.org_registry import clear_registry
 from tests.factories import AdminMembershipFactory, OwnKeyProviderFactory
 from tests.images import validated
 
@@ -31,11 +33,16 @@ def own_kie_model(org, url, **extra) -> Provider:
 
 
 def start(membership, provider, count):
-    return services.start_generation(
-        membership=membership, provider=provider, prompt="A ceramic mug on linen", count=count,
-        aspect_ratio=provider.default_aspect_ratio, quality=provider.default_quality,
-        products=[validated()], references=[],
-    )  # fmt: skip
+    return tasks.generate(
+        membership=membership,
+        provider=provider,
+        prompt="A ceramic mug on linen",
+        count=count,
+        aspect_ratio=provider.default_aspect_ratio,
+        quality=provider.default_quality,
+        products=[validated()],
+        references=[],
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -46,7 +53,7 @@ def test_a_hanging_provider_with_16_images_in_flight_does_not_delay_another_orga
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.NERSTUDIO_PUBLIC_URL = live_server.url
     settings.NERSTUDIO_ORG_MAX_INFLIGHT = 3
-    provider_services.clear_registry()
+    clear_registry()
     hanging, healthy = listener, second_listener
     hanging.hang = True
     healthy.body = TASK
@@ -73,7 +80,7 @@ def test_a_hanging_provider_with_16_images_in_flight_does_not_delay_another_orga
 
     in_flight = fairshare.slots().in_flight(noisy.org_id)
     for generation in noisy_generations:  # stop the noisy work before the database goes
-        services.fail_generation(generation.pk, "The test is over.")
+        results.fail_generation(generation.pk, "The test is over.")
     cancel_deferred()
     hanging.released.set()  # the stuck calls end now and find their images failed
     time.sleep(0.3)
@@ -109,7 +116,7 @@ def test_a_task_whose_organization_is_busy_waits_without_claiming_anything(
     GenerationImage.objects.filter(pk=image.pk).update(prompt="A mug")
 
     with fairshare.provider_slot(org.pk), pytest.raises(fairshare.OrgBusy):
-        services.submit_image(image.pk)
+        submit.submit_image(image.pk)
 
     image.refresh_from_db()
     assert image.status == "waiting" and image.polls == 0

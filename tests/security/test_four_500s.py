@@ -17,8 +17,12 @@ def changelist_rows(org, overrides=None):
     rows = list(Provider.objects.filter(org=org).order_by("kind", "priority", "pk"))
     data = {"form-TOTAL_FORMS": len(rows), "form-INITIAL_FORMS": len(rows), "_save": "Save"}
     for i, row in enumerate(rows):
-        fields = {"id": row.pk, "priority": row.priority, "enabled": row.enabled,
-                  "visible_to_members": row.visible_to_members}  # fmt: skip
+        fields = {
+            "id": row.pk,
+            "priority": row.priority,
+            "enabled": row.enabled,
+            "visible_to_members": row.visible_to_members,
+        }
         fields.update((overrides or {}).get(i, {}))
         for name, value in fields.items():
             if value is True:

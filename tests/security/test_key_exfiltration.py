@@ -14,20 +14,19 @@ from django.urls import reverse
 from PIL import Image
 
 from providers import services
-from providers.adapters.base import (
-    ImageJobRequest,
-    ProviderConfig,
-    ProviderError,
-    VariantsRequest,
-)
-from providers.adapters.registry import ADAPTERS, build_adapter
+from providers.adapters.errors import ProviderError
+from providers.adapters.types import ImageJobRequest, ProviderConfig, VariantsRequest
 from providers.models import Provider
+from providers.registry import ADAPTERS, build_adapter
 from tests.factories import CatalogueEntryFactory, OwnKeyProviderFactory
 
 pytestmark = pytest.mark.django_db
 
-KEYS = {"kie": "PLATFORM-KIE-KEY-7f3a", "openai": "PLATFORM-OPENAI-KEY-9c1d",
-        "gemini": "PLATFORM-GEMINI-KEY-2b8e"}  # fmt: skip
+KEYS = {
+    "kie": "PLATFORM-KIE-KEY-7f3a",
+    "openai": "PLATFORM-OPENAI-KEY-9c1d",
+    "gemini": "PLATFORM-GEMINI-KEY-2b8e",
+}
 REMOTE = sorted(slug for slug, cls in ADAPTERS.items() if cls.vendor)
 
 
@@ -60,10 +59,14 @@ def platform(second_listener, platform_keys, loopback_egress):
     """Every vendor's platform account points at the platform endpoint listener."""
     url = second_listener.url
     platform_keys(
-        kie=KEYS["kie"], kie_base_url=url, kie_upload_base_url=url,
-        openai=KEYS["openai"], openai_base_url=url,
-        gemini=KEYS["gemini"], gemini_base_url=url,
-    )  # fmt: skip
+        kie=KEYS["kie"],
+        kie_base_url=url,
+        kie_upload_base_url=url,
+        openai=KEYS["openai"],
+        openai_base_url=url,
+        gemini=KEYS["gemini"],
+        gemini_base_url=url,
+    )
     return second_listener
 
 
@@ -72,9 +75,13 @@ def platform_row(org, slug) -> Provider:
     row = org.providers.filter(adapter=slug, catalogue__isnull=False).first()
     if row is None:
         entry = CatalogueEntryFactory(
-            adapter=slug, aspect_ratios=[], default_aspect_ratio="", quality_levels=[],
-            default_quality="", max_product_images=1,
-        )  # fmt: skip
+            adapter=slug,
+            aspect_ratios=[],
+            default_aspect_ratio="",
+            quality_levels=[],
+            default_quality="",
+            max_product_images=1,
+        )
         row = Provider.objects.create(org=org, catalogue=entry, name=entry.name)
     return Provider.objects.select_related("catalogue").get(pk=row.pk)
 
@@ -93,11 +100,19 @@ def test_an_org_admin_cannot_point_a_platform_model_at_their_listener(
 ):
     row = platform_row(org, slug)
     url = reverse("admin:providers_platformmodel_change", args=[row.pk])
-    response = admin_client.post(url, {
-        "name": row.name, "priority": row.priority, "enabled": "on",
-        "base_url": listener.url, "options": f'{{"upload_base_url": "{listener.url}"}}',
-        "api_key": "", "credit_cost": 0, "timeout_seconds": 120,
-    })  # fmt: skip
+    response = admin_client.post(
+        url,
+        {
+            "name": row.name,
+            "priority": row.priority,
+            "enabled": "on",
+            "base_url": listener.url,
+            "options": f'{{"upload_base_url": "{listener.url}"}}',
+            "api_key": "",
+            "credit_cost": 0,
+            "timeout_seconds": 120,
+        },
+    )
     assert response.status_code == 302  # saved: the extra fields are simply not the admin's
     row = Provider.objects.select_related("catalogue").get(pk=row.pk)
 

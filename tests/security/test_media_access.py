@@ -36,8 +36,12 @@ def maxs_image(member_membership):
     org = member_membership.org
     product = stored_source_image(org, colour=(46, 134, 222), uploaded_by=member_membership.user)
     reference = stored_source_image(org, colour=(230, 126, 34), uploaded_by=member_membership.user)
-    return finished_image(member_membership, prompt="A ceramic mug on linen!",
-                          products=[product], references=[reference])  # fmt: skip
+    return finished_image(
+        member_membership,
+        prompt="A ceramic mug on linen!",
+        products=[product],
+        references=[reference],
+    )
 
 
 def _stored_name(image, kind) -> str:
@@ -83,8 +87,7 @@ def test_a_signed_in_user_without_an_organization_gets_404(client, maxs_image, k
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_another_organization_gets_404_for_a_generated_image(client, maxs_image, other_admin,
-                                                             kind):  # fmt: skip
+def test_another_organization_gets_404_for_a_generated_image(client, maxs_image, other_admin, kind):
     client.force_login(other_admin)
     assert client.get(_url(maxs_image, kind)).status_code == 404
 
@@ -145,8 +148,9 @@ def urls_built_with_debug(request, settings):
     clear_url_caches()
 
 
-def test_there_is_no_public_media_route(admin_client, maxs_image, media_root,
-                                        urls_built_with_debug):  # fmt: skip
+def test_there_is_no_public_media_route(
+    admin_client, maxs_image, media_root, urls_built_with_debug
+):
     anonymous = Client()
     for kind in KINDS:
         name = _stored_name(maxs_image, kind)

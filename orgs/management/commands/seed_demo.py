@@ -5,10 +5,9 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import User
-from generation import credits
-from generation.models import LedgerEntry
+from credits import services as credit_services
 from orgs.models import Membership, Organization
-from providers.defaults import install_default_providers
+from orgs.services import open_organization
 
 DEMO_ORG = "Demo Studio"
 DEMO_CREDITS = 500
@@ -24,10 +23,9 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args, **options):
         org = Organization.objects.filter(name=DEMO_ORG).order_by("pk").first()
-        if org is None:
-            org = Organization.objects.create(name=DEMO_ORG)  # gets the default providers
-        elif not org.providers.exists():
-            install_default_providers(org)
+        created = org is None
+        if created:
+            org = open_organization(name=DEMO_ORG)  # with its credit account and providers
         for email, name, role in DEMO_USERS:
             user = User.objects.filter(email__iexact=email).first()
             if user is None:
@@ -40,10 +38,10 @@ class Command(BaseCommand):
                 Membership.objects.create(org=org, user=user, role=role)
             elif membership.org_id != org.pk:
                 self.stderr.write(f"{email} belongs to {membership.org}; left unchanged.")
-        if not LedgerEntry.objects.filter(org=org, kind=LedgerEntry.Kind.TOPUP).exists():
-            credits.top_up(org=org, amount=DEMO_CREDITS, note="Demo credits")
+        if created:  # once: a second run leaves the balance as the demo left it
+            credit_services.top_up(org=org, amount=DEMO_CREDITS, note="Demo credits")
         self.stdout.write(
             self.style.SUCCESS(f"Demo organization '{org}' is ready: ")
             + ", ".join(f"{email} ({role})" for email, _, role in DEMO_USERS)
-            + f"; {credits.balance_of(org)} credits"
+            + f"; {credit_services.balance_of(org)} credits"
         )

@@ -1,0 +1,141 @@
+"""Analysing the references and writing one prompt per image (the run_generation task).
+
+References are described by the vision chain (in parallel, cached per organization by content
+hash); the prompt writers then turn the member's prompt and those descriptions into one variant
+per image. Neither may fail the generation: a reference nobody could describe is used without its
+description, and when every prompt writer failed the prompts are built-in variations of the
+member's own. What the member should know about such degraded work is kept as notices.
+"""
+
+from typing import cast
+
+from django.utils import timezone
+
+from generation import live
+from generation.models import Generation, GenerationImage, ReferenceAnalysis
+from providers import services as provider_services
+from providers.adapters.types import VariantsRequest
+from providers.chain import ChainFailed
+from providers.fairshare import provider_slot
+from providers.local.llm import local_variants
+from providers.models import Provider
+
+Status = Generation.Status
+BUILT_IN_WRITER = "Built-in variations"
+
+
+def write_prompts(generation_id: int) -> list[int]:
+    """Analyse the references and write the image prompts, within the organization's share of
+    provider calls (or lib.tasks.TryLater). Returns the images to submit next; none when the
+    generation is already past these stages (a redelivered message)."""
+    org_id = (
+        Generation.objects.filter(
+            pk=generation_id, status__in=[Status.QUEUED, Status.ANALYSING, Status.WRITING]
+        )
+        .values_list("org_id", flat=True)
+        .first()
+    )
+    if org_id is None:
+        return []  # already past these stages: a redelivered message
+    with provider_slot(org_id):  # the organization's share of provider calls, or try later
+        return _write_prompts(generation_id)
+
+
+def _write_prompts(generation_id: int) -> list[int]:
+    claimed = Generation.objects.filter(pk=generation_id, status=Status.QUEUED).update(
+        status=Status.ANALYSING
+    )
+    generation = Generation.objects.select_related("org").get(pk=generation_id)
+    if not claimed and generation.status not in (Status.ANALYSING, Status.WRITING):
+        return []  # already past these stages: a redelivered message
+    live.push_generation(generation.pk)
+
+    notes, notices = _analyse_references(generation)
+    Generation.objects.filter(pk=generation.pk).update(
+        status=Status.WRITING, reference_notes=notes, notices=notices, updated_at=timezone.now()
+    )
+    live.push_generation(generation.pk)
+
+    variants, writer, more_notices = _variants(generation, notes)
+    images = list(generation.images.order_by("index"))
+    for image, variant in zip(images, variants, strict=True):
+        GenerationImage.objects.filter(pk=image.pk, status=GenerationImage.Status.WAITING).update(
+            prompt=variant
+        )
+    Generation.objects.filter(pk=generation.pk, status=Status.WRITING).update(
+        status=Status.GENERATING,
+        prompt_writer=writer,
+        notices=notices + more_notices,
+        updated_at=timezone.now(),
+    )
+    live.push_generation(generation.pk)
+    return [image.pk for image in images]
+
+
+def _variants(generation: Generation, notes: list[str]) -> tuple[tuple[str, ...], str, list[str]]:
+    """N prompts, who wrote them, and what the member should know. The last resort is never to
+    fail: when every prompt writer failed, deterministic variations of the member's own prompt."""
+    n = generation.count
+    products = tuple(
+        f"{p.format} photo, {p.width}×{p.height} px" for p in generation.products.all()
+    )
+    request = VariantsRequest(
+        prompt=generation.prompt, n=n, references=tuple(notes), products=products
+    )
+    try:
+        result = provider_services.write_variants(
+            request, org_id=generation.org_id, generation_id=generation.pk
+        )
+    except ChainFailed:
+        notice = "No prompt writer could answer, so the prompts are variations of your own prompt."
+        return local_variants(request), BUILT_IN_WRITER, [notice]
+    writer_id = cast(int, result.provider_id)  # the chain runs on Provider rows: their pks
+    writer = Provider.objects.filter(pk=writer_id).values_list("name", flat=True)
+    notices = []
+    if varied := result.value.varied:
+        notices.append(
+            f"{n - varied} of {n} prompts came from the prompt writer; the other {varied} are "
+            "variations of them."
+        )
+    return result.value.variants, writer.first() or "", notices
+
+
+def _analyse_references(generation: Generation) -> tuple[list[str], list[str]]:
+    """Descriptions of the references, from the per-org cache or the vision chain (in parallel),
+    and a notice for each reference no vision provider could describe: it is used without its
+    description rather than failing the whole generation."""
+    through = Generation.references.through.objects.filter(generation_id=generation.pk)
+    references = [row.sourceimage for row in through.select_related("sourceimage").order_by("pk")]
+    cached = {
+        a.sha256: a.description
+        for a in ReferenceAnalysis.objects.filter(
+            org_id=generation.org_id, sha256__in=[r.sha256 for r in references]
+        )
+    }
+    missing = list({r.sha256: r for r in references if r.sha256 not in cached}.values())
+    images = []
+    for reference in missing:
+        with reference.file.open("rb") as fh:
+            images.append(fh.read())
+    outcomes = provider_services.describe_references(
+        org_id=generation.org_id, images=images, generation_id=generation.pk
+    )
+    for reference, outcome in zip(missing, outcomes, strict=True):
+        if isinstance(outcome, ChainFailed):
+            continue  # the attempts are in the lineage; the notice below tells the member
+        ReferenceAnalysis.objects.get_or_create(
+            org_id=generation.org_id,
+            sha256=reference.sha256,
+            defaults={
+                "description": outcome.value.description,
+                "palette": list(outcome.value.palette),
+                "provider_id": outcome.provider_id,
+            },
+        )
+        cached[reference.sha256] = outcome.value.description
+    notices = [
+        f"Reference {number} could not be analysed; it was used without its description."
+        for number, r in enumerate(references, start=1)
+        if r.sha256 not in cached
+    ]
+    return [cached[r.sha256] for r in references if r.sha256 in cached], notices

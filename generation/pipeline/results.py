@@ -1,0 +1,206 @@
+"""Results: finding the image a callback is for, collecting a reported result (the collect_result
+task), and finishing images and generations, with the credits captured or released."""
+
+import hashlib
+import io
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from PIL import Image
+
+from credits import services as credit_services
+from generation import live
+from generation.downloads import DownloadError, download_image
+from generation.models import Generation, GenerationImage
+from lib.tokens import hash_token
+from providers import attempts
+from providers.adapters.errors import GenerationFailed, ProviderError
+from providers.fairshare import provider_slot
+
+Status = Generation.Status
+ImageStatus = GenerationImage.Status
+COLLECT_LEASE_SECONDS = 300  # a poll and a download, each bounded well below this
+
+
+def find_image_for_callback(public_id, token: str) -> GenerationImage | None:
+    """The image whose callback URL carries `token`; None for an unknown or forged token."""
+    return (
+        GenerationImage.objects.select_related("generation__provider__catalogue")
+        .filter(public_id=public_id, callback_token_hash=hash_token(token))
+        .first()
+    )
+
+
+def collect_result(image_id: int) -> None:
+    """Ask the provider for the image's state (never trusting a callback body) and act on it.
+
+    The image is claimed first (a lease, `collecting_until`), so of several duplicate callbacks
+    arriving at once exactly one downloads and stores the result."""
+    org_id = (
+        GenerationImage.objects.filter(pk=image_id, status=ImageStatus.GENERATING)
+        .values_list("generation__org_id", flat=True)
+        .first()
+    )
+    if org_id is None:
+        return  # finished before: a duplicate or late callback
+    with provider_slot(org_id):
+        now = timezone.now()
+        claimed = (
+            GenerationImage.objects.filter(pk=image_id, status=ImageStatus.GENERATING)
+            .filter(Q(collecting_until__isnull=True) | Q(collecting_until__lt=now))
+            .update(collecting_until=now + timedelta(seconds=COLLECT_LEASE_SECONDS))
+        )
+        if not claimed:
+            return  # another worker is collecting it right now
+        try:
+            _collect_result(image_id)
+        finally:
+            GenerationImage.objects.filter(pk=image_id).update(collecting_until=None)
+
+
+def _collect_result(image_id: int) -> None:
+    image = GenerationImage.objects.select_related("generation__provider__catalogue").get(
+        pk=image_id
+    )
+    provider = image.generation.provider
+    if provider is None:
+        fail_image(image.pk, "The image model was removed while generating.")
+        return
+    started = time.monotonic()
+    try:
+        status = provider.build().poll(image.provider_task_id)
+    except ProviderError as exc:
+        attempts.record_attempt(
+            provider, "poll", exc, latency_ms=ms_since(started), generation_id=image.generation_id
+        )
+        if not exc.retryable:
+            fail_image(image.pk, member_reason(exc))
+        return  # retryable: the next poll tries again, until the image's deadline
+    if status.state == "pending":
+        return
+    if status.state == "failed" or not status.result_urls:
+        failure = GenerationFailed(status.error or "No result.", code=status.error_code or None)
+        attempts.record_attempt(provider, "result", failure, generation_id=image.generation_id)
+        fail_image(image.pk, member_reason(failure))
+        return
+    try:
+        data = download_image(status.result_urls[0])
+    except DownloadError as exc:
+        attempts.record_download_failure(provider, str(exc), generation_id=image.generation_id)
+        fail_image(image.pk, "The finished image could not be downloaded.")
+        return
+    if _store_result(image, data):
+        waited = (timezone.now() - image.submitted_at).total_seconds() if image.submitted_at else 0
+        attempts.record_attempt(
+            provider,
+            "result",
+            None,
+            latency_ms=int(waited * 1000),
+            generation_id=image.generation_id,
+        )
+
+
+def _store_result(image: GenerationImage, data: bytes) -> bool:
+    """Store the result and capture the image's credits; False if it was finished before."""
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        width, height = im.size
+        thumb = im.convert("RGB")
+        thumb.thumbnail((settings.NERSTUDIO_THUMBNAIL_SIDE,) * 2)
+        thumb_bytes = io.BytesIO()
+        thumb.save(thumb_bytes, "WEBP", quality=82)
+        ext = (im.format or "PNG").lower().replace("jpeg", "jpg")
+    digest = hashlib.sha256(data).hexdigest()
+    folder = f"generated/{image.generation.org.public_id}"
+    name = default_storage.save(f"{folder}/{digest}.{ext}", ContentFile(data))
+    thumb_name = default_storage.save(
+        f"{folder}/thumbs/{digest}.webp", ContentFile(thumb_bytes.getvalue())
+    )
+    with transaction.atomic():
+        done = GenerationImage.objects.filter(pk=image.pk, status=ImageStatus.GENERATING).update(
+            status=ImageStatus.DONE,
+            file=name,
+            thumbnail=thumb_name,
+            width=width,
+            height=height,
+            finished_at=timezone.now(),
+            next_poll_at=None,
+        )
+        if done:
+            credit_services.capture(image=image)
+    if done:
+        live.push_image(image.pk)
+        _finish_generation_if_complete(image.generation_id)
+    return bool(done)
+
+
+def member_reason(exc: ProviderError) -> str:
+    """What a member is told about a failed image: short and safe. The provider's own text, the
+    HTTP status and the request id go to the admins (the attempt record and provider health)."""
+    if isinstance(exc, GenerationFailed):
+        return "The image service could not generate this image."
+    if exc.retryable:
+        return "The image service is unavailable."
+    return "The image service refused the request."
+
+
+def ms_since(started: float) -> int:
+    """Milliseconds since `started` (time.monotonic()), for the provider attempt records."""
+    return int((time.monotonic() - started) * 1000)
+
+
+def fail_image(image_id: int, reason: str) -> bool:
+    """Fail an unfinished image and release its credits; False if it had already finished."""
+    image = GenerationImage.objects.select_related("generation").get(pk=image_id)
+    with transaction.atomic():
+        failed = (
+            GenerationImage.objects.filter(pk=image_id)
+            .exclude(status__in=[ImageStatus.DONE, ImageStatus.FAILED])
+            .update(
+                status=ImageStatus.FAILED,
+                error=reason[:1000],
+                finished_at=timezone.now(),
+                next_poll_at=None,
+            )
+        )
+        if failed:
+            credit_services.release(image=image, note=reason)
+    if failed:
+        live.push_image(image_id)
+        _finish_generation_if_complete(image.generation_id)
+    return bool(failed)
+
+
+def fail_generation(generation_id: int, reason: str) -> None:
+    """Fail every unfinished image of the generation (their credits released), then the
+    generation itself."""
+    Generation.objects.filter(pk=generation_id).update(error=reason[:1000])
+    for image_id in GenerationImage.objects.filter(generation_id=generation_id).values_list(
+        "pk", flat=True
+    ):
+        fail_image(image_id, reason)
+    _finish_generation_if_complete(generation_id)
+
+
+def _finish_generation_if_complete(generation_id: int) -> None:
+    unfinished = GenerationImage.objects.filter(generation_id=generation_id).exclude(
+        status__in=[ImageStatus.DONE, ImageStatus.FAILED]
+    )
+    if unfinished.exists():
+        return
+    any_done = GenerationImage.objects.filter(
+        generation_id=generation_id, status=ImageStatus.DONE
+    ).exists()
+    finished = (
+        Generation.objects.filter(pk=generation_id)
+        .exclude(status__in=[Status.DONE, Status.FAILED])
+        .update(status=Status.DONE if any_done else Status.FAILED, finished_at=timezone.now())
+    )
+    if finished:
+        live.push_generation(generation_id)

@@ -1,0 +1,149 @@
+"""Submitting one image to the image provider (the submit_image task), with an unguessable
+per-image callback URL. A transient provider error puts the image back to waiting and raises
+lib.tasks.TryLater with a backoff, for as long as the image's deadline allows."""
+
+import random
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils import timezone
+
+from gallery import media
+from generation import live
+from generation.models import Generation, GenerationImage, ReferenceAnalysis, SourceImage
+from generation.pipeline.results import fail_image, member_reason, ms_since
+from lib.tasks import TryLater
+from lib.tokens import hash_token, new_token
+from providers import attempts, health
+from providers.adapters.errors import ProviderError
+from providers.adapters.types import ImageJobRequest
+from providers.fairshare import provider_slot
+from providers.models import Provider
+
+ImageStatus = GenerationImage.Status
+RETRY_BACKOFF_CAP = 60.0
+
+
+def submit_image(image_id: int) -> None:
+    """Submit a waiting image, within the organization's share of provider calls (or TryLater).
+    Does nothing for an image submitted before (a redelivered message) or already finished."""
+    org_id = (
+        GenerationImage.objects.filter(pk=image_id, status=ImageStatus.WAITING)
+        .values_list("generation__org_id", flat=True)
+        .first()
+    )
+    if org_id is None:
+        return  # submitted before (redelivery) or already finished
+    with provider_slot(org_id):
+        _submit_image(image_id)
+
+
+def _submit_image(image_id: int) -> None:
+    token = new_token()
+    now = timezone.now()
+    claimed = GenerationImage.objects.filter(pk=image_id, status=ImageStatus.WAITING).update(
+        status=ImageStatus.SUBMITTING,
+        callback_token_hash=hash_token(token),
+        submitted_at=now,
+        # The first submission sets the deadline; retries live within it.
+        deadline_at=Coalesce(
+            "deadline_at", Value(now + timedelta(seconds=settings.NERSTUDIO_IMAGE_DEADLINE_SECONDS))
+        ),
+    )
+    if not claimed:
+        return  # submitted before (redelivery) or already finished
+    image = GenerationImage.objects.select_related("generation__provider__catalogue").get(
+        pk=image_id
+    )
+    generation = image.generation
+    provider = generation.provider
+    if provider is None:
+        fail_image(image.pk, "The image model was removed before this image was submitted.")
+        return
+    adapter = provider.build()
+    started = time.monotonic()
+    try:
+        urls = tuple(_product_url(adapter, p) for p in generation.products.all())
+        submitted = adapter.submit(
+            ImageJobRequest(
+                prompt=image.prompt or generation.prompt,
+                image_urls=urls,
+                aspect_ratio=generation.aspect_ratio,
+                quality=generation.quality or None,
+                callback_url=callback_url(image, token),
+                palette=_reference_palette(generation),
+            )
+        )
+    except ProviderError as exc:
+        attempts.record_attempt(
+            provider, "image", exc, latency_ms=ms_since(started), generation_id=generation.pk
+        )
+        wait = retry_delay(image.submit_attempts, exc.retry_after)
+        deadline = image.deadline_at  # set when the image was claimed above
+        if exc.retryable and deadline and timezone.now() + timedelta(seconds=wait) < deadline:
+            # A transient error (network, 429, 5xx): back to waiting, and again after a backoff
+            # (or the provider's Retry-After) for as long as the image's deadline allows.
+            GenerationImage.objects.filter(pk=image.pk, status=ImageStatus.SUBMITTING).update(
+                status=ImageStatus.WAITING, submit_attempts=F("submit_attempts") + 1
+            )
+            raise TryLater(wait) from None
+        fail_image(image.pk, member_reason(exc))
+        return
+    attempts.record_attempt(
+        provider, "image", None, latency_ms=ms_since(started), generation_id=generation.pk
+    )
+    GenerationImage.objects.filter(pk=image.pk, status=ImageStatus.SUBMITTING).update(
+        status=ImageStatus.GENERATING,
+        provider_task_id=submitted.task_id,
+        polls=0,
+        next_poll_at=timezone.now() + timedelta(seconds=first_poll_after(provider)),
+    )
+    live.push_image(image.pk)
+
+
+def callback_url(image: GenerationImage, token: str) -> str:
+    return settings.NERSTUDIO_PUBLIC_URL + reverse(
+        "generation:callback", args=[image.public_id, token]
+    )
+
+
+def retry_delay(attempt: int, retry_after: float | None) -> float:
+    """Seconds before retrying a transient failure: the provider's Retry-After when it gives a
+    sensible one, else 1, 2, 4 … 60 s with jitter."""
+    if retry_after is not None and 0 < retry_after <= 120:
+        return retry_after
+    return min(RETRY_BACKOFF_CAP, 2.0**attempt) * random.uniform(0.8, 1.2)
+
+
+def first_poll_after(provider: Provider) -> float:
+    """When to ask about a result no callback reported: the provider's observed median time to
+    a result plus a margin (a quarter, at least 2 s), within NERSTUDIO_POLL_MIN/AFTER_SECONDS;
+    with nothing observed yet, NERSTUDIO_POLL_AFTER_SECONDS."""
+    p50 = health.result_latency_p50(provider)
+    if p50 is None:
+        return settings.NERSTUDIO_POLL_AFTER_SECONDS
+    after = p50 + max(2.0, p50 / 4)
+    return min(
+        max(after, settings.NERSTUDIO_POLL_MIN_SECONDS), settings.NERSTUDIO_POLL_AFTER_SECONDS
+    )
+
+
+def _reference_palette(generation: Generation) -> tuple[str, ...]:
+    shas = [r.sha256 for r in generation.references.all()]
+    palettes = ReferenceAnalysis.objects.filter(org_id=generation.org_id, sha256__in=shas)
+    colours = [colour for p in palettes.values_list("palette", flat=True) for colour in p]
+    return tuple(dict.fromkeys(c if isinstance(c, str) else c[0] for c in colours))[:6]
+
+
+def _product_url(adapter, source: SourceImage) -> str:
+    """A URL the provider can fetch: a short-lived presigned URL with a bucket (R2/S3); without
+    one, the provider's own upload API when it has one (this server may not be reachable from
+    it), otherwise a short-lived URL signed for this one file."""
+    if media.storage_presigns() or not hasattr(adapter, "upload_file"):
+        return media.fetch_url(source.file.name or "")
+    with source.file.open("rb") as fh:
+        return adapter.upload_file(fh.read(), f"{source.sha256}.{source.format.lower()}")
