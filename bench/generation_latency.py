@@ -193,8 +193,8 @@ def main():
     from generation import tasks
     from generation.models import Generation
     from orgs.models import Membership
-    from orgs.services import open_organization
     from tests.images import validated
+    from workspace.services import open_organization
 
     org = open_organization(name=f"Bench {time.time()}")
     user = User.objects.create_user(email=f"bench{time.time()}@example.com")

@@ -99,11 +99,11 @@ def main():
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from orgs.services import open_organization
-    from providers import services
+    from providers import org_registry, services
     from providers.adapters.types import VariantsRequest
     from providers.models import Provider
     from tests.images import png_bytes
+    from workspace.services import open_organization
 
     def own(org, adapter, name, path, priority):
         row = Provider(
@@ -125,7 +125,7 @@ def main():
         org.providers.filter(kind__in=["llm", "vision"]).update(enabled=False)
         for priority, (adapter, name, path) in enumerate(chains):
             own(org, adapter, name, path, priority)
-        services.clear_registry()
+        org_registry.clear_registry()
         return org
 
     request = VariantsRequest(prompt="A ceramic mug on linen", n=3)

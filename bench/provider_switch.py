@@ -57,7 +57,7 @@ def main():
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from orgs.services import open_organization
+    from workspace.services import open_organization
 
     org = open_organization(name="Bench org")
     org.providers.filter(adapter="local-llm").update(enabled=True)  # second in the chain

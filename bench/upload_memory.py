@@ -168,8 +168,8 @@ def prepare_org():
     from accounts.models import User
     from credits import services as credits
     from orgs.models import Membership
-    from orgs.services import open_organization
     from providers.org_registry import providers_for
+    from workspace.services import open_organization
 
     org = open_organization(name="Bench uploads")
     user = User.objects.create_user(email="bench-uploads@example.com", name="Bench Admin")

@@ -31,7 +31,7 @@ class InsufficientCredits(Exception):
 def open_account(*, org: Organization) -> CreditAccount:
     """The organization's account, opened with a balance of 0 if it has none yet, so the balance
     shows from the start and the first credit movement has a row to lock. Called when an
-    organization is created (orgs.services.open_organization)."""
+    organization is created (workspace.services.open_organization)."""
     account, _ = CreditAccount.objects.get_or_create(org=org)
     return account
 

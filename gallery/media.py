@@ -22,53 +22,26 @@ from django.core import signing
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.urls import reverse
 from django.utils.cache import patch_cache_control
 from django.utils.http import content_disposition_header
 from django.utils.text import slugify
 from django.views.decorators.http import require_safe
-from storages.backends.s3 import S3Storage
 
 from generation.models import Generation, GenerationImage
+from lib.fetch_urls import fetched_name, storage_presigns
 from orgs.access import get_membership
 
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                  ".webp": "image/webp"}  # fmt: skip
-FETCH_SALT = "nerstudio.gallery.media.fetch"
-
-
-# --- URLs for machines ----------------------------------------------------------------------------
-
-
-def storage_presigns() -> bool:
-    """True when files live in a bucket that can issue presigned URLs (R2/S3)."""
-    return isinstance(default_storage, S3Storage)
-
-
-def fetch_signer() -> signing.TimestampSigner:
-    return signing.TimestampSigner(salt=FETCH_SALT)
-
-
-def fetch_url(name: str, *, expires: int | None = None) -> str:
-    """An absolute URL with which a client without a session may GET the stored file `name`, and
-    nothing else, for `expires` seconds (default NERSTUDIO_FETCH_URL_EXPIRY)."""
-    expires = expires or settings.NERSTUDIO_FETCH_URL_EXPIRY
-    if storage_presigns():
-        return default_storage.url(name, expire=expires)
-    token = fetch_signer().sign_object({"name": name, "ttl": expires})
-    return settings.NERSTUDIO_PUBLIC_URL + reverse("gallery:signed-file", args=[token])
 
 
 @require_safe
 def signed_file(request, token):
     """The file a `fetch_url` token names, while the token lasts. No session, no other check:
     the signature is the permission."""
-    signer = fetch_signer()
     try:
-        claim = signer.unsign_object(token)  # the signature, which covers the lifetime…
-        signer.unsign_object(token, max_age=claim["ttl"])  # …then the age against it
-        name = claim["name"]
-    except (signing.BadSignature, KeyError, TypeError) as exc:
+        name = fetched_name(token)
+    except signing.BadSignature as exc:
         raise Http404 from exc
     response = _file_response(name, filename=PurePosixPath(name).name, download=False)
     response["Cache-Control"] = "private, no-store"

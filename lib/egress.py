@@ -128,13 +128,24 @@ class PlatformSecret:
     label: str  # "the kie.ai platform key", for messages and logs
 
 
+def endpoint_origins(*urls: str) -> frozenset[str]:
+    """The origins of an account's endpoints: where its key may be sent."""
+    return frozenset(origin(url) for url in urls if url)
+
+
 def platform_secrets() -> tuple[PlatformSecret, ...]:
-    from providers.platform import platform_accounts
+    """The platform's provider keys and where each may go, from the settings the operator set
+    (NERSTUDIO_PLATFORM_ACCOUNTS; providers.platform reads the same)."""
+    from django.conf import settings
 
     return tuple(
-        PlatformSecret(account.api_key, account.origins, f"the {account.label} platform key")
-        for account in platform_accounts().values()
-        if account.api_key
+        PlatformSecret(
+            account["api_key"],
+            endpoint_origins(account["base_url"], account.get("upload_base_url", "")),
+            f"the {account['label']} platform key",
+        )
+        for account in settings.NERSTUDIO_PLATFORM_ACCOUNTS.values()
+        if account.get("api_key")
     )
 
 

@@ -17,11 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+import celery
 from celery.contrib.django.task import DjangoTask
 from django.conf import settings
 from django.db import close_old_connections, transaction
-
-from nerstudio.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ class Task(DjangoTask):
 
 def _run_embedded(task_name: str, kwargs: dict, retries: int = 0) -> None:
     try:
-        result = celery_app.tasks[task_name].apply(kwargs=kwargs, retries=retries)
+        result = celery.current_app.tasks[task_name].apply(kwargs=kwargs, retries=retries)
         if result.failed():
             logger.error("Task %s failed: %r", task_name, result.result)
     finally:

@@ -3,7 +3,7 @@ from django.http import HttpResponse
 from django.urls import include, path
 
 from generation.consumers import GenerationConsumer
-from orgs import views as org_views
+from workspace import views as workspace_views
 
 
 def healthz(request):
@@ -13,11 +13,11 @@ def healthz(request):
 # No route serves MEDIA_ROOT: stored files go out only through gallery/media.py's access-checked
 # views and short-lived signed URLs, in every mode (DEBUG too).
 urlpatterns = [
-    path("", org_views.home, name="home"),
+    path("", workspace_views.home, name="home"),
     path("healthz/", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
-    path("", include("orgs.urls")),
+    path("", include("workspace.urls")),
     path("", include("generation.urls")),
     path("", include("gallery.urls")),
     path("", include("providers.urls")),

@@ -34,7 +34,7 @@ def org_member_required(view=None, *, admin=False):
                 return redirect_to_login(request.get_full_path())
             membership = get_membership(request)
             if membership is None:
-                return redirect("orgs:onboarding")
+                return redirect("workspace:onboarding")
             if admin and not membership.is_admin:
                 raise PermissionDenied("Only organization admins can do this.")
             request.membership = membership

@@ -9,10 +9,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from credits import services as credit_services
 from lib.tokens import hash_token
 from orgs.models import Invitation, Membership, Organization, OrgError
-from providers.defaults import install_default_providers
 
 
 def verified_emails(user) -> set[str]:
@@ -25,31 +23,6 @@ def verified_emails(user) -> set[str]:
     }
 
 
-@transaction.atomic
-def open_organization(*, name: str) -> Organization:
-    """Create an organization ready to use: the one way an organization comes to be (onboarding,
-    seed_demo and the test factories all call it; no signal does this behind the scenes).
-
-    Besides the row, it opens the organization's credit account (balance 0, so the balance shows
-    and the first credit movement has a row to lock) and installs the default providers (one row
-    per offered catalogue model; see providers.defaults). It adds no member: see
-    create_organization."""
-    org = Organization.objects.create(name=name.strip())
-    credit_services.open_account(org=org)
-    install_default_providers(org)
-    return org
-
-
-@transaction.atomic
-def create_organization(*, user, name: str) -> Organization:
-    """Onboarding: a user without an organization opens one and becomes its admin."""
-    if Membership.objects.filter(user=user).exists():
-        raise OrgError("You already belong to an organization.")
-    org = open_organization(name=name)
-    Membership.objects.create(org=org, user=user, role=Membership.Role.ADMIN)
-    return org
-
-
 def invite_member(*, org: Organization, email: str, role: str, invited_by) -> Invitation:
     """Invite `email`, or re-send the open invitation that already exists for it."""
     email = email.strip()
@@ -57,11 +30,7 @@ def invite_member(*, org: Organization, email: str, role: str, invited_by) -> In
         raise OrgError(f"{email} is already a member of {org}.")
     with transaction.atomic():
         invitation = (
-            Invitation.objects.for_org(org)
-            .for_email(email)
-            .filter(accepted_at__isnull=True, revoked_at__isnull=True)
-            .select_for_update()
-            .first()
+            Invitation.objects.for_org(org).for_email(email).open().select_for_update().first()
         ) or Invitation(org=org, email=email)
         invitation.role = role
         invitation.invited_by = invited_by
@@ -86,15 +55,13 @@ def resend_invitation(*, invitation: Invitation, invited_by) -> Invitation:
 
 
 def revoke_invitation(*, invitation: Invitation) -> None:
-    updated = Invitation.objects.filter(
-        pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True
-    ).update(revoked_at=timezone.now())
+    updated = Invitation.objects.open().filter(pk=invitation.pk).update(revoked_at=timezone.now())
     if not updated:
         raise OrgError("This invitation was already used or revoked.")
 
 
 def invitation_url(token: str) -> str:
-    return settings.NERSTUDIO_PUBLIC_URL + reverse("orgs:invitation", args=[token])
+    return settings.NERSTUDIO_PUBLIC_URL + reverse("workspace:invitation", args=[token])
 
 
 def _send_invitation_email(invitation: Invitation, token: str) -> None:

@@ -2,6 +2,7 @@
 the source of provider health (providers.health)."""
 
 from collections.abc import Callable
+from typing import cast
 
 from providers import chain
 from providers.adapters.errors import ProviderError
@@ -16,7 +17,7 @@ def chain_recorder(
 
     def on_attempt(attempt: chain.Attempt) -> None:
         ProviderAttempt.objects.create(
-            provider_id=attempt.provider_id,
+            provider_id=cast(int, attempt.provider_id),  # chains here run on provider pks
             generation_id=generation_id,
             purpose=purpose,
             outcome=attempt.outcome,

@@ -77,7 +77,7 @@ class RedisSlots:
 
     def acquire(self, org_id: int, limit: int, lease: float) -> str | None:
         now, token = time.time(), uuid.uuid4().hex
-        args = [now, limit, now + lease, token, int(lease) + 60]
+        args: list[float | int | str] = [now, limit, now + lease, token, int(lease) + 60]
         return token if self._acquire(keys=[self._key(org_id)], args=args) else None
 
     def release(self, org_id: int, token: str) -> None:

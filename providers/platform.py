@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from lib.egress import origin
+from lib.egress import endpoint_origins
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class PlatformAccount:
     @property
     def origins(self) -> frozenset[str]:
         """Where this account's key may be sent: its configured hosts, nowhere else."""
-        return frozenset(origin(url) for url in (self.base_url, self.upload_base_url) if url)
+        return endpoint_origins(self.base_url, self.upload_base_url)
 
 
 def platform_accounts() -> dict[str, PlatformAccount]:

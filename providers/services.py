@@ -6,21 +6,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 
-from providers import attempts, chain, health, org_registry
+from providers import chain
 from providers.adapters.errors import PermanentError
 from providers.adapters.types import ConnectionTestResult, VariantsRequest
 from providers.attempts import chain_recorder, record_attempt
 from providers.cooldowns import cooldowns
 from providers.models import Provider
 from providers.org_registry import providers_for
-
-# Transitional (issue 9): generation.pipeline (results, submit), three pipeline tests and
-# bench/prompt_chain.py still call these through this module, as `provider_services.<name>`
-# (record_attempt too, imported above). Their homes are attempts, health and org_registry; drop
-# these three lines once those callers import them from there.
-record_download_failure = attempts.record_download_failure
-result_latency_p50 = health.result_latency_p50
-clear_registry = org_registry.clear_registry
 
 
 def write_variants(
@@ -83,4 +75,4 @@ def test_connection(provider: Provider, *, deep: bool = False) -> ConnectionTest
     return result
 
 
-test_connection.__test__ = False  # not a pytest test, despite the name
+test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

@@ -3,7 +3,7 @@ from allauth.account.models import EmailAddress
 
 from accounts.models import User
 from orgs.models import Invitation, Membership, Organization
-from orgs.services import open_organization
+from workspace.services import open_organization
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -22,7 +22,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 class OrganizationFactory(factory.django.DjangoModelFactory):
-    """An organization as the product creates one: through orgs.services.open_organization, so it
+    """An organization as the product creates one (workspace.services.open_organization), so it
     has its credit account (balance 0) and the default providers, like every real organization.
     Only `name` can be given."""
 

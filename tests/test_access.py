@@ -25,13 +25,13 @@ def objects(org, admin_membership, member_membership):
 # "ok" means the admin's request is served (200, or a redirect back after a POST).
 VIEWS = [
     ("home", None, "get", 302, 302),
-    ("orgs:dashboard", None, "get", 200, 403),
-    ("orgs:members", None, "get", 200, 403),
-    ("orgs:invite", None, "post", 302, 403),
-    ("orgs:change-role", "membership", "post", 302, 403),
-    ("orgs:remove-member", "membership", "post", 302, 403),
-    ("orgs:resend-invitation", "invitation", "post", 302, 403),
-    ("orgs:revoke-invitation", "invitation", "post", 302, 403),
+    ("workspace:dashboard", None, "get", 200, 403),
+    ("workspace:members", None, "get", 200, 403),
+    ("workspace:invite", None, "post", 302, 403),
+    ("workspace:change-role", "membership", "post", 302, 403),
+    ("workspace:remove-member", "membership", "post", 302, 403),
+    ("workspace:resend-invitation", "invitation", "post", 302, 403),
+    ("workspace:revoke-invitation", "invitation", "post", 302, 403),
     ("generation:generate", None, "get", 200, 200),
     ("generation:history", None, "get", 200, 200),
     ("gallery:index", None, "get", 200, 200),
@@ -42,8 +42,8 @@ VIEWS = [
 ]
 
 POST_DATA = {
-    "orgs:invite": {"email": "new@acme.test", "role": "member"},
-    "orgs:change-role": {"role": "admin"},
+    "workspace:invite": {"email": "new@acme.test", "role": "member"},
+    "workspace:change-role": {"role": "admin"},
 }
 
 
@@ -101,18 +101,18 @@ def test_a_user_without_an_organization_is_sent_to_onboarding(client, django_use
     client.force_login(user)
     response = client.get(reverse("generation:generate"))
     assert response.status_code == 302
-    assert response["Location"] == reverse("orgs:onboarding")
+    assert response["Location"] == reverse("workspace:onboarding")
 
 
 def test_the_403_page_is_friendly(member_client):
-    response = member_client.get(reverse("orgs:members"))
+    response = member_client.get(reverse("workspace:members"))
     assert response.status_code == 403
     assert b"have access to this" in response.content
 
 
 def test_the_404_page_is_friendly(admin_client):
     response = admin_client.post(
-        reverse("orgs:remove-member", args=["00000000-0000-0000-0000-000000000000"])
+        reverse("workspace:remove-member", args=["00000000-0000-0000-0000-000000000000"])
     )
     assert response.status_code == 404
     assert b"find that" in response.content
@@ -128,7 +128,7 @@ def test_the_admin_navigation_is_shown_to_admins_only(admin_client, client, memb
 
 
 def test_home_sends_admins_to_the_dashboard_and_members_to_generate(admin_client, client, member):
-    assert admin_client.get("/")["Location"] == reverse("orgs:dashboard")
+    assert admin_client.get("/")["Location"] == reverse("workspace:dashboard")
     client.force_login(member)
     assert client.get("/")["Location"] == reverse("generation:generate")
 
@@ -138,7 +138,7 @@ def test_posts_without_a_csrf_token_are_refused(admin, org):
 
     client = Client(enforce_csrf_checks=True)
     client.force_login(admin)
-    response = client.post(reverse("orgs:invite"), {"email": "x@acme.test", "role": "member"})
+    response = client.post(reverse("workspace:invite"), {"email": "x@acme.test", "role": "member"})
     assert response.status_code == 403
     assert not org.invitations.exists()
 

@@ -15,9 +15,9 @@ from credits.models import CreditAccount, LedgerEntry
 from generation.models import Generation, GenerationImage, SourceImage
 from generation.pipeline.results import fail_image
 from generation.pipeline.start import start_generation
-from orgs.services import open_organization
 from tests.factories import OrganizationFactory
 from tests.images import validated
+from workspace.services import open_organization
 
 pytestmark = pytest.mark.django_db
 
@@ -451,7 +451,7 @@ def test_the_dashboard_shows_the_balance_and_the_last_five_entries(admin_client,
     for i in range(6):
         credits.top_up(org=org, amount=1000 + i, actor=admin, note=f"top-up #{i}")
 
-    response = admin_client.get(reverse("orgs:dashboard"))
+    response = admin_client.get(reverse("workspace:dashboard"))
 
     page = response.content.decode()
     assert "6,015" in page and "credits available" in page
@@ -460,7 +460,7 @@ def test_the_dashboard_shows_the_balance_and_the_last_five_entries(admin_client,
 
 
 def test_the_dashboard_of_a_new_org_shows_zero_credits(admin_client):
-    page = admin_client.get(reverse("orgs:dashboard")).content.decode()
+    page = admin_client.get(reverse("workspace:dashboard")).content.decode()
 
     assert "credits available" in page and "No credit movements yet" in page
 

@@ -28,7 +28,7 @@ def _token_in(message) -> str:
 
 
 def test_the_members_page_lists_members_with_role_and_join_date(admin_client, member):
-    response = admin_client.get(reverse("orgs:members"))
+    response = admin_client.get(reverse("workspace:members"))
     body = response.content.decode()
     assert "Ada Admin" in body and "Max Member" in body
     assert member.membership.joined_at.strftime("%-d %b %Y") in body
@@ -41,12 +41,12 @@ def test_the_members_page_runs_a_fixed_number_of_queries(
         MembershipFactory(org=org)
         InvitationFactory(org=org)
     with django_assert_max_num_queries(8):
-        assert admin_client.get(reverse("orgs:members")).status_code == 200
+        assert admin_client.get(reverse("workspace:members")).status_code == 200
 
 
 def test_inviting_emails_an_accept_link_and_stores_only_a_hash(admin_client, org, admin):
     response = admin_client.post(
-        reverse("orgs:invite"), {"email": "new@acme.test", "role": "admin"}
+        reverse("workspace:invite"), {"email": "new@acme.test", "role": "admin"}
     )
 
     assert response.status_code == 302
@@ -62,7 +62,7 @@ def test_inviting_emails_an_accept_link_and_stores_only_a_hash(admin_client, org
 
 def test_an_invalid_email_is_refused_with_a_message(admin_client):
     response = admin_client.post(
-        reverse("orgs:invite"), {"email": "not-an-email", "role": "member"}
+        reverse("workspace:invite"), {"email": "not-an-email", "role": "member"}
     )
     assert response.status_code == 422
     assert b"Enter a valid email address" in response.content
@@ -71,7 +71,7 @@ def test_an_invalid_email_is_refused_with_a_message(admin_client):
 
 def test_inviting_an_existing_member_is_refused(admin_client, member):
     response = admin_client.post(
-        reverse("orgs:invite"), {"email": member.email.upper(), "role": "member"}
+        reverse("workspace:invite"), {"email": member.email.upper(), "role": "member"}
     )
     assert response.status_code == 422
     assert b"already a member" in response.content
@@ -79,8 +79,8 @@ def test_inviting_an_existing_member_is_refused(admin_client, member):
 
 
 def test_inviting_the_same_email_twice_resends_the_one_invitation(admin_client, org):
-    admin_client.post(reverse("orgs:invite"), {"email": "twice@acme.test", "role": "member"})
-    admin_client.post(reverse("orgs:invite"), {"email": "TWICE@acme.test", "role": "admin"})
+    admin_client.post(reverse("workspace:invite"), {"email": "twice@acme.test", "role": "member"})
+    admin_client.post(reverse("workspace:invite"), {"email": "TWICE@acme.test", "role": "admin"})
     invitation = Invitation.objects.get(org=org)
     assert invitation.role == "admin"
     first, second = (_token_in(m) for m in mail.outbox)
@@ -92,9 +92,9 @@ def test_the_invited_person_accepts_and_joins_with_the_role(client, org):
     client.force_login(user)  # signed in before the invitation existed
     invitation = InvitationFactory(org=org, email="Joiner@Example.com", role="member")
 
-    page = client.get(reverse("orgs:invitation", args=[invitation.token]))
+    page = client.get(reverse("workspace:invitation", args=[invitation.token]))
     assert page.status_code == 200 and b"Accept and join Acme Creative" in page.content
-    response = client.post(reverse("orgs:invitation", args=[invitation.token]))
+    response = client.post(reverse("workspace:invitation", args=[invitation.token]))
 
     assert response.status_code == 302
     assert Membership.objects.get(user=user).org == org
@@ -104,7 +104,7 @@ def test_the_invited_person_accepts_and_joins_with_the_role(client, org):
 
 def test_an_anonymous_visitor_is_asked_to_sign_in_to_accept(client, org):
     invitation = InvitationFactory(org=org)
-    response = client.get(reverse("orgs:invitation", args=[invitation.token]))
+    response = client.get(reverse("workspace:invitation", args=[invitation.token]))
     assert response.status_code == 200
     assert f"/accounts/login/?next=/invite/{invitation.token}/".encode() in response.content
 
@@ -122,14 +122,14 @@ def test_a_closed_invitation_explains_why(client, org, change, status, message):
     Invitation.objects.filter(pk=invitation.pk).update(**change)
     client.force_login(UserFactory(email="late2@example.com"))
     for method in (client.get, client.post):
-        response = method(reverse("orgs:invitation", args=[invitation.token]))
+        response = method(reverse("workspace:invitation", args=[invitation.token]))
         assert response.status_code == status
         assert message in response.content
     assert not Membership.objects.filter(org=org).exists()
 
 
 def test_an_unknown_token_is_a_clear_404(client):
-    response = client.get(reverse("orgs:invitation", args=["no-such-token"]))
+    response = client.get(reverse("workspace:invitation", args=["no-such-token"]))
     assert response.status_code == 404
     assert b"This invitation link is not valid" in response.content
 
@@ -138,7 +138,7 @@ def test_an_invitation_opened_by_a_different_email_is_refused(client, org):
     invitation = InvitationFactory(org=org, email="intended@example.com")
     client.force_login(UserFactory(email="intruder@example.com"))
 
-    response = client.post(reverse("orgs:invitation", args=[invitation.token]))
+    response = client.post(reverse("workspace:invitation", args=[invitation.token]))
 
     assert response.status_code == 403
     assert b"was sent to intended@example.com" in response.content
@@ -159,7 +159,7 @@ def test_an_invitation_works_only_once(org):
 def test_someone_in_another_organization_cannot_accept(client, org, other_admin):
     invitation = InvitationFactory(org=org, email=other_admin.email)
     client.force_login(other_admin)
-    response = client.post(reverse("orgs:invitation", args=[invitation.token]))
+    response = client.post(reverse("workspace:invitation", args=[invitation.token]))
     assert b"You already belong to Rival Agency" in response.content
     assert other_admin.membership.org.name == "Rival Agency"
 
@@ -168,7 +168,7 @@ def test_resending_replaces_the_token_and_extends_the_expiry(admin_client, org):
     invitation = InvitationFactory(org=org, expires_at=timezone.now() - timedelta(days=1))
     old_link_token = invitation.token
 
-    admin_client.post(reverse("orgs:resend-invitation", args=[invitation.public_id]))
+    admin_client.post(reverse("workspace:resend-invitation", args=[invitation.public_id]))
 
     invitation.refresh_from_db()
     assert invitation.is_pending
@@ -178,17 +178,19 @@ def test_resending_replaces_the_token_and_extends_the_expiry(admin_client, org):
 
 def test_revoking_closes_the_invitation(admin_client, org):
     invitation = InvitationFactory(org=org)
-    admin_client.post(reverse("orgs:revoke-invitation", args=[invitation.public_id]))
+    admin_client.post(reverse("workspace:revoke-invitation", args=[invitation.public_id]))
     invitation.refresh_from_db()
     assert invitation.status == Invitation.Status.REVOKED
-    response = admin_client.post(reverse("orgs:resend-invitation", args=[invitation.public_id]))
+    response = admin_client.post(
+        reverse("workspace:resend-invitation", args=[invitation.public_id])
+    )
     assert response.status_code == 302
     assert not mail.outbox
 
 
 def test_an_admin_changes_a_members_role(admin_client, member):
     admin_client.post(
-        reverse("orgs:change-role", args=[member.membership.public_id]), {"role": "admin"}
+        reverse("workspace:change-role", args=[member.membership.public_id]), {"role": "admin"}
     )
     member.membership.refresh_from_db()
     assert member.membership.role == "admin"
@@ -196,7 +198,7 @@ def test_an_admin_changes_a_members_role(admin_client, member):
 
 def test_an_unknown_role_is_refused(admin_client, member):
     admin_client.post(
-        reverse("orgs:change-role", args=[member.membership.public_id]), {"role": "owner"}
+        reverse("workspace:change-role", args=[member.membership.public_id]), {"role": "owner"}
     )
     member.membership.refresh_from_db()
     assert member.membership.role == "member"
@@ -204,7 +206,7 @@ def test_an_unknown_role_is_refused(admin_client, member):
 
 def test_the_last_admin_cannot_be_demoted(admin_client, admin):
     response = admin_client.post(
-        reverse("orgs:change-role", args=[admin.membership.public_id]),
+        reverse("workspace:change-role", args=[admin.membership.public_id]),
         {"role": "member"},
         follow=True,
     )
@@ -215,7 +217,7 @@ def test_the_last_admin_cannot_be_demoted(admin_client, admin):
 
 def test_the_last_admin_cannot_be_removed(admin_client, admin):
     response = admin_client.post(
-        reverse("orgs:remove-member", args=[admin.membership.public_id]), follow=True
+        reverse("workspace:remove-member", args=[admin.membership.public_id]), follow=True
     )
     assert b"at least one admin" in response.content
     assert Membership.objects.filter(pk=admin.membership.pk).exists()
@@ -224,14 +226,14 @@ def test_the_last_admin_cannot_be_removed(admin_client, admin):
 def test_an_admin_can_step_down_when_another_admin_remains(admin_client, admin, org):
     AdminMembershipFactory(org=org)
     admin_client.post(
-        reverse("orgs:change-role", args=[admin.membership.public_id]), {"role": "member"}
+        reverse("workspace:change-role", args=[admin.membership.public_id]), {"role": "member"}
     )
     admin.membership.refresh_from_db()
     assert admin.membership.role == "member"
 
 
 def test_removing_a_member_takes_away_their_access(admin_client, client, member):
-    admin_client.post(reverse("orgs:remove-member", args=[member.membership.public_id]))
+    admin_client.post(reverse("workspace:remove-member", args=[member.membership.public_id]))
     assert not Membership.objects.filter(user=member).exists()
     client.force_login(member)
-    assert client.get(reverse("gallery:index"))["Location"] == reverse("orgs:onboarding")
+    assert client.get(reverse("gallery:index"))["Location"] == reverse("workspace:onboarding")

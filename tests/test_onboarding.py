@@ -11,25 +11,25 @@ def test_a_new_user_names_an_organization_and_becomes_its_admin(client):
     user = UserFactory(email="founder@new.test")
     client.force_login(user)
 
-    response = client.post(reverse("orgs:onboarding"), {"name": "  Northwind Studio "})
+    response = client.post(reverse("workspace:onboarding"), {"name": "  Northwind Studio "})
 
     assert response.status_code == 302
     membership = Membership.objects.get(user=user)
     assert membership.org.name == "Northwind Studio"
     assert membership.role == Membership.Role.ADMIN
-    assert client.get(response["Location"])["Location"] == reverse("orgs:dashboard")
+    assert client.get(response["Location"])["Location"] == reverse("workspace:dashboard")
 
 
 def test_an_organization_needs_a_name(client):
     client.force_login(UserFactory())
-    response = client.post(reverse("orgs:onboarding"), {"name": "   "})
+    response = client.post(reverse("workspace:onboarding"), {"name": "   "})
     assert response.status_code == 200
     assert b"Give your organization a name" in response.content or b"required" in response.content
     assert not Organization.objects.exists()
 
 
 def test_a_member_cannot_create_a_second_organization(member_client, member):
-    response = member_client.post(reverse("orgs:onboarding"), {"name": "Side project"})
+    response = member_client.post(reverse("workspace:onboarding"), {"name": "Side project"})
     assert response.status_code == 302
     assert Organization.objects.count() == 1
     assert Membership.objects.get(user=member).org.name == "Acme Creative"
@@ -45,7 +45,7 @@ def test_signing_in_with_a_pending_invitation_joins_that_organization(client, or
     assert (membership.org, membership.role) == (org, "admin")
     invitation.refresh_from_db()
     assert invitation.accepted_by == user and invitation.accepted_at is not None
-    assert client.get("/")["Location"] == reverse("orgs:dashboard")
+    assert client.get("/")["Location"] == reverse("workspace:dashboard")
 
 
 def test_an_unverified_email_does_not_join_an_invited_organization(client, org):
@@ -53,7 +53,7 @@ def test_an_unverified_email_does_not_join_an_invited_organization(client, org):
     user = UserFactory(email="unverified@example.com", verified=False)
     client.force_login(user)
     assert not Membership.objects.filter(user=user).exists()
-    assert client.get("/")["Location"] == reverse("orgs:onboarding")
+    assert client.get("/")["Location"] == reverse("workspace:onboarding")
 
 
 def test_expired_or_revoked_invitations_are_not_joined_on_sign_in(client, org):
@@ -68,4 +68,4 @@ def test_expired_or_revoked_invitations_are_not_joined_on_sign_in(client, org):
 
 
 def test_onboarding_redirects_a_member_home(member_client):
-    assert member_client.get(reverse("orgs:onboarding"))["Location"] == "/"
+    assert member_client.get(reverse("workspace:onboarding"))["Location"] == "/"

@@ -98,21 +98,24 @@ def test_a_new_google_user_gets_a_profile_and_names_their_organization(client):
     assert not user.has_usable_password()
     assert SocialAccount.objects.get(user=user, provider="google").uid == "1001"
     assert EmailAddress.objects.filter(user=user, email="grace@navy.test", verified=True).exists()
-    assert landed_on(response) == reverse("orgs:onboarding")
+    assert landed_on(response) == reverse("workspace:onboarding")
     assert response.wsgi_request.user == user
     assert not Membership.objects.filter(user=user).exists()
 
-    response = client.post(reverse("orgs:onboarding"), {"name": "Navy Labs"}, follow=True)
+    response = client.post(reverse("workspace:onboarding"), {"name": "Navy Labs"}, follow=True)
 
     membership = Membership.objects.select_related("org").get(user=user)
     assert (membership.org.name, membership.role) == ("Navy Labs", Membership.Role.ADMIN)
-    assert landed_on(response) == reverse("orgs:dashboard")
+    assert landed_on(response) == reverse("workspace:dashboard")
     assert response.status_code == 200
 
 
 @pytest.mark.parametrize(
     ("role", "home"),
-    [(Membership.Role.ADMIN, "orgs:dashboard"), (Membership.Role.MEMBER, "generation:generate")],
+    [
+        (Membership.Role.ADMIN, "workspace:dashboard"),
+        (Membership.Role.MEMBER, "generation:generate"),
+    ],
 )
 def test_a_google_user_with_a_pending_invitation_joins_that_organization(client, org, role, home):
     invitation = InvitationFactory(org=org, email="Linus@Acme.test", role=role)
@@ -141,7 +144,7 @@ def test_an_unverified_google_email_does_not_join_an_invited_organization(client
     assert not EmailAddress.objects.filter(user=user, verified=True).exists()
     invitation.refresh_from_db()
     assert invitation.is_pending
-    assert landed_on(response) == reverse("orgs:onboarding")
+    assert landed_on(response) == reverse("workspace:onboarding")
 
 
 def test_an_unverified_google_email_does_not_reach_an_existing_account(client, member):
@@ -210,7 +213,7 @@ def test_an_existing_user_signs_in_with_an_emailed_code(client, admin):
     )
 
     assert response.wsgi_request.user == admin
-    assert landed_on(response) == reverse("orgs:dashboard")
+    assert landed_on(response) == reverse("workspace:dashboard")
 
 
 def test_a_wrong_code_does_not_sign_in(client, admin):
@@ -236,7 +239,7 @@ def test_a_new_email_signs_up_without_a_password_and_names_an_organization(clien
 
     assert response.wsgi_request.user == user
     assert EmailAddress.objects.get(user=user).verified
-    assert landed_on(response) == reverse("orgs:onboarding")
+    assert landed_on(response) == reverse("workspace:onboarding")
 
 
 def test_a_code_signup_with_a_pending_invitation_joins_that_organization(client, org):

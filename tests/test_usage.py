@@ -66,13 +66,13 @@ def test_another_organizations_spending_is_not_counted(org, spending, other_admi
 
 
 def test_the_dashboard_shows_usage(admin_client, spending):
-    body = admin_client.get(reverse("orgs:dashboard")).content.decode()
+    body = admin_client.get(reverse("workspace:dashboard")).content.decode()
     assert "14 credits on 6 images" in body
     assert "Local renderer (offline)" in body
 
 
 def test_the_members_page_shows_each_members_usage(admin_client, spending):
-    body = admin_client.get(reverse("orgs:members")).content.decode()
+    body = admin_client.get(reverse("workspace:members")).content.decode()
     assert "3 images · 5 credits" in body and "3 images · 9 credits" in body
 
 
@@ -82,4 +82,4 @@ def test_the_dashboard_runs_a_fixed_number_of_queries(
     for _ in range(5):
         spend(MembershipFactory(org=org), "Seedream 4.5 Edit", images=2)
     with django_assert_max_num_queries(14):
-        assert admin_client.get(reverse("orgs:dashboard")).status_code == 200
+        assert admin_client.get(reverse("workspace:dashboard")).status_code == 200

@@ -12,10 +12,10 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
-from gallery import media
 from generation import live
 from generation.models import Generation, GenerationImage, ReferenceAnalysis, SourceImage
 from generation.pipeline.results import fail_image, member_reason, ms_since
+from lib import fetch_urls
 from lib.tasks import TryLater
 from lib.tokens import hash_token, new_token
 from providers import attempts, health
@@ -143,7 +143,7 @@ def _product_url(adapter, source: SourceImage) -> str:
     """A URL the provider can fetch: a short-lived presigned URL with a bucket (R2/S3); without
     one, the provider's own upload API when it has one (this server may not be reachable from
     it), otherwise a short-lived URL signed for this one file."""
-    if media.storage_presigns() or not hasattr(adapter, "upload_file"):
-        return media.fetch_url(source.file.name or "")
+    if fetch_urls.storage_presigns() or not hasattr(adapter, "upload_file"):
+        return fetch_urls.fetch_url(source.file.name or "")
     with source.file.open("rb") as fh:
         return adapter.upload_file(fh.read(), f"{source.sha256}.{source.format.lower()}")

@@ -37,7 +37,7 @@ NERSTUDIO_PUBLIC_URL = env("NERSTUDIO_PUBLIC_URL", default="http://127.0.0.1:800
 
 INSTALLED_APPS = [
     "daphne",
-    "lib.apps.NerStudioAdminConfig",
+    "workspace.apps.NerStudioAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "orgs",
     "providers",
     "credits",
+    "workspace",
     "generation",
     "gallery",
 ]

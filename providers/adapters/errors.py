@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .http import HttpReply
+from typing import Any
 
 
 class ProviderError(Exception):
@@ -61,13 +58,3 @@ class InvalidOutput(ProviderError):
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message, retryable=True, **details)
-
-
-REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "cf-ray")
-
-
-def reply_details(reply: HttpReply) -> dict[str, Any]:
-    """The HTTP status and the provider's request id of a reply, for an error's details."""
-    lowered = {k.lower(): v for k, v in reply.headers.items()}
-    request_id = next((lowered[h] for h in REQUEST_ID_HEADERS if lowered.get(h)), "")
-    return {"status": reply.status, "request_id": str(request_id)[:200]}

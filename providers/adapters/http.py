@@ -137,3 +137,13 @@ def image_mime_type(data: bytes) -> str:
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return "image/gif"
     return "image/png"
+
+
+REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "cf-ray")
+
+
+def reply_details(reply: HttpReply) -> dict[str, Any]:
+    """The HTTP status and the provider's request id of a reply, for an error's details."""
+    lowered = {k.lower(): v for k, v in reply.headers.items()}
+    request_id = next((lowered[h] for h in REQUEST_ID_HEADERS if lowered.get(h)), "")
+    return {"status": reply.status, "request_id": str(request_id)[:200]}

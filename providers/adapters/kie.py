@@ -32,9 +32,8 @@ from .errors import (
     PermanentError,
     ProviderError,
     RetryableError,
-    reply_details,
 )
-from .http import HttpReply, loads, provider_message, retry_after_seconds
+from .http import HttpReply, loads, provider_message, reply_details, retry_after_seconds
 from .options import AdapterOptions, BaseURLField, choices
 from .types import ChatResult, ImageJobRequest, ImageJobStatus, ImageJobSubmitted, VariantsRequest
 

@@ -30,8 +30,8 @@ from .base import (
     LLMAdapter,
     VisionAdapter,
 )
-from .errors import InvalidOutput, PermanentError, ProviderError, RetryableError, reply_details
-from .http import HttpReply, image_mime_type, provider_message, retry_after_seconds
+from .errors import InvalidOutput, PermanentError, ProviderError, RetryableError
+from .http import HttpReply, image_mime_type, provider_message, reply_details, retry_after_seconds
 from .options import AdapterOptions, choices
 from .types import ChatResult, VariantsRequest, VisionResult
 

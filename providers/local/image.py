@@ -20,7 +20,8 @@ from django import forms
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from lib.tasks import enqueue
+from lib.fetch_urls import fetch_url
+from lib.tasks import Task, enqueue
 from providers.adapters.base import ImageAdapter
 from providers.adapters.errors import InvalidOutput, PermanentError
 from providers.adapters.http import loads
@@ -116,7 +117,7 @@ class LocalImageAdapter(ImageAdapter):
         return "The local renderer is built in and ready."
 
 
-@shared_task(acks_late=True)
+@shared_task(base=Task, acks_late=True)
 def render_local_image(
     *,
     task_id: str,
@@ -150,9 +151,4 @@ def _result_name(task_id: str) -> str:
 def absolute_url(name: str) -> str:
     """Where the result is published: a short-lived URL for this one file, as a remote provider's
     CDN link would be (presigned with a bucket, signed by us without one)."""
-    # Imported here, not above: gallery.media imports generation.models, which imports
-    # providers.models, which imports this module through the registry. (Moving fetch_url to
-    # lib/, with no models beside it, would let this import go to the top.)
-    from gallery.media import fetch_url
-
     return fetch_url(name)

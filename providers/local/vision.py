@@ -78,8 +78,8 @@ def analyse_image(data: bytes, colours: int = 5) -> ImageAnalysis:
         raise PermanentError("The image could not be read.", code="bad_image") from None
     img.thumbnail((160, 160))
     quantized = img.quantize(colors=colours, method=Image.Quantize.MEDIANCUT)
-    flat = quantized.getpalette() or []
-    counts = sorted(quantized.getcolors() or [], reverse=True)
+    flat: list[int] = list(quantized.getpalette() or [])
+    counts: list[tuple[int, int]] = sorted(quantized.getcolors() or [], reverse=True)  # type: ignore[arg-type]
     total = sum(count for count, _ in counts)
     palette = tuple(
         (rgb_to_hex(flat[index * 3 : index * 3 + 3]), count / total)

@@ -30,8 +30,8 @@ needs_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="row locking needs PostgreSQL (CI sets it)"
 )
 
-REQUEST_CREDITS = reverse("orgs:request-credits")
-DASHBOARD = reverse("orgs:dashboard")
+REQUEST_CREDITS = reverse("workspace:request-credits")
+DASHBOARD = reverse("workspace:dashboard")
 REQUESTS_ADMIN = reverse("admin:credits_topuprequest_changelist")
 ACCOUNTS_ADMIN = reverse("admin:credits_creditaccount_changelist")
 
@@ -62,7 +62,7 @@ def adjust_url(account):
 
 
 def withdraw_url(top_up_request):
-    return reverse("orgs:withdraw-credit-request", args=[top_up_request.public_id])
+    return reverse("workspace:withdraw-credit-request", args=[top_up_request.public_id])
 
 
 def pending_request(membership, amount=500, note="PO 17") -> TopUpRequest:

@@ -78,7 +78,7 @@ def test_deeply_nested_json_in_a_callback_answers_400(client, admin_membership):
 def test_an_invitation_email_over_254_characters_is_a_form_error(admin_client, org):
     email = "a" * 64 + "@" + ".".join(["b" * 60] * 3) + ".example.com"  # 261 characters
 
-    response = admin_client.post(reverse("orgs:invite"), {"email": email, "role": "member"})
+    response = admin_client.post(reverse("workspace:invite"), {"email": email, "role": "member"})
 
     assert response.status_code == 422
     assert "at most 254 characters" in response.content.decode()

@@ -15,9 +15,11 @@ from django.core.files.storage import default_storage
 from django.test import Client
 from django.urls import Resolver404, clear_url_caches, resolve, reverse
 
-from gallery import media
 from generation import live
+from lib import fetch_urls
 from tests.factories import MembershipFactory, UserFactory, finished_image, stored_source_image
+
+SALT = fetch_urls.FETCH_SALT
 
 pytestmark = pytest.mark.django_db
 
@@ -214,7 +216,7 @@ def _path(url: str) -> str:
 
 def test_a_signed_file_url_serves_that_one_file_without_a_session(client, maxs_image, settings):
     name = _stored_name(maxs_image, "product")
-    url = media.fetch_url(name)
+    url = fetch_urls.fetch_url(name)
 
     response = client.get(_path(url))
 
@@ -232,7 +234,7 @@ class _SignerAnHourAgo(signing.TimestampSigner):
 
 def test_a_tampered_or_expired_signed_file_url_is_refused(client, maxs_image, settings):
     product, other = _stored_name(maxs_image, "product"), _stored_name(maxs_image, "file")
-    token = _path(media.fetch_url(product)).split("/")[2]
+    token = _path(fetch_urls.fetch_url(product)).split("/")[2]
     payload, timestamp, signature = token.split(":")
     other_payload = signing.b64_encode(signing.JSONSerializer().dumps({"name": other, "ttl": 900}))
     claim = {"name": product, "ttl": 900}
@@ -246,17 +248,20 @@ def test_a_tampered_or_expired_signed_file_url_is_refused(client, maxs_image, se
         "a changed signature": f"{payload}:{timestamp}:{signature[:-2]}{signature[-2:][::-1]}x",
         "a signature for another purpose (salt)": signing.TimestampSigner().sign_object(claim),
         "a signature with another key": signing.TimestampSigner(
-            key="not-our-secret-key", salt=media.FETCH_SALT
+            key="not-our-secret-key", salt=SALT
         ).sign_object(claim),
-        "a token signed an hour ago": _SignerAnHourAgo(salt=media.FETCH_SALT).sign_object(claim),
+        "a token signed an hour ago": _SignerAnHourAgo(salt=fetch_urls.FETCH_SALT).sign_object(
+            claim
+        ),
         "a truncated token": token[:-10],
     }
-    assert client.get(_path(media.fetch_url(product))).status_code == 200  # the genuine one works
+    genuine = _path(fetch_urls.fetch_url(product))
+    assert client.get(genuine).status_code == 200  # the genuine one works
     for attack, forged in refused.items():
         url = reverse("gallery:signed-file", args=[forged])
         assert client.get(url).status_code == 404, attack
 
-    short_lived = _path(media.fetch_url(product, expires=1))
+    short_lived = _path(fetch_urls.fetch_url(product, expires=1))
     assert client.get(short_lived).status_code == 200
     time.sleep(2.1)
     assert client.get(short_lived).status_code == 404
@@ -300,7 +305,7 @@ def bucket(settings, s3_endpoint):
     }
     settings.NERSTUDIO_MEDIA_URL_EXPIRY = 120
     settings.NERSTUDIO_FETCH_URL_EXPIRY = 600
-    assert media.storage_presigns()
+    assert fetch_urls.storage_presigns()
     return s3
 
 
@@ -344,7 +349,7 @@ def test_with_a_bucket_the_view_redirects_to_a_short_lived_presigned_url(
 def test_with_a_bucket_providers_get_presigned_urls_for_one_file(bucket, s3_endpoint, maxs_image):
     name = _stored_name(maxs_image, "product")
 
-    url = media.fetch_url(name)
+    url = fetch_urls.fetch_url(name)
 
     query = _presigned(url, s3_endpoint, name)
     assert query["X-Amz-Expires"] == "600"  # NERSTUDIO_FETCH_URL_EXPIRY

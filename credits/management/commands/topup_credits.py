@@ -7,9 +7,9 @@ starts with COMMAND_LINE_NOTE, and `--by` names the operator (a superuser) as it
 
 import uuid
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import User
 from credits import services
 from orgs.models import Organization
 
@@ -66,8 +66,8 @@ def find_organization(ref: str) -> Organization:
     return matches[0]
 
 
-def find_operator(email: str) -> User:
-    user = User.objects.filter(email__iexact=email.strip()).first()
+def find_operator(email: str):
+    user = get_user_model().objects.filter(email__iexact=email.strip()).first()
     if user is None or not services.is_operator(user):
         raise CommandError(f"--by must be an active superuser's email; {email} is not.")
     return user

@@ -7,7 +7,7 @@ from django.db import transaction
 from accounts.models import User
 from credits import services as credit_services
 from orgs.models import Membership, Organization
-from orgs.services import open_organization
+from workspace.services import open_organization
 
 DEMO_ORG = "Demo Studio"
 DEMO_CREDITS = 500

@@ -1,8 +1,8 @@
 from django.urls import path
 
-from orgs import views
+from workspace import views
 
-app_name = "orgs"
+app_name = "workspace"
 
 urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),

@@ -8,14 +8,15 @@ from credits.models import CreditAccount, LedgerEntry, TopUpRequest
 from credits.usage import usage_summary
 from orgs import services
 from orgs.access import get_membership, org_admin_required, org_member_required
-from orgs.forms import InviteForm, OrganizationForm, RoleForm, TopUpRequestForm
 from orgs.models import Invitation, Membership, OrgError
+from workspace import services as workspace_services
+from workspace.forms import InviteForm, OrganizationForm, RoleForm, TopUpRequestForm
 
 
 @org_member_required
 def home(request):
     if request.membership.is_admin:
-        return redirect("orgs:dashboard")
+        return redirect("workspace:dashboard")
     return redirect("generation:generate")
 
 
@@ -39,7 +40,7 @@ def _render_dashboard(request, top_up_form, status=200):
         "pending_invitations": org.invitations.pending().count(),
         "recent_members": org.memberships.select_related("user").order_by("-joined_at")[:5],
     }
-    return render(request, "orgs/dashboard.html", context, status=status)
+    return render(request, "workspace/dashboard.html", context, status=status)
 
 
 @require_POST
@@ -60,7 +61,7 @@ def request_credits(request):
                 f"Requested {top_up_request.amount:,} credits. The platform will review it; its "
                 "status is shown below.",
             )
-            return redirect("orgs:dashboard")
+            return redirect("workspace:dashboard")
     return _render_dashboard(request, form, status=422)
 
 
@@ -76,7 +77,7 @@ def withdraw_credit_request(request, public_id):
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Withdrew the request for {top_up_request.amount:,} credits.")
-    return redirect("orgs:dashboard")
+    return redirect("workspace:dashboard")
 
 
 @login_required
@@ -87,20 +88,22 @@ def onboarding(request):
     form = OrganizationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            org = services.create_organization(user=request.user, name=form.cleaned_data["name"])
+            org = workspace_services.create_organization(
+                user=request.user, name=form.cleaned_data["name"]
+            )
         except OrgError as exc:
             messages.error(request, str(exc))
             return redirect("home")
         messages.success(request, f"{org} is ready. Invite your team from Members.")
         return redirect("home")
-    return render(request, "orgs/onboarding.html", {"form": form})
+    return render(request, "workspace/onboarding.html", {"form": form})
 
 
 def invitation(request, token):
     """The link in an invitation email: explains the invitation, or why it cannot be used."""
     invitation = services.find_invitation(token)
     if invitation is None:
-        return render(request, "orgs/invitation.html", {"invalid": True}, status=404)
+        return render(request, "workspace/invitation.html", {"invalid": True}, status=404)
     problem = None
     try:
         if not request.user.is_authenticated:
@@ -116,7 +119,7 @@ def invitation(request, token):
     status = 200 if problem is None else 410 if not invitation.is_pending else 403
     return render(
         request,
-        "orgs/invitation.html",
+        "workspace/invitation.html",
         {"invitation": invitation, "problem": problem},
         status=status,
     )
@@ -136,13 +139,13 @@ def _render_members(request, invite_form, status=200):
     context = {
         "memberships": memberships,
         "invitations": Invitation.objects.for_org(org)
-        .filter(accepted_at__isnull=True, revoked_at__isnull=True)
+        .open()
         .select_related("invited_by")
         .order_by("-sent_at"),
         "invite_form": invite_form,
         "roles": Membership.Role.choices,
     }
-    return render(request, "orgs/members.html", context, status=status)
+    return render(request, "workspace/members.html", context, status=status)
 
 
 @require_POST
@@ -158,7 +161,7 @@ def invite(request):
             form.add_error("email", str(exc))
         else:
             messages.success(request, f"Invitation sent to {invitation.email}.")
-            return redirect("orgs:members")
+            return redirect("workspace:members")
     return _render_members(request, form, status=422)
 
 
@@ -169,7 +172,7 @@ def change_role(request, public_id):
     form = RoleForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose a valid role.")
-        return redirect("orgs:members")
+        return redirect("workspace:members")
     try:
         membership = services.change_role(membership=membership, role=form.cleaned_data["role"])
     except OrgError as exc:
@@ -178,7 +181,7 @@ def change_role(request, public_id):
         messages.success(
             request, f"{membership.user} is now {membership.get_role_display().lower()}."
         )
-    return redirect("orgs:members")
+    return redirect("workspace:members")
 
 
 @require_POST
@@ -193,7 +196,7 @@ def remove_member(request, public_id):
         messages.error(request, str(exc))
     else:
         messages.success(request, f"{membership.user} was removed from {request.org}.")
-    return redirect("orgs:members")
+    return redirect("workspace:members")
 
 
 @require_POST
@@ -206,7 +209,7 @@ def resend_invitation(request, public_id):
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Invitation re-sent to {invitation.email}.")
-    return redirect("orgs:members")
+    return redirect("workspace:members")
 
 
 @require_POST
@@ -219,4 +222,4 @@ def revoke_invitation(request, public_id):
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Invitation for {invitation.email} revoked.")
-    return redirect("orgs:members")
+    return redirect("workspace:members")
