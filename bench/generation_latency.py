@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import requests
+from fakes import completion
 
 ROOT = Path(__file__).resolve().parent.parent
 L = float(os.environ.get("BENCH_LATENCY", 1.0))
@@ -42,24 +43,6 @@ def png(colour=(22, 160, 133), size=(512, 640)) -> bytes:
 
 
 RESULT = png()
-
-
-def completion(content: dict) -> bytes:
-    return json.dumps(
-        {
-            "id": "chatcmpl-bench",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "bench",
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": "stop",
-                    "message": {"role": "assistant", "content": json.dumps(content)},
-                }
-            ],
-        }
-    ).encode()
 
 
 class FakeProviders(BaseHTTPRequestHandler):

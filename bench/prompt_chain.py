@@ -23,6 +23,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from fakes import completion
+
 ROOT = Path(__file__).resolve().parent.parent
 L = float(os.environ.get("BENCH_LATENCY", 0.2))
 RUNS = int(os.environ.get("BENCH_RUNS", 5))
@@ -51,21 +53,7 @@ class Fake(BaseHTTPRequestHandler):
                     for i in range(n)
                 ]
             }
-        reply = json.dumps(
-            {
-                "id": "x",
-                "object": "chat.completion",
-                "created": 0,
-                "model": "bench",
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": json.dumps(content)},
-                    }
-                ],
-            }
-        ).encode()
+        reply = completion(content)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(reply)))

@@ -120,6 +120,18 @@ class Adapter:
     def _deep_probe(self) -> str:
         return self._probe()
 
+    def _deep_report(self, *, what: str, answer: str, cut_off: bool, reported: str) -> str:
+        """What a deep test proved, in words: the model answered (or ran but gave no text,
+        having spent its few tokens thinking), the model the endpoint says it ran, the cost."""
+        if answer:
+            outcome = f"answered {what}: '{answer}'"
+        elif cut_off:
+            outcome = f"ran {what} but spent all {DEEP_TEST_TOKENS} tokens thinking"
+        else:
+            outcome = f"ran {what} but answered with no text"
+        reported = f" (the endpoint reports model '{reported}')" if reported else ""
+        return f"Model '{self.model}' at {self.base_url} {outcome}{reported}. {self.deep_test_cost}"
+
     def _send(
         self, method: str, url: str, *, timeout: float | None = None, **kwargs: Any
     ) -> http.HttpReply:

@@ -28,7 +28,14 @@ from .base import (
     VisionAdapter,
 )
 from .errors import InvalidOutput, PermanentError, ProviderError, RetryableError
-from .http import HttpReply, image_mime_type, provider_message, reply_details, retry_after_seconds
+from .http import (
+    HttpReply,
+    first_item,
+    image_mime_type,
+    provider_message,
+    reply_details,
+    retry_after_seconds,
+)
 from .types import ChatResult, VariantsRequest, VisionResult
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
@@ -159,12 +166,7 @@ class _GeminiClient(Adapter):
         if not reply.ok:
             raise gemini_error(reply)
         payload = reply.json()
-        candidates = payload.get("candidates") if isinstance(payload, dict) else None
-        first = candidates[0] if isinstance(candidates, list) and candidates else None
-        if not isinstance(first, dict):
-            raise InvalidOutput(
-                f"{self.base_url} did not answer like generateContent.", code="bad_response"
-            )
+        first = first_item(payload, "candidates", "generateContent")
         content = first.get("content")
         found = content.get("parts") if isinstance(content, dict) else None
         text = "".join(
@@ -172,17 +174,12 @@ class _GeminiClient(Adapter):
             for p in (found if isinstance(found, list) else [])
             if isinstance(p, dict) and not p.get("thought") and isinstance(p.get("text"), str)
         )
-        answer = provider_message(text, "")
-        if answer:
-            outcome = f"answered {what}: '{answer}'"
-        elif first.get("finishReason") == "MAX_TOKENS":
-            outcome = f"ran {what} but spent all {DEEP_TEST_TOKENS} tokens thinking"
-        else:
-            outcome = f"ran {what} but answered with no text"
-        reported = provider_message(payload.get("modelVersion"), "")
-        reported = f" (the endpoint reports model '{reported}')" if reported else ""
-        proven = f"Model '{self.model}' at {self.base_url} {outcome}{reported}."
-        return f"{proven} {self.deep_test_cost}"
+        return self._deep_report(
+            what=what,
+            answer=provider_message(text, ""),
+            cut_off=first.get("finishReason") == "MAX_TOKENS",
+            reported=provider_message(payload.get("modelVersion"), ""),
+        )
 
 
 class GeminiLLMAdapter(_GeminiClient, LLMAdapter):

@@ -17,7 +17,7 @@ import urllib3
 
 from lib import egress
 
-from .errors import PermanentError, RetryableError
+from .errors import InvalidOutput, PermanentError, RetryableError
 
 USER_AGENT = "NER-Studio/0.1"
 MAX_PROVIDER_MESSAGE = 200
@@ -147,3 +147,13 @@ def reply_details(reply: HttpReply) -> dict[str, Any]:
     lowered = {k.lower(): v for k, v in reply.headers.items()}
     request_id = next((lowered[h] for h in REQUEST_ID_HEADERS if lowered.get(h)), "")
     return {"status": reply.status, "request_id": str(request_id)[:200]}
+
+
+def first_item(payload: Any, key: str, what: str) -> dict[str, Any]:
+    """The first object of the list under `key` (a chat completion's choices, generateContent's
+    candidates), or InvalidOutput saying the answer was not `what`."""
+    items = payload.get(key) if isinstance(payload, dict) else None
+    first = items[0] if isinstance(items, list) and items else None
+    if not isinstance(first, dict):
+        raise InvalidOutput(f"The endpoint did not answer like {what}.", code="bad_response")
+    return first

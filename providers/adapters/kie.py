@@ -363,15 +363,7 @@ class KieImageAdapter(ImageAdapter):
     def parse_callback(self, body: bytes) -> ImageJobStatus:
         return parse_callback(body)
 
-    @staticmethod
-    def verify_webhook(
-        headers: Mapping[str, str],
-        body: bytes,
-        secret: str,
-        now: float | None = None,
-        window: int = 300,
-    ) -> bool:
-        return verify_webhook(headers, body, secret, now=now, window=window)
+    verify_webhook = staticmethod(verify_webhook)
 
     def upload_file(self, data: bytes, filename: str, *, timeout: float | None = None) -> str:
         """Upload a private image and return a temporary public URL (kie deletes it in 3 days).
@@ -487,19 +479,25 @@ class NanoBananaProOptions(KieImageOptions):
     output_format = forms.ChoiceField(choices=choices("png", "jpg"), required=False)
 
 
-class NanoBananaProAdapter(KieImageAdapter):
+class _GeminiImageAdapter(KieImageAdapter):
+    """Google's image models on kie (Pro and 2): references in `image_input`, output size as
+    `resolution` 1K/2K/4K."""
+
+    images_field = "image_input"
+    quality_field = "resolution"
+    qualities = ("1K", "2K", "4K")
+    default_quality = "1K"
+
+
+class NanoBananaProAdapter(_GeminiImageAdapter):
     slug = "kie-nano-banana-pro"
     label = "Nano Banana Pro (kie.ai)"
     default_model = "nano-banana-pro"
     supported_models = ("nano-banana-pro",)
-    images_field = "image_input"
     max_images = 8
     max_prompt_chars = 10_000
     aspect_ratios = NANO_BANANA_RATIOS
     default_aspect_ratio = "1:1"
-    quality_field = "resolution"
-    qualities = ("1K", "2K", "4K")
-    default_quality = "1K"
     options_form = NanoBananaProOptions
 
 
@@ -510,12 +508,11 @@ class NanoBanana2Options(KieImageOptions):
     )
 
 
-class NanoBanana2Adapter(KieImageAdapter):
+class NanoBanana2Adapter(_GeminiImageAdapter):
     slug = "kie-nano-banana-2"
     label = "Nano Banana 2 (kie.ai)"
     default_model = "nano-banana-2"
     supported_models = ("nano-banana-2",)
-    images_field = "image_input"
     max_images = 14
     max_prompt_chars = 20_000
     aspect_ratios = (
@@ -523,9 +520,6 @@ class NanoBanana2Adapter(KieImageAdapter):
         *("3:4", "4:1", "4:3", "4:5", "5:4", "8:1", "9:16"),
     )
     default_aspect_ratio = "auto"
-    quality_field = "resolution"
-    qualities = ("1K", "2K", "4K")
-    default_quality = "1K"
     options_form = NanoBanana2Options
 
 

@@ -31,7 +31,14 @@ from .base import (
     VisionAdapter,
 )
 from .errors import InvalidOutput, PermanentError, ProviderError, RetryableError
-from .http import HttpReply, image_mime_type, provider_message, reply_details, retry_after_seconds
+from .http import (
+    HttpReply,
+    first_item,
+    image_mime_type,
+    provider_message,
+    reply_details,
+    retry_after_seconds,
+)
 from .options import AdapterOptions, choices
 from .types import ChatResult, VariantsRequest, VisionResult
 
@@ -137,24 +144,16 @@ class _OpenAIChat(Adapter):
         if not reply.ok:
             raise openai_error(reply)
         payload = reply.json()
-        choices = payload.get("choices") if isinstance(payload, dict) else None
-        first = choices[0] if isinstance(choices, list) and choices else None
-        if not isinstance(first, dict):
-            raise InvalidOutput(
-                f"{self.base_url} did not answer like a chat completion.", code="bad_response"
-            )
+        first = first_item(payload, "choices", "a chat completion")
         message = first.get("message")
-        answer = provider_message(message.get("content") if isinstance(message, dict) else "", "")
-        if answer:
-            outcome = f"answered {what}: '{answer}'"
-        elif first.get("finish_reason") == "length":
-            outcome = f"ran {what} but spent all {DEEP_TEST_TOKENS} tokens reasoning"
-        else:
-            outcome = f"ran {what} but answered with no text"
-        reported = provider_message(payload.get("model"), "")
-        reported = f" (the endpoint reports model '{reported}')" if reported else ""
-        proven = f"Model '{self.model}' at {self.base_url} {outcome}{reported}."
-        return f"{proven} {self.deep_test_cost}"
+        return self._deep_report(
+            what=what,
+            answer=provider_message(
+                message.get("content") if isinstance(message, dict) else "", ""
+            ),
+            cut_off=first.get("finish_reason") == "length",
+            reported=provider_message(payload.get("model"), ""),
+        )
 
 
 class OpenAILLMAdapter(_OpenAIChat, LLMAdapter):

@@ -278,7 +278,7 @@ def test_the_openai_deep_test_passes_when_a_reasoning_model_spends_its_tokens_th
     result = openai(model="o4-mini").deep_test()
 
     assert result.ok
-    assert "ran a one-word request but spent all 5 tokens reasoning" in result.message
+    assert "ran a one-word request but spent all 5 tokens thinking" in result.message
 
 
 def test_the_openai_deep_test_reports_a_model_the_endpoint_cannot_run(http):
