@@ -10,12 +10,14 @@ import base64
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from lib import egress
 
 from . import http
-from .errors import ProviderError
+from .answers import gather_variants
+from .errors import PermanentError, ProviderError
 from .options import AdapterOptions, clean_options
 from .types import (
     ChatResult,
@@ -30,14 +32,27 @@ from .types import (
 )
 
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,119}")
-# Deep tests (Adapter.deep_test): one real call, as small as a model allows.
-DEEP_TEST_TOKENS = 5
-DEEP_TEST_PROMPT = "Reply with the single word OK."
-DEEP_TEST_VISION_PROMPT = "What colour is this image? Answer with one word."
-# A 1×1 red PNG: the smallest image a vision deep test can send.
-TINY_PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR42mO4IycHAALyARlNudhnAAAAAElFTkSuQmCC"
-)
+
+
+@dataclass(frozen=True)
+class DeepTestRequest:
+    """What a deep test (Adapter.deep_test) sends: one real call, as small as a model allows."""
+
+    tokens: int = 5
+    prompt: str = "Reply with the single word OK."
+    vision_prompt: str = "What colour is this image? Answer with one word."
+    # A 1×1 red PNG: the smallest image a vision deep test can send.
+    image_base64: str = (
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR42mO4IycHAALyARlNud"
+        "hnAAAAAElFTkSuQmCC"
+    )
+
+    @property
+    def image(self) -> bytes:
+        return base64.b64decode(self.image_base64)
+
+
+DEEP_TEST = DeepTestRequest()
 
 
 class Adapter:
@@ -120,13 +135,22 @@ class Adapter:
     def _deep_probe(self) -> str:
         return self._probe()
 
+    def _model_listed(self, listed: bool) -> str:
+        """The connection test's verdict once the endpoint accepted the key and sent its models."""
+        if not listed:
+            raise PermanentError(
+                f"Key accepted by {self.base_url}, but model '{self.model}' is not in its list.",
+                code="model_not_listed",
+            )
+        return f"Key accepted by {self.base_url}; model '{self.model}' listed."
+
     def _deep_report(self, *, what: str, answer: str, cut_off: bool, reported: str) -> str:
         """What a deep test proved, in words: the model answered (or ran but gave no text,
         having spent its few tokens thinking), the model the endpoint says it ran, the cost."""
         if answer:
             outcome = f"answered {what}: '{answer}'"
         elif cut_off:
-            outcome = f"ran {what} but spent all {DEEP_TEST_TOKENS} tokens thinking"
+            outcome = f"ran {what} but spent all {DEEP_TEST.tokens} tokens thinking"
         else:
             outcome = f"ran {what} but answered with no text"
         reported = f" (the endpoint reports model '{reported}')" if reported else ""
@@ -168,6 +192,12 @@ class LLMAdapter(Adapter):
     def generate_variants(
         self, request: VariantsRequest, *, timeout: float | None = None
     ) -> ChatResult:
+        """The request's prompt variants, asked for with `_ask` (once more for missing ones)."""
+        budget = self.config.timeout if timeout is None else timeout
+        return gather_variants(request, self._ask, timeout=budget, model=self.model)
+
+    def _ask(self, user_text: str, n: int, timeout: float) -> str:
+        """One request for `n` variants; the model's answer text."""
         raise NotImplementedError
 
 

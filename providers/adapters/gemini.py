@@ -14,29 +14,20 @@ from .answers import (
     GEMINI_VISION_SCHEMA,
     VARIANTS_SYSTEM,
     VISION_INSTRUCTION,
-    gather_variants,
     gemini_variants_schema,
     parse_vision,
 )
-from .base import (
-    DEEP_TEST_PROMPT,
-    DEEP_TEST_TOKENS,
-    DEEP_TEST_VISION_PROMPT,
-    TINY_PNG,
-    Adapter,
-    LLMAdapter,
-    VisionAdapter,
-)
+from .base import DEEP_TEST, Adapter, LLMAdapter, VisionAdapter
 from .errors import InvalidOutput, PermanentError, ProviderError, RetryableError
 from .http import (
     HttpReply,
     first_item,
     image_mime_type,
     provider_message,
-    reply_details,
     retry_after_seconds,
+    with_reply_details,
 )
-from .types import ChatResult, VariantsRequest, VisionResult
+from .types import VisionResult
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 INLINE_LIMIT = 14 * 1024 * 1024  # inline requests must stay under 20 MB once base64-encoded
@@ -44,10 +35,7 @@ INLINE_LIMIT = 14 * 1024 * 1024  # inline requests must stay under 20 MB once ba
 
 def gemini_error(reply: HttpReply) -> ProviderError:
     """The error an unsuccessful reply means, with its HTTP status and request id for admins."""
-    error = _gemini_error(reply)
-    details = reply_details(reply)
-    error.status, error.request_id = details["status"], details["request_id"]
-    return error
+    return with_reply_details(_gemini_error(reply), reply)
 
 
 def _gemini_error(reply: HttpReply) -> ProviderError:
@@ -142,15 +130,10 @@ class _GeminiClient(Adapter):
         if not isinstance(models, list):
             raise InvalidOutput("Gemini sent an unexpected model list.")
         names = {m.get("name") for m in models if isinstance(m, dict)}
-        if f"models/{self.model}" not in names:
-            raise PermanentError(
-                f"Key accepted by {self.base_url}, but model '{self.model}' is not in its list.",
-                code="model_not_listed",
-            )
-        return f"Key accepted by {self.base_url}; model '{self.model}' listed."
+        return self._model_listed(f"models/{self.model}" in names)
 
     def _deep_generate(self, parts: list[dict[str, Any]], what: str) -> str:
-        """One generateContent call capped at DEEP_TEST_TOKENS answer tokens: proves the endpoint
+        """One generateContent call capped at DEEP_TEST.tokens answer tokens: proves the endpoint
         runs the model, whatever its answer says."""
         if not GEMINI_MODEL_ID.fullmatch(self.model):
             raise PermanentError(f"Invalid Gemini model id '{self.model}'.", code="config")
@@ -159,7 +142,7 @@ class _GeminiClient(Adapter):
             f"{self.base_url}/models/{self.model}:generateContent",
             json={
                 "contents": [{"role": "user", "parts": parts}],
-                "generationConfig": {"maxOutputTokens": DEEP_TEST_TOKENS},
+                "generationConfig": {"maxOutputTokens": DEEP_TEST.tokens},
             },
             headers=self._headers(),
         )
@@ -186,18 +169,12 @@ class GeminiLLMAdapter(_GeminiClient, LLMAdapter):
     slug = "gemini-chat"
     label = "Google Gemini"
     deep_test_cost = (
-        f"One minimal generateContent call: about 10 input and at most {DEEP_TEST_TOKENS} answer "
+        f"One minimal generateContent call: about 10 input and at most {DEEP_TEST.tokens} answer "
         "tokens (a thinking model may bill some thinking tokens too)."
     )
 
     def _deep_probe(self) -> str:
-        return self._deep_generate([{"text": DEEP_TEST_PROMPT}], "a one-word request")
-
-    def generate_variants(
-        self, request: VariantsRequest, *, timeout: float | None = None
-    ) -> ChatResult:
-        budget = self.config.timeout if timeout is None else timeout
-        return gather_variants(request, self._ask, timeout=budget, model=self.model)
+        return self._deep_generate([{"text": DEEP_TEST.prompt}], "a one-word request")
 
     def _ask(self, user_text: str, n: int, timeout: float) -> str:
         return self._generate(
@@ -218,14 +195,14 @@ class GeminiVisionAdapter(_GeminiClient, VisionAdapter):
     label = "Google Gemini vision"
     deep_test_cost = (
         "One minimal generateContent call with a 1×1 pixel image: about 270 input tokens (Gemini "
-        f"counts a small image as 258) and at most {DEEP_TEST_TOKENS} answer tokens (a thinking "
+        f"counts a small image as 258) and at most {DEEP_TEST.tokens} answer tokens (a thinking "
         "model may bill some thinking tokens too)."
     )
 
     def _deep_probe(self) -> str:
-        tiny = {"mime_type": "image/png", "data": base64.b64encode(TINY_PNG).decode()}
+        tiny = {"mime_type": "image/png", "data": DEEP_TEST.image_base64}
         return self._deep_generate(
-            [{"inline_data": tiny}, {"text": DEEP_TEST_VISION_PROMPT}],
+            [{"inline_data": tiny}, {"text": DEEP_TEST.vision_prompt}],
             "a one-word question about a 1×1 pixel image",
         )
 

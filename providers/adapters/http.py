@@ -17,7 +17,7 @@ import urllib3
 
 from lib import egress
 
-from .errors import InvalidOutput, PermanentError, RetryableError
+from .errors import InvalidOutput, PermanentError, ProviderError, RetryableError
 
 USER_AGENT = "NER-Studio/0.1"
 MAX_PROVIDER_MESSAGE = 200
@@ -147,6 +147,13 @@ def reply_details(reply: HttpReply) -> dict[str, Any]:
     lowered = {k.lower(): v for k, v in reply.headers.items()}
     request_id = next((lowered[h] for h in REQUEST_ID_HEADERS if lowered.get(h)), "")
     return {"status": reply.status, "request_id": str(request_id)[:200]}
+
+
+def with_reply_details(error: ProviderError, reply: HttpReply) -> ProviderError:
+    """`error` carrying the reply's HTTP status and request id, for admins."""
+    details = reply_details(reply)
+    error.status, error.request_id = details["status"], details["request_id"]
+    return error
 
 
 def first_item(payload: Any, key: str, what: str) -> dict[str, Any]:

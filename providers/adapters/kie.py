@@ -23,9 +23,8 @@ from .answers import (
     VARIANTS_SCHEMA,
     VARIANTS_SYSTEM,
     chat_completion_text,
-    gather_variants,
 )
-from .base import DEEP_TEST_PROMPT, DEEP_TEST_TOKENS, ImageAdapter, LLMAdapter
+from .base import DEEP_TEST, ImageAdapter, LLMAdapter
 from .errors import (
     GenerationFailed,
     InvalidOutput,
@@ -652,7 +651,7 @@ class KieChatAdapter(LLMAdapter):
     vendor = "kie"
     options_form = KieChatOptions
     deep_test_cost = (
-        f"One minimal chat call (a one-word request, at most {DEEP_TEST_TOKENS} output tokens): "
+        f"One minimal chat call (a one-word request, at most {DEEP_TEST.tokens} output tokens): "
         "a fraction of a kie.ai credit."
     )
 
@@ -661,8 +660,7 @@ class KieChatAdapter(LLMAdapter):
     ) -> ChatResult:
         if not CHAT_MODEL_ID.fullmatch(self.model):
             raise PermanentError(f"Invalid kie.ai chat model id '{self.model}'.", code="config")
-        budget = self.config.timeout if timeout is None else timeout
-        return gather_variants(request, self._ask, timeout=budget, model=self.model)
+        return super().generate_variants(request, timeout=timeout)
 
     def _ask(self, user_text: str, n: int, timeout: float) -> str:
         body: dict[str, Any] = {
@@ -717,9 +715,9 @@ class KieChatAdapter(LLMAdapter):
     def _deep_probe(self) -> str:
         proven = _probe_credits(self)
         body = {
-            "messages": [{"role": "user", "content": [{"type": "text", "text": DEEP_TEST_PROMPT}]}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": DEEP_TEST.prompt}]}],
             "stream": False,
-            "max_tokens": DEEP_TEST_TOKENS,
+            "max_tokens": DEEP_TEST.tokens,
         }
         choices = self._chat(body, None)["choices"]  # cut off at 5 tokens on purpose
         choice = choices[0] if isinstance(choices, list) and choices else None

@@ -18,39 +18,27 @@ from .answers import (
     VISION_FORMAT,
     VISION_INSTRUCTION,
     chat_completion_text,
-    gather_variants,
     parse_vision,
 )
-from .base import (
-    DEEP_TEST_PROMPT,
-    DEEP_TEST_TOKENS,
-    DEEP_TEST_VISION_PROMPT,
-    TINY_PNG,
-    Adapter,
-    LLMAdapter,
-    VisionAdapter,
-)
+from .base import DEEP_TEST, Adapter, LLMAdapter, VisionAdapter
 from .errors import InvalidOutput, PermanentError, ProviderError, RetryableError
 from .http import (
     HttpReply,
     first_item,
     image_mime_type,
     provider_message,
-    reply_details,
     retry_after_seconds,
+    with_reply_details,
 )
 from .options import AdapterOptions, choices
-from .types import ChatResult, VariantsRequest, VisionResult
+from .types import VisionResult
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
 def openai_error(reply: HttpReply) -> ProviderError:
     """The error an unsuccessful reply means, with its HTTP status and request id for admins."""
-    error = _openai_error(reply)
-    details = reply_details(reply)
-    error.status, error.request_id = details["status"], details["request_id"]
-    return error
+    return with_reply_details(_openai_error(reply), reply)
 
 
 GATEWAY_NO_UPSTREAM = re.compile(r"no deployments available|cooldown_list", re.IGNORECASE)
@@ -120,15 +108,10 @@ class _OpenAIChat(Adapter):
         if not isinstance(models, list):
             raise InvalidOutput(f"{self.label} sent an unexpected model list.")
         ids = {m.get("id") for m in models if isinstance(m, dict)}
-        if self.model not in ids:
-            raise PermanentError(
-                f"Key accepted by {self.base_url}, but model '{self.model}' is not in its list.",
-                code="model_not_listed",
-            )
-        return f"Key accepted by {self.base_url}; model '{self.model}' listed."
+        return self._model_listed(self.model in ids)
 
     def _deep_chat(self, content: Any, what: str) -> str:
-        """One chat call capped at DEEP_TEST_TOKENS output tokens: proves the endpoint runs the
+        """One chat call capped at DEEP_TEST.tokens output tokens: proves the endpoint runs the
         model, whatever its answer says."""
         reply = self._send(
             "POST",
@@ -137,7 +120,7 @@ class _OpenAIChat(Adapter):
                 "model": self.model,
                 "messages": [{"role": "user", "content": content}],
                 # Not max_tokens: reasoning models refuse it. The cap includes their reasoning.
-                "max_completion_tokens": DEEP_TEST_TOKENS,
+                "max_completion_tokens": DEEP_TEST.tokens,
             },
             headers=self._headers(),
         )
@@ -160,17 +143,11 @@ class OpenAILLMAdapter(_OpenAIChat, LLMAdapter):
     slug = "openai-chat"
     label = "OpenAI chat"
     deep_test_cost = (
-        f"One minimal chat call: about 15 input and at most {DEEP_TEST_TOKENS} output tokens."
+        f"One minimal chat call: about 15 input and at most {DEEP_TEST.tokens} output tokens."
     )
 
     def _deep_probe(self) -> str:
-        return self._deep_chat(DEEP_TEST_PROMPT, "a one-word request")
-
-    def generate_variants(
-        self, request: VariantsRequest, *, timeout: float | None = None
-    ) -> ChatResult:
-        budget = self.config.timeout if timeout is None else timeout
-        return gather_variants(request, self._ask, timeout=budget, model=self.model)
+        return self._deep_chat(DEEP_TEST.prompt, "a one-word request")
 
     def _ask(self, user_text: str, n: int, timeout: float) -> str:
         messages = [
@@ -194,14 +171,14 @@ class OpenAIVisionAdapter(_OpenAIChat, VisionAdapter):
     options_form = OpenAIVisionOptions
     deep_test_cost = (
         "One minimal chat call with a 1×1 pixel image at low detail: about 100 input tokens on "
-        f"GPT-4o (some models count an image as more) and at most {DEEP_TEST_TOKENS} output "
+        f"GPT-4o (some models count an image as more) and at most {DEEP_TEST.tokens} output "
         "tokens."
     )
 
     def _deep_probe(self) -> str:
-        tiny = f"data:image/png;base64,{base64.b64encode(TINY_PNG).decode()}"
+        tiny = f"data:image/png;base64,{DEEP_TEST.image_base64}"
         content = [
-            {"type": "text", "text": DEEP_TEST_VISION_PROMPT},
+            {"type": "text", "text": DEEP_TEST.vision_prompt},
             {"type": "image_url", "image_url": {"url": tiny, "detail": "low"}},
         ]
         return self._deep_chat(content, "a one-word question about a 1×1 pixel image")

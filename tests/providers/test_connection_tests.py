@@ -1,7 +1,6 @@
 """Connection tests and deep tests: which hosts they reach, what their messages claim, and what
 they cost. HTTP is faked at the seam; every fake must be used and nothing else may be called."""
 
-import base64
 import io
 import json
 
@@ -10,10 +9,7 @@ import responses
 from PIL import Image
 
 from providers.adapters.base import (
-    DEEP_TEST_PROMPT,
-    DEEP_TEST_TOKENS,
-    DEEP_TEST_VISION_PROMPT,
-    TINY_PNG,
+    DEEP_TEST,
 )
 from providers.adapters.gemini import GeminiLLMAdapter, GeminiVisionAdapter
 from providers.adapters.kie import (
@@ -261,8 +257,8 @@ def test_the_openai_deep_test_runs_the_configured_model_once_with_a_tiny_cap(htt
     assert result.ok, result.message
     assert sent_json(http.calls[0]) == {
         "model": "gpt-4.1-mini",
-        "messages": [{"role": "user", "content": DEEP_TEST_PROMPT}],
-        "max_completion_tokens": DEEP_TEST_TOKENS,
+        "messages": [{"role": "user", "content": DEEP_TEST.prompt}],
+        "max_completion_tokens": DEEP_TEST.tokens,
     }
     assert http.calls[0].request.headers["Authorization"] == "Bearer sk-test"
     assert result.message == (
@@ -317,19 +313,19 @@ def test_the_openai_vision_deep_test_sends_a_one_pixel_image_at_low_detail(http)
     result = openai(OpenAIVisionAdapter).deep_test()
 
     assert result.ok, result.message
-    tiny = "data:image/png;base64," + base64.b64encode(TINY_PNG).decode()
+    tiny = "data:image/png;base64," + DEEP_TEST.image_base64
     assert sent_json(http.calls[0]) == {
         "model": "gpt-4o",
         "messages": [
             {
                 "role": "user",
                 "content": [
-                    {"type": "text", "text": DEEP_TEST_VISION_PROMPT},
+                    {"type": "text", "text": DEEP_TEST.vision_prompt},
                     {"type": "image_url", "image_url": {"url": tiny, "detail": "low"}},
                 ],
             }
         ],
-        "max_completion_tokens": DEEP_TEST_TOKENS,
+        "max_completion_tokens": DEEP_TEST.tokens,
     }
     assert "answered a one-word question about a 1×1 pixel image: 'Red'" in result.message
     assert OpenAIVisionAdapter.deep_test_cost in result.message
@@ -375,8 +371,8 @@ def test_the_gemini_deep_test_runs_the_configured_model_once_with_a_tiny_cap(htt
 
     assert result.ok, result.message
     assert sent_json(http.calls[0]) == {
-        "contents": [{"role": "user", "parts": [{"text": DEEP_TEST_PROMPT}]}],
-        "generationConfig": {"maxOutputTokens": DEEP_TEST_TOKENS},
+        "contents": [{"role": "user", "parts": [{"text": DEEP_TEST.prompt}]}],
+        "generationConfig": {"maxOutputTokens": DEEP_TEST.tokens},
     }
     assert http.calls[0].request.headers["x-goog-api-key"] == "AIza-test"
     assert result.message.startswith(
@@ -428,9 +424,9 @@ def test_the_gemini_vision_deep_test_sends_a_one_pixel_image(http):
     result = gemini(GeminiVisionAdapter).deep_test()
 
     assert result.ok, result.message
-    tiny = {"mime_type": "image/png", "data": base64.b64encode(TINY_PNG).decode()}
+    tiny = {"mime_type": "image/png", "data": DEEP_TEST.image_base64}
     assert json.loads(http.calls[0].request.body)["contents"] == [
-        {"role": "user", "parts": [{"inline_data": tiny}, {"text": DEEP_TEST_VISION_PROMPT}]}
+        {"role": "user", "parts": [{"inline_data": tiny}, {"text": DEEP_TEST.vision_prompt}]}
     ]
     assert "answered a one-word question about a 1×1 pixel image: 'Red'" in result.message
 
@@ -447,7 +443,7 @@ def test_every_adapter_states_what_its_deep_test_costs(slug):
 
 
 def test_the_tiny_image_is_a_one_pixel_png():
-    with Image.open(io.BytesIO(TINY_PNG)) as image:
+    with Image.open(io.BytesIO(DEEP_TEST.image)) as image:
         assert image.size == (1, 1)
 
 
