@@ -459,5 +459,8 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django.channels.server": {"propagate": False},  # daphne prints its own access log
+        # Without a broker tasks run in the web process: a line per succeeded task (reconcile
+        # every 5 s) would bury the sign-in codes `make run` prints; failures still show.
+        **({} if REDIS_URL else {"celery.app.trace": {"level": "WARNING"}}),
     },
 }
