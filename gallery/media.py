@@ -31,8 +31,12 @@ from generation.models import Generation, GenerationImage
 from lib.fetch_urls import fetched_name, storage_presigns
 from orgs.access import get_membership
 
-CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-                 ".webp": "image/webp"}  # fmt: skip
+CONTENT_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+}
 
 
 @require_safe
@@ -112,8 +116,9 @@ def source_file(request, public_id, sha256):
     if source is None:
         raise Http404
     suffix = PurePosixPath(source.file.name).suffix.lower()
-    return _serve(request, source.file.name,
-                  filename=f"ner-studio-{role}-{source.sha256[:12]}{suffix}")  # fmt: skip
+    return _serve(
+        request, source.file.name, filename=f"ner-studio-{role}-{source.sha256[:12]}{suffix}"
+    )
 
 
 # --- Responses ------------------------------------------------------------------------------------
