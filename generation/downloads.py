@@ -12,8 +12,8 @@ from django.conf import settings
 from PIL import Image
 from requests import RequestException
 
-from generation.uploads import ALLOWED_FORMATS
 from lib import egress
+from library.uploads import ALLOWED_FORMATS
 
 CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_SECONDS = 5, 30, 60
 

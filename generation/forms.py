@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from generation import rules
-from generation.uploads import ACCEPT, CheckedUpload, check_image
+from library.uploads import ACCEPT, CheckedUpload, check_image
 from providers.models import Provider
 
 

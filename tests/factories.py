@@ -172,7 +172,8 @@ import hashlib  # noqa: E402
 from django.core.files.base import ContentFile  # noqa: E402
 from django.core.files.storage import default_storage  # noqa: E402
 
-from generation.models import GenerationImage, SourceImage, source_image_path  # noqa: E402
+from generation.models import GenerationImage  # noqa: E402
+from library.models import SourceImage, source_image_path  # noqa: E402
 
 
 def stored_source_image(org, *, colour=(46, 134, 222), uploaded_by=None) -> SourceImage:

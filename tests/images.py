@@ -5,7 +5,7 @@ import io
 
 from PIL import Image, ImageDraw
 
-from generation.uploads import ValidatedImage
+from library.uploads import ValidatedImage
 
 
 def png_bytes(colour="#c0392b", size=(320, 240), fmt="PNG") -> bytes:

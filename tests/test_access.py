@@ -160,18 +160,11 @@ def test_the_generation_page_runs_a_fixed_number_of_queries(
     from generation.models import GenerationImage
 
     generation = GenerationFactory(org=admin_membership.org, user=admin_membership.user, count=8)
-    GenerationImage.objects.bulk_create(
-        GenerationImage(
-            generation=generation,
-            index=i,
-            status="done",
-            file=f"g/{i}.png",
-            thumbnail=f"g/t{i}.webp",
-            width=8,
-            height=8,
-        )
-        for i in range(8)
-    )
+    images = generation.new_images(8)
+    for image in images:
+        image.status, image.width, image.height = "done", 8, 8
+        image.file, image.thumbnail = f"g/{image.index}.png", f"g/t{image.index}.webp"
+    GenerationImage.objects.bulk_create(images)
     with django_assert_max_num_queries(6):
         response = admin_client.get(reverse("generation:detail", args=[generation.public_id]))
     assert response.status_code == 200

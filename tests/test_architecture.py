@@ -14,8 +14,9 @@ LAYERS = [
     "orgs",  # organizations, memberships, invitations, the access layer
     "providers",  # the AI services, their catalogue and registry
     "credits",  # the credit pool, ledger, top-ups and usage
+    "library",  # the brand library: uploaded product and reference images, their descriptions
     "generation",  # the generate page and the pipeline
-    "gallery",  # finished images and private media
+    "gallery",  # finished images: gallery, image pages, favourites, collections, downloads
     "workspace",  # the organization's pages and its founding: brings the others together
     "nerstudio",  # configuration: settings, URLs, ASGI/WSGI, the Celery app
 ]

@@ -13,8 +13,9 @@ from kombu.transport import memory
 from credits import services as credits
 from credits.models import CreditAccount, LedgerEntry
 from generation import tasks
-from generation.models import Generation, GenerationImage, SourceImage
+from generation.models import Generation, GenerationImage
 from generation.pipeline.results import fail_image
+from library.models import SourceImage
 from tests.concurrency import race
 from tests.factories import MembershipFactory
 from tests.images import validated
@@ -144,9 +145,7 @@ def generating(studio):
         aspect_ratio="1:1",
         count=4,
     )
-    GenerationImage.objects.bulk_create(
-        GenerationImage(generation=generation, index=i) for i in range(4)
-    )
+    GenerationImage.objects.bulk_create(generation.new_images(4))
     credits.hold(generation=generation)
     return org, generation
 

@@ -12,9 +12,10 @@ from django.urls import reverse
 from accounts.models import User
 from credits import services as credits
 from credits.models import CreditAccount, LedgerEntry
-from generation.models import Generation, GenerationImage, SourceImage
+from generation.models import Generation, GenerationImage
 from generation.pipeline.results import fail_image
 from generation.pipeline.start import start_generation
+from library.models import SourceImage
 from tests.factories import OrganizationFactory
 from tests.images import validated
 from workspace.services import open_organization
@@ -60,9 +61,7 @@ def new_generation(membership, *, count=4, cost=5) -> Generation:
         aspect_ratio="1:1",
         count=count,
     )
-    GenerationImage.objects.bulk_create(
-        GenerationImage(generation=generation, index=i) for i in range(count)
-    )
+    GenerationImage.objects.bulk_create(generation.new_images(count))
     return generation
 
 

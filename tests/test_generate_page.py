@@ -16,7 +16,8 @@ from PIL import Image
 
 from credits import services as credits
 from credits.models import LedgerEntry
-from generation.models import Generation, GenerationImage, SourceImage
+from generation.models import Generation, GenerationImage
+from library.models import SourceImage
 from providers.models import Provider
 from providers.org_registry import clear_registry
 from tests.factories import GenerationFactory, ImageModelFactory, MembershipFactory, image_bytes
@@ -316,10 +317,15 @@ def test_a_valid_submission_holds_credits_stores_the_files_and_opens_the_generat
         assert (
             source.file.name == f"uploads/{org.public_id}/{source.sha256}.{source.format.lower()}"
         )
-        # The stored bytes are the re-encoded copy (generation/uploads.py); hash and size are its.
+        # The stored bytes are the re-encoded copy (library/uploads.py); hash and size are its.
         assert hashlib.sha256(path.read_bytes()).hexdigest() == source.sha256
         assert source.size == path.stat().st_size
-    assert len(stored_files(settings)) == 3
+        # and a small WebP for the library's grids
+        assert source.thumbnail.name == f"uploads/{org.public_id}/thumbs/{source.sha256}.webp"
+        with Image.open(Path(settings.MEDIA_ROOT) / source.thumbnail.name) as thumbnail:
+            assert thumbnail.format == "WEBP"
+            assert max(thumbnail.size) <= settings.NERSTUDIO_THUMBNAIL_SIDE
+    assert len(stored_files(settings)) == 6  # three images, three thumbnails
 
 
 @pytest.mark.django_db
@@ -330,7 +336,7 @@ def test_the_same_photo_uploaded_twice_is_stored_once(admin_client, org, seedrea
         assert response.status_code == 302
     assert Generation.objects.count() == 2
     assert SourceImage.objects.count() == 1
-    assert len(stored_files(settings)) == 1
+    assert len(stored_files(settings)) == 2  # the image and its thumbnail
 
 
 @pytest.mark.django_db

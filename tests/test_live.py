@@ -36,9 +36,7 @@ def make_generation(membership, count=3, status=Generation.Status.GENERATING):
         count=count,
         status=status,
     )
-    GenerationImage.objects.bulk_create(
-        GenerationImage(generation=generation, index=i) for i in range(count)
-    )
+    GenerationImage.objects.bulk_create(generation.new_images(count))
     return generation
 
 

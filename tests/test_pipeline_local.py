@@ -14,8 +14,9 @@ from PIL import Image
 from credits import services as credits
 from credits.models import LedgerEntry
 from generation import tasks
-from generation.models import Generation, ReferenceAnalysis
+from generation.models import Generation
 from generation.pipeline import submit
+from library.models import ReferenceAnalysis
 from providers.models import ProviderAttempt
 from providers.org_registry import clear_registry
 from tests.images import validated

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageChops
 
-from generation.uploads import check_image, human_pixels, ingest_image
+from library.uploads import check_image, human_pixels, ingest_image
 from tests.factories import image_bytes, png_header_claiming
 
 

@@ -1,7 +1,8 @@
 from django import template
 from django.db.models import Exists, OuterRef, Q
 
-from generation.models import Generation, SourceImage
+from generation.models import Generation
+from library.models import SourceImage
 
 register = template.Library()
 

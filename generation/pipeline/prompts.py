@@ -12,7 +12,8 @@ from typing import cast
 from django.utils import timezone
 
 from generation import live
-from generation.models import Generation, GenerationImage, ReferenceAnalysis
+from generation.models import Generation, GenerationImage
+from library.models import ReferenceAnalysis
 from providers import services as provider_services
 from providers.adapters.types import VariantsRequest
 from providers.chain import ChainFailed

@@ -2,18 +2,23 @@
 uploads, all or nothing. generation/tasks.py then runs the rest of the pipeline in the
 background."""
 
+from collections.abc import Sequence
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
 from django.db import transaction
 
 from credits import services as credit_services
 from generation import rules
-from generation.models import Generation, GenerationImage, SourceImage, source_image_path
-from generation.uploads import CheckedUpload, ValidatedImage, ingest_image
+from generation.models import Generation, GenerationImage
 from lib import ratelimit
+from library import services as library
+from library.models import SourceImage
+from library.uploads import CheckedUpload, ValidatedImage, ingest_image
 from orgs.models import Membership
 from providers.models import Provider
+
+Source = CheckedUpload | ValidatedImage | SourceImage
 
 
 class GenerationError(Exception):
@@ -49,16 +54,17 @@ def start_generation(
     count: int,
     aspect_ratio: str,
     quality: str,
-    products: list[CheckedUpload | ValidatedImage],
-    references: list[CheckedUpload | ValidatedImage],
+    products: Sequence[Source],
+    references: Sequence[Source],
 ) -> Generation:
-    """Hold the credits, store the uploads and create the generation with its images (waiting),
-    all or nothing.
+    """Hold the credits, add the uploads to the brand library and create the generation with its
+    images (waiting), all or nothing.
 
-    Uploads come header-checked from the form (CheckedUpload) and are decoded here, only after
-    every cheaper check passed. Raises credits.services.InsufficientCredits or GenerationError
-    (a rule of generation/rules.py broken, or a file that cannot be decoded); nothing is stored
-    or charged then.
+    Each product or reference is an upload, header-checked by the form (CheckedUpload) and
+    decoded here only after every cheaper check passed, or an image already in the library
+    (SourceImage: picked on Generate, or reused). Raises credits.services.InsufficientCredits or
+    GenerationError (a rule of generation/rules.py broken, a file that cannot be decoded, a
+    library image of another organization or deleted); nothing is charged then.
     """
     offered = provider.enabled and provider.kind == "image" and provider.is_runnable
     visible = membership.is_admin or provider.visible_to_members
@@ -79,69 +85,53 @@ def start_generation(
         raise credit_services.InsufficientCredits(
             needed=count * provider.credit_cost, available=available
         )
-    # Only now are the images decoded and re-encoded (generation/uploads.py): one at a time per
-    # process, each into a temporary file, so a damaged last file still leaves nothing stored.
-    uploads = [*products, *references]
-    images: list[ValidatedImage] = []
-    try:
-        for upload in uploads:
-            try:
-                images.append(ingest_image(upload))
-            except ValidationError as exc:
-                raise GenerationError(" ".join(exc.messages)) from None
-        # Files first, outside the transaction: the hold below locks the org's credit account, and
-        # no storage round trip should happen while it is held. Names are content hashes, so a
-        # request that then loses a race for the last credits leaves at most a file a later upload
-        # reuses.
-        names = {image.sha256: _save_blob(membership.org, image) for image in images}
-        with transaction.atomic():
-            generation = Generation.objects.create(
-                org_id=membership.org_id,
-                user_id=membership.user_id,
-                provider=provider,
-                provider_name=provider.name,
-                credit_cost=provider.credit_cost,
-                prompt=prompt.strip(),
-                aspect_ratio=aspect_ratio,
-                quality=quality,
-                count=count,
-            )
-            sources = [_source(membership, image, names[image.sha256]) for image in images]
-            generation.products.set(sources[: len(products)])
-            generation.references.set(sources[len(products) :])
-            GenerationImage.objects.bulk_create(
-                GenerationImage(generation=generation, index=i) for i in range(count)
-            )
-            # Raises InsufficientCredits when another request took the credits: all rolled back.
-            credit_services.hold(generation=generation)
-    finally:
-        for upload, image in zip(uploads, images, strict=False):
-            if image is not upload:
-                image.close()  # our temporary file, not a caller's
+    for source in [*products, *references]:
+        if isinstance(source, SourceImage) and (
+            source.org_id != membership.org_id or source.is_deleted
+        ):
+            raise GenerationError(f"{source.label} is no longer in your library; choose another.")
+    sources = _library_images(membership, [*products, *references])
+    with transaction.atomic():
+        generation = Generation.objects.create(
+            org_id=membership.org_id,
+            user_id=membership.user_id,
+            provider=provider,
+            provider_name=provider.name,
+            credit_cost=provider.credit_cost,
+            prompt=prompt.strip(),
+            aspect_ratio=aspect_ratio,
+            quality=quality,
+            count=count,
+        )
+        generation.products.set(sources[: len(products)])
+        generation.references.set(sources[len(products) :])
+        GenerationImage.objects.bulk_create(generation.new_images(count))
+        # Raises InsufficientCredits when another request took the credits: all rolled back.
+        credit_services.hold(generation=generation)
+    library.mark_used(sources)
     return generation
 
 
-def _save_blob(org, image: ValidatedImage) -> str:
-    """Store the (re-encoded) bytes once per organization under their content hash."""
-    name = source_image_path(SourceImage(org=org, sha256=image.sha256, format=image.format), "")
-    if not default_storage.exists(name):
-        saved = default_storage.save(name, image.content())
-        if saved != name:  # the same bytes arrived concurrently: keep one copy
-            default_storage.delete(saved)
-    return name
-
-
-def _source(membership: Membership, image: ValidatedImage, name: str) -> SourceImage:
-    source, _ = SourceImage.objects.get_or_create(
-        org_id=membership.org_id,
-        sha256=image.sha256,
-        defaults={
-            "file": name,
-            "format": image.format,
-            "width": image.width,
-            "height": image.height,
-            "size": image.size,
-            "uploaded_by_id": membership.user_id,
-        },
-    )
-    return source
+def _library_images(membership: Membership, items: Sequence[Source]) -> list[SourceImage]:
+    """Each item as a library image. Uploads are decoded and re-encoded only now
+    (library/uploads.py: one at a time per process) and stored outside any transaction: the hold
+    locks the organization's credit account, and no storage round trip should happen while it is
+    held. A request that then fails (a damaged later file, credits taken meanwhile) leaves the
+    earlier images in the library, where Generate offers them again."""
+    sources = []
+    for item in items:
+        if isinstance(item, SourceImage):
+            sources.append(item)
+            continue
+        try:
+            image = ingest_image(item)
+        except ValidationError as exc:
+            raise GenerationError(" ".join(exc.messages)) from None
+        try:
+            sources.append(
+                library.store_image(org=membership.org, user=membership.user, image=image)
+            )
+        finally:
+            if image is not item:
+                image.close()  # our temporary file, not a caller's
+    return sources

@@ -13,11 +13,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from generation import live
-from generation.models import Generation, GenerationImage, ReferenceAnalysis, SourceImage
+from generation.models import Generation, GenerationImage
 from generation.pipeline.results import fail_image, member_reason, ms_since
 from lib import fetch_urls
 from lib.tasks import TryLater
 from lib.tokens import hash_token, new_token
+from library.models import ReferenceAnalysis, SourceImage
 from providers import attempts, health
 from providers.adapters.errors import ProviderError
 from providers.adapters.types import ImageJobRequest

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "providers",
     "credits",
     "workspace",
+    "library",
     "generation",
     "gallery",
 ]
@@ -356,7 +357,7 @@ NERSTUDIO_GENERATE_PER_MEMBER_PER_MINUTE = env.int(
 NERSTUDIO_GENERATE_PER_ORG_PER_MINUTE = env.int("NERSTUDIO_GENERATE_PER_ORG_PER_MINUTE", default=30)
 NERSTUDIO_THUMBNAIL_SIDE = 384
 NERSTUDIO_MAX_IMAGES_PER_GENERATION = env.int("NERSTUDIO_MAX_IMAGES_PER_GENERATION", default=8)
-# Uploads: per-file bytes and pixels (read from the header; see generation/uploads.py). Decoding
+# Uploads: per-file bytes and pixels (read from the header; see library/uploads.py). Decoding
 # memory is bounded per image: a JPEG above MAX_DECODED_PIXELS is decoded at 1/2, 1/4 or 1/8 scale;
 # PNG cannot be, so it is limited to MAX_DECODED_PIXELS (4 bytes each); WebP decodes through libwebp
 # at about 16 bytes per pixel, hence its lower limit. Stored copies are re-encoded with their long

@@ -18,10 +18,11 @@ from django.urls import reverse
 from PIL import Image, ImageFile
 
 from credits import services as credits
-from generation import uploads
-from generation.models import Generation, SourceImage
-from generation.uploads import check_image, ingest_image
+from generation.models import Generation
 from lib.http_limits import CALLBACK_PREFIX, UPLOAD_PATH, RequestBodyLimit
+from library import uploads
+from library.models import SourceImage
+from library.uploads import check_image, ingest_image
 from providers.org_registry import clear_registry, providers_for
 from tests.factories import image_bytes, photo_with_metadata, png_header_claiming
 
@@ -468,7 +469,7 @@ def test_a_request_waits_for_the_decoder_only_so_long_and_says_so(monkeypatch):
 
 
 @pytest.mark.django_db
-def test_a_photo_that_only_fails_when_decoded_is_named_and_nothing_is_stored_or_charged(
+def test_a_photo_that_only_fails_when_decoded_is_named_and_nothing_but_the_good_one_is_kept(
     admin_client, org, local_model, settings
 ):
     credits.top_up(org=org, amount=50)
@@ -482,6 +483,10 @@ def test_a_photo_that_only_fails_when_decoded_is_named_and_nothing_is_stored_or_
     assert "cut.png could not be read: the file is damaged or incomplete." in (
         response.content.decode()
     )
-    assert stored_files(settings) == []  # not even good.png
+    kept = SourceImage.objects.get()  # good.png, in the library: Generate offers it again
+    assert kept.original_name == "good.png"
+    assert sorted(p.name for p in stored_files(settings)) == sorted(
+        [f"{kept.sha256}.png", f"{kept.sha256}.webp"]
+    )
     assert not Generation.objects.exists()
     assert credits.balance_of(org) == 50

@@ -21,6 +21,7 @@ as much again when the long side is resized; WebP (libwebp) about 16 bytes per p
 """
 
 import hashlib
+import io
 import math
 import os
 import tempfile
@@ -94,6 +95,7 @@ class ValidatedImage:
     width: int
     height: int
     name: str = ""
+    thumbnail: bytes = b""  # a small WebP for the library's grids
 
     @property
     def size(self) -> int:
@@ -198,6 +200,7 @@ def _reencode(upload: CheckedUpload) -> ValidatedImage:
                 options["transparency"] = transparency  # PNG's tRNS: part of the pixels
             pixels.save(out, upload.format, **options)
             width, height = pixels.size
+            thumbnail = _thumbnail(pixels)
     except ValidationError:
         out.close()
         raise
@@ -209,7 +212,28 @@ def _reencode(upload: CheckedUpload) -> ValidatedImage:
         raise damaged(upload.name) from None
     out.seek(0)
     digest = hashlib.file_digest(out, "sha256").hexdigest()
-    return ValidatedImage(out, digest, upload.format, width, height, name=upload.name)
+    return ValidatedImage(
+        out, digest, upload.format, width, height, name=upload.name, thumbnail=thumbnail
+    )
+
+
+def _thumbnail(image: Image.Image) -> bytes:
+    """A WebP at most NERSTUDIO_THUMBNAIL_SIDE on its long side; only the small copy is made."""
+    side = settings.NERSTUDIO_THUMBNAIL_SIDE
+    small = image.copy() if max(image.size) <= side else None
+    if small is None:
+        scale = side / max(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        source = image
+        if image.mode not in ("RGB", "RGBA", "L", "LA"):  # palette or 1-bit: no Lanczos on those
+            double = (min(image.width, size[0] * 2), min(image.height, size[1] * 2))
+            source = image.resize(double, Image.Resampling.NEAREST).convert("RGBA")
+        small = source.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    out = io.BytesIO()
+    small.convert("RGBA" if "A" in small.mode or "transparency" in small.info else "RGB").save(
+        out, "WEBP", quality=80
+    )
+    return out.getvalue()
 
 
 def _draft(image: Image.Image, budget: int) -> None:

@@ -1,0 +1,118 @@
+"""What changes the brand library: images coming in (once per organization by content hash),
+being used, named, tagged, archived and deleted."""
+
+import re
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from library.models import SourceImage, Tag, source_image_path, source_thumbnail_path
+from library.uploads import ValidatedImage
+from orgs.models import Organization
+
+MAX_TAGS = 12
+
+
+class LibraryError(Exception):
+    """A refused library change, with a message safe to show."""
+
+
+def store_image(*, org: Organization, user, image: ValidatedImage) -> SourceImage:
+    """The library entry for `image` (re-encoded by library.uploads.ingest_image): created on
+    first upload, reused after, brought back (files and all) if it had been deleted. Files are
+    saved outside any transaction; names are content hashes, so a concurrent upload of the same
+    bytes keeps one copy."""
+    probe = SourceImage(org=org, sha256=image.sha256, format=image.format)
+    name = _save_once(source_image_path(probe, ""), image.content())
+    thumbnail = _save_once(source_thumbnail_path(probe, ""), ContentFile(image.thumbnail))
+    source, created = SourceImage.objects.get_or_create(
+        org=org,
+        sha256=image.sha256,
+        defaults={
+            "file": name,
+            "thumbnail": thumbnail,
+            "format": image.format,
+            "width": image.width,
+            "height": image.height,
+            "size": image.size,
+            "original_name": image.name[:200],
+            "uploaded_by": user,
+        },
+    )
+    if not created and (source.is_deleted or not source.file):
+        SourceImage.objects.filter(pk=source.pk).update(
+            file=name, thumbnail=thumbnail, deleted_at=None, archived_at=None
+        )
+        source.refresh_from_db()
+    return source
+
+
+def _save_once(name: str, content) -> str:
+    if not default_storage.exists(name):
+        saved = default_storage.save(name, content)
+        if saved != name:  # the same bytes arrived concurrently: keep one copy
+            default_storage.delete(saved)
+    return name
+
+
+def mark_used(sources) -> None:
+    """Recent first: the library and the picker list what was used last at the top."""
+    SourceImage.objects.filter(pk__in=[s.pk for s in sources]).update(last_used_at=timezone.now())
+
+
+def parse_tags(text: str) -> list[str]:
+    """Tags from what an admin typed: separated by commas, trimmed, lower case, each once."""
+    tags = [re.sub(r"\s+", " ", t).strip().lower()[:40] for t in text.split(",")]
+    unique = list(dict.fromkeys(t for t in tags if t))
+    if len(unique) > MAX_TAGS:
+        raise LibraryError(f"At most {MAX_TAGS} tags per image.")
+    return unique
+
+
+@transaction.atomic
+def describe_image(*, image: SourceImage, name: str, tags: list[str]) -> SourceImage:
+    """Name and tag a library image (tags are shared by the organization's images)."""
+    image.name = name.strip()[:120]
+    image.save(update_fields=["name"])
+    for tag in tags:
+        Tag.objects.get_or_create(org_id=image.org_id, name=tag)
+    image.tags.set(Tag.objects.filter(org_id=image.org_id, name__in=tags))
+    Tag.objects.filter(org_id=image.org_id, images=None).delete()  # no tag nobody uses
+    return image
+
+
+def archive_image(*, image: SourceImage) -> None:
+    """Hidden from Generate's picker and the library's default view; past generations, Reuse and
+    Again still use it."""
+    SourceImage.objects.filter(pk=image.pk).update(archived_at=timezone.now())
+
+
+def restore_image(*, image: SourceImage) -> None:
+    SourceImage.objects.filter(pk=image.pk).update(archived_at=None)
+
+
+def delete_image(*, image: SourceImage) -> None:
+    """Remove the files for good. The row stays, without files, so past generations' pages still
+    say what they used ("deleted from the library"); uploading the same image again brings it
+    back. Refused while a generation that uses it is still running."""
+    # Generations use library images (generation.models: products, references); one that has
+    # not finished may still send this image to its provider.
+    running = SourceImage.objects.filter(pk=image.pk).filter(
+        Q(used_as_product__isnull=False, used_as_product__finished_at__isnull=True)
+        | Q(used_as_reference__isnull=False, used_as_reference__finished_at__isnull=True)
+    )
+    if running.exists():
+        raise LibraryError(
+            "A generation that uses this image is still running; delete it once it has finished."
+        )
+    files = [f.name for f in (image.file, image.thumbnail) if f]
+    with transaction.atomic():
+        SourceImage.objects.filter(pk=image.pk).update(
+            file="", thumbnail="", deleted_at=timezone.now()
+        )
+        image.tags.clear()
+    for name in files:
+        default_storage.delete(name)
