@@ -5,43 +5,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from generation import rules
-from library.uploads import ACCEPT, CheckedUpload, check_image
+from library.forms import MultipleImageField
+from library.models import SourceImage
 from providers.models import Provider
 
-
-class MultipleImageInput(forms.ClearableFileInput):
-    allow_multiple_selected = True
-
-
-class MultipleImageField(forms.FileField):
-    """Several image files, each given only the cheap checks of check_image (size, header format
-    and dimensions; nothing is decoded: start_generation does that once everything else passed).
-    Every bad file gets its own error. `files` names the rule (generation/rules.py) for how many
-    files the selected model takes, checked first; the form sets `model` to the selected one."""
-
-    def __init__(self, *args, files: str, **kwargs):
-        self.files = files
-        self.model: Provider | None = None
-        kwargs.setdefault("widget", MultipleImageInput(attrs={"multiple": True, "accept": ACCEPT}))
-        super().__init__(*args, **kwargs)
-
-    def clean(self, data, initial=None) -> list[CheckedUpload]:
-        files = [f for f in (data if isinstance(data, list | tuple) else [data]) if f]
-        if self.model and (error := rules.files_error(self.model, self.files, len(files))):
-            raise error
-        if not files:
-            if self.required:
-                raise ValidationError(self.error_messages["required"], code="required")
-            return []
-        images, errors = [], []
-        for f in files:
-            try:
-                images.append(check_image(f))
-            except ValidationError as exc:
-                errors.extend(exc.error_list)
-        if errors:
-            raise ValidationError(errors)
-        return images
+ROLES = ("products", "references")
 
 
 def model_label(provider: Provider) -> str:
@@ -68,15 +36,20 @@ class GenerateForm(forms.Form):
 
     products = MultipleImageField(
         label="Product photos",
-        files="products",
-        error_messages={"required": rules.NO_PRODUCTS},
+        required=False,  # or from the library: at least one either way (clean)
         help_text="The product to feature. JPEG, PNG or WebP.",
     )
     references = MultipleImageField(
         label="Reference images",
-        files="references",
         required=False,
         help_text="Optional: mood, style or brand direction.",
+    )
+    # Images already in the brand library, by public id: picked on the page or reused.
+    library_products = forms.ModelMultipleChoiceField(
+        queryset=SourceImage.objects.none(), to_field_name="public_id", required=False
+    )
+    library_references = forms.ModelMultipleChoiceField(
+        queryset=SourceImage.objects.none(), to_field_name="public_id", required=False
     )
     prompt = forms.CharField(
         max_length=2000,
@@ -94,8 +67,14 @@ class GenerateForm(forms.Form):
     aspect_ratio = forms.CharField(label="Aspect ratio", widget=forms.Select)
     quality = forms.CharField(label="Quality", required=False, widget=forms.Select)
 
-    def __init__(self, *args, image_models, default_model: Provider | None, **kwargs):
+    def __init__(self, *args, org, image_models, default_model: Provider | None, **kwargs):
         super().__init__(*args, **kwargs)
+        for role in ROLES:
+            self.fields[role].noun = rules.FILE_NOUNS[role]
+            self.fields[f"library_{role}"].queryset = SourceImage.objects.for_org(org).in_library()
+            self.fields[f"library_{role}"].error_messages["invalid_choice"] = (
+                "One of the chosen library images is no longer in the library."
+            )
         self.image_models = tuple(image_models)
         self.initial = dict(self.initial)
         self.max_upload_bytes = settings.NERSTUDIO_UPLOAD_MAX_BYTES
@@ -123,7 +102,6 @@ class GenerateForm(forms.Form):
         self.fields["quality"].required = bool(model.quality_levels)
         if self.initial.get("quality") not in model.quality_levels:
             self.initial["quality"] = model.default_quality
-        self.fields["products"].model = self.fields["references"].model = model
 
     def _selected_model(self, default_model: Provider | None) -> Provider | None:
         by_id = {str(p.public_id): p for p in self.image_models}
@@ -150,6 +128,21 @@ class GenerateForm(forms.Form):
         if current is None or not current.is_runnable:
             raise ValidationError(self.fields["model"].error_messages["invalid_choice"])
         return current
+
+    def clean(self):
+        cleaned = super().clean()
+        model = self.selected_model
+        for role in ROLES:
+            if role in self.errors or f"library_{role}" in self.errors or model is None:
+                continue
+            if error := rules.files_error(model, role, len(self.sources(role))):
+                self.add_error(role, error)
+        return cleaned
+
+    def sources(self, role: str) -> list:
+        """The role's uploads (checked, not decoded) and library images, in that order."""
+        data = self.cleaned_data
+        return [*data.get(role, []), *data.get(f"library_{role}", [])]
 
     def clean_count(self) -> int:
         count = self.cleaned_data["count"]

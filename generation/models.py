@@ -1,4 +1,5 @@
 import uuid
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import models
@@ -71,6 +72,22 @@ class Generation(models.Model):
 
     def _image_copies(self) -> dict:
         return {"org_id": self.org_id, "user_id": self.user_id, "provider_id": self.provider_id}
+
+    def reuse_query(self, *, prompt: str | None = None) -> str:
+        """The Generate page's query string for this generation's settings and library images:
+        Reuse (and Vary, with one image's prompt). Uses prefetched products and references."""
+        params: dict[str, object] = {
+            "prompt": prompt or self.prompt,
+            "count": self.count,
+            "aspect_ratio": self.aspect_ratio,
+            "quality": self.quality,
+        }
+        if self.provider is not None:
+            params["model"] = str(self.provider.public_id)
+        for role in ("products", "references"):
+            sources = getattr(self, role).all()
+            params[f"library_{role}"] = [str(s.public_id) for s in sources if not s.is_deleted]
+        return urlencode(params, doseq=True)
 
     @property
     def total_cost(self):

@@ -1,17 +1,24 @@
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
 from credits import services as credit_services
 from generation import live, tasks
-from generation.forms import GenerateForm
+from generation.forms import ROLES, GenerateForm
 from generation.models import Generation
 from generation.pipeline.start import GenerationError, TooManyGenerations, check_generate_rate
+from library import services as library
+from library.models import SourceImage
+from library.picker import picker_context
+from library.uploads import ingest_image
 from orgs.access import org_member_required
+from providers.models import Provider
 from providers.org_registry import providers_for
 
-# GET parameters that prefill the Generate page ("Reuse prompt" links, the htmx partials).
+# GET parameters that prefill the Generate page (Reuse and Vary links, the htmx partials).
 PREFILL = ("prompt", "model", "aspect_ratio", "quality", "count")
 HISTORY_PAGE_SIZE = 20
 
@@ -24,16 +31,37 @@ def _generate_form(request, data=None, files=None, prefill=None) -> GenerateForm
         data,
         files,
         initial=initial,
+        org=request.org,
         image_models=available.images_for(request.membership),
         default_model=available.default_image_for(request.membership),
     )
 
 
-def _render_generate(request, form, *, template="generation/generate.html", status=200, refusal=""):
+def _render_generate(
+    request,
+    form,
+    *,
+    template="generation/generate.html",
+    status=200,
+    refusal="",
+    chosen=None,
+    kept=0,
+):
+    """The page; `chosen` holds the library images picked per role (ids), `kept` counts the
+    uploads of a form that came back which are now picked from the library instead."""
+    chosen = chosen or {}
+    pickers = {
+        role: picker_context(
+            request.org, role, selected=chosen.get(role, request.GET.getlist(f"library_{role}"))
+        )
+        for role in ROLES
+    }
     context = {
         "form": form,
         "estimate": form.estimate(credit_services.balance_of(request.org)),
         "refusal": refusal,
+        "pickers": pickers,
+        "kept": kept,
     }
     return render(request, template, context, status=status)
 
@@ -52,7 +80,8 @@ def generate(request):
         check_generate_rate(request.membership)  # before any file is looked at
     except TooManyGenerations as exc:
         form = _generate_form(request, prefill=request.POST)  # keeps what they wrote
-        response = _render_generate(request, form, status=429, refusal=str(exc))
+        chosen = {role: request.POST.getlist(f"library_{role}") for role in ROLES}
+        response = _render_generate(request, form, status=429, refusal=str(exc), chosen=chosen)
         response["Retry-After"] = str(exc.retry_after)
         return response
     form = _generate_form(request, request.POST, request.FILES)
@@ -66,14 +95,38 @@ def generate(request):
                 count=data["count"],
                 aspect_ratio=data["aspect_ratio"],
                 quality=data["quality"],
-                products=data["products"],
-                references=data["references"],
+                products=form.sources("products"),
+                references=form.sources("references"),
             )
         except (credit_services.InsufficientCredits, GenerationError) as exc:
             form.add_error(None, str(exc))
         else:
             return redirect("generation:detail", generation.public_id)
-    return _render_generate(request, form, status=422)
+    chosen, kept = _keep_uploads(request, form)
+    return _render_generate(request, form, status=422, chosen=chosen, kept=kept)
+
+
+def _keep_uploads(request, form) -> tuple[dict[str, list[str]], int]:
+    """A form that comes back keeps its photos: every upload that passed its checks goes to the
+    brand library and comes back picked there (browsers forget chosen files). Returns the picked
+    ids per role and how many uploads were kept."""
+    chosen, kept = {}, 0
+    for role in ROLES:
+        ids = request.POST.getlist(f"library_{role}")
+        for upload in form.fields[role].accepted:
+            try:
+                image = ingest_image(upload)
+            except ValidationError:
+                continue  # the form says what is wrong with it
+            try:
+                source = library.store_image(org=request.org, user=request.user, image=image)
+            finally:
+                if image is not upload:
+                    image.close()
+            ids.append(str(source.public_id))
+            kept += 1
+        chosen[role] = ids
+    return chosen, kept
 
 
 @org_member_required
@@ -93,6 +146,7 @@ def history(request):
     generations = (
         Generation.objects.visible_to(request.membership)
         .select_related("user", "provider")
+        .prefetch_related("products", "references")  # for the Reuse links
         .order_by("-created_at", "-pk")
     )
     if query:
@@ -108,8 +162,13 @@ def history(request):
 def detail(request, public_id):
     """The generation's page: rendered from the database, so a reload shows the current state;
     the websocket (generation/consumers.py) then keeps the cards and status line up to date."""
+    described = SourceImage.objects.with_descriptions().order_by("pk")
     generation = get_object_or_404(
-        Generation.objects.visible_to(request.membership).select_related("user"),
+        Generation.objects.visible_to(request.membership)
+        .select_related("user", "provider")
+        .prefetch_related(
+            Prefetch("products", queryset=described), Prefetch("references", queryset=described)
+        ),
         public_id=public_id,
     )
     images = list(generation.images.order_by("index"))
@@ -119,7 +178,76 @@ def detail(request, public_id):
         {
             **live.status_context(generation, images),
             "images": images,
+            "products": generation.products.all(),
+            "references": generation.references.all(),
             "aspect": live.aspect_css(generation.aspect_ratio),
             "ws_path": f"/ws/generations/{generation.public_id}/",
         },
+    )
+
+
+@org_member_required
+@require_http_methods(["GET", "POST"])
+def again(request, public_id):
+    """Run a generation again with the same settings and images, after showing what it costs."""
+    generation = get_object_or_404(
+        Generation.objects.visible_to(request.membership).select_related("provider"),
+        public_id=public_id,
+    )
+    products = list(generation.products.order_by("pk"))
+    references = list(generation.references.order_by("pk"))
+    model = _current_model(request, generation)
+    balance = credit_services.balance_of(request.org)
+    problem = ""
+    if model is None:
+        problem = (
+            f"{generation.provider_name} is no longer available to you; Reuse to pick another "
+            "model."
+        )
+    elif gone := [s.label for s in products + references if s.is_deleted]:
+        problem = f"{', '.join(gone)} was deleted from the library; Reuse to choose other images."
+    elif model.credit_cost * generation.count > balance:
+        problem = (
+            f"Not enough credits: this needs {model.credit_cost * generation.count} and your "
+            f"organization has {balance}."
+        )
+    if request.method == "POST" and not problem:
+        try:
+            check_generate_rate(request.membership)
+            new = tasks.generate(
+                membership=request.membership,
+                provider=model,
+                prompt=generation.prompt,
+                count=generation.count,
+                aspect_ratio=generation.aspect_ratio,
+                quality=generation.quality,
+                products=products,
+                references=references,
+            )
+        except (credit_services.InsufficientCredits, GenerationError) as exc:
+            problem = str(exc)
+        else:
+            return redirect("generation:detail", new.public_id)
+    context = {
+        "generation": generation,
+        "model": model,
+        "products": products,
+        "references": references,
+        "balance": balance,
+        "problem": problem,
+    }
+    status = 200 if request.method == "GET" or not problem else 422
+    return render(request, "generation/again.html", context, status=status)
+
+
+def _current_model(request, generation: Generation):
+    """The generation's image model as it is now, if this person may still choose it."""
+    offered = {p.pk for p in providers_for(request.org.pk).images_for(request.membership)}
+    if generation.provider_id not in offered:
+        return None
+    return (
+        Provider.objects.enabled()
+        .select_related("catalogue")
+        .filter(pk=generation.provider_id, org_id=request.org.pk)
+        .first()
     )

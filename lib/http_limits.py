@@ -24,7 +24,8 @@ from django.utils.http import parse_header_parameters
 
 logger = logging.getLogger(__name__)
 
-UPLOAD_PATH = "/generate/"  # generation:generate, the only route that takes files
+UPLOAD_PATH = "/generate/"  # generation:generate
+LIBRARY_UPLOAD_PATH = "/library/upload/"  # library:upload; the only other route that takes files
 CALLBACK_PREFIX = "/callbacks/"  # generation:callback and any later provider callbacks
 PART_HEADERS_ALLOWANCE = 16 * 1024  # a part's own headers count towards its size
 
@@ -44,19 +45,19 @@ class BodyLimit:
 def limit_for(path: str, *, multipart: bool = False) -> BodyLimit:
     """The cap for a request, read from settings on every request (tests override them). Only a
     multipart body can carry files, so only that gets the upload route's larger cap."""
-    if path == UPLOAD_PATH and multipart:
+    if path in (UPLOAD_PATH, LIBRARY_UPLOAD_PATH) and multipart:
         total = settings.NERSTUDIO_UPLOAD_MAX_REQUEST_BYTES
         per_file = settings.NERSTUDIO_UPLOAD_MAX_BYTES
         return BodyLimit(
             max_bytes=total,
             message=(
-                f"Your photos add up to more than {filesizeformat(total)}, the most one generation "
+                f"Your photos add up to more than {filesizeformat(total)}, the most one upload "
                 f"can take. Choose fewer or smaller photos (up to {filesizeformat(per_file)} each)."
             ),
             max_part_bytes=per_file + PART_HEADERS_ALLOWANCE,
             part_message=f"One of the photos is larger than {filesizeformat(per_file)}, the most "
             "one photo may be. Choose a smaller one.",
-            back_to=UPLOAD_PATH,
+            back_to=path,
         )
     if path.startswith(CALLBACK_PREFIX):
         total = settings.NERSTUDIO_CALLBACK_MAX_REQUEST_BYTES

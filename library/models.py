@@ -48,6 +48,32 @@ class SourceImageQuerySet(models.QuerySet):
     def recent_first(self):
         return self.order_by("-last_used_at", "-pk")
 
+    def matching(self, text: str):
+        """Name, file name, tag or vision description containing `text` (any case)."""
+        if not text:
+            return self
+        tagged = SourceImage.tags.through.objects.filter(
+            sourceimage_id=models.OuterRef("pk"), tag__name__icontains=text
+        )
+        described = ReferenceAnalysis.objects.filter(
+            org_id=models.OuterRef("org_id"),
+            sha256=models.OuterRef("sha256"),
+            description__icontains=text,
+        )
+        return self.filter(
+            models.Q(name__icontains=text)
+            | models.Q(original_name__icontains=text)
+            | models.Exists(tagged)
+            | models.Exists(described)
+        )
+
+    def with_descriptions(self):
+        """Each with `description`: its cached vision description, or None."""
+        analysis = ReferenceAnalysis.objects.filter(
+            org_id=models.OuterRef("org_id"), sha256=models.OuterRef("sha256")
+        )
+        return self.annotate(description=models.Subquery(analysis.values("description")[:1]))
+
 
 class SourceImage(models.Model):
     """An uploaded product or reference image, stored once per organization by content hash."""

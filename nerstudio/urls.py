@@ -10,8 +10,8 @@ def healthz(request):
     return HttpResponse("ok", content_type="text/plain")
 
 
-# No route serves MEDIA_ROOT: stored files go out only through gallery/media.py's access-checked
-# views and short-lived signed URLs, in every mode (DEBUG too).
+# No route serves MEDIA_ROOT: stored files go out only through access-checked views
+# (gallery/media.py, library/views.py; both through lib/serving.py) and short-lived signed URLs.
 urlpatterns = [
     path("", workspace_views.home, name="home"),
     path("healthz/", healthz, name="healthz"),
@@ -20,6 +20,7 @@ urlpatterns = [
     path("", include("workspace.urls")),
     path("", include("generation.urls")),
     path("", include("gallery.urls")),
+    path("", include("library.urls")),
     path("", include("providers.urls")),
 ]
 

@@ -2,14 +2,17 @@
 
 `org_member_required` resolves the signed-in user's organization (anonymous users go to sign-in,
 users without one go to onboarding) and sets `request.org` and `request.membership`.
-`org_admin_required` also answers 403 to members. Objects are always fetched through
-`request.org`, so another organization's objects are 404.
+`org_admin_required` also answers 403 to members. `org_member_or_404` is for file URLs: outsiders
+(anonymous visitors, users without an organization) get 404, so a URL reveals nothing about what
+exists. Objects are always fetched through `request.org`, so another organization's objects are
+404.
 """
 
 from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import redirect
 
 from orgs.models import Membership
@@ -48,3 +51,16 @@ def org_member_required(view=None, *, admin=False):
 
 def org_admin_required(view):
     return org_member_required(view, admin=True)
+
+
+def org_member_or_404(view):
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        membership = get_membership(request)
+        if membership is None:
+            raise Http404
+        request.membership = membership
+        request.org = membership.org
+        return view(request, *args, **kwargs)
+
+    return wrapper

@@ -1,4 +1,5 @@
 import factory
+from django.utils import timezone
 from allauth.account.models import EmailAddress
 
 from accounts.models import User
@@ -144,6 +145,11 @@ class GenerationFactory(factory.django.DjangoModelFactory):
     prompt = factory.Sequence(lambda n: f"Prompt number {n}")
     aspect_ratio = "1:1"
     count = 3
+    status = Generation.Status.QUEUED
+    # A finished generation has its finishing time, as the pipeline sets it.
+    finished_at = factory.LazyAttribute(
+        lambda g: timezone.now() if g.status in ("done", "failed") else None
+    )
 
 
 def image_bytes(fmt="PNG", size=(24, 16), colour=(200, 40, 60)) -> bytes:
@@ -216,6 +222,7 @@ def finished_image(
         generation=generation,
         index=index,
         status=GenerationImage.Status.DONE,
+        finished_at=timezone.now(),
         prompt=f"{prompt}, variant {index + 1}",
         file=file,
         thumbnail=thumbnail,

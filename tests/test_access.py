@@ -165,6 +165,8 @@ def test_the_generation_page_runs_a_fixed_number_of_queries(
         image.status, image.width, image.height = "done", 8, 8
         image.file, image.thumbnail = f"g/{image.index}.png", f"g/t{image.index}.webp"
     GenerationImage.objects.bulk_create(images)
-    with django_assert_max_num_queries(6):
+    # session, user, membership, the generation with its products and references, its images,
+    # the collections the lightbox offers
+    with django_assert_max_num_queries(8):
         response = admin_client.get(reverse("generation:detail", args=[generation.public_id]))
     assert response.status_code == 200

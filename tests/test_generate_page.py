@@ -5,6 +5,7 @@ and every assertion is on the state the request itself left behind."""
 
 import hashlib
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,13 @@ from generation.models import Generation, GenerationImage
 from library.models import SourceImage
 from providers.models import Provider
 from providers.org_registry import clear_registry
-from tests.factories import GenerationFactory, ImageModelFactory, MembershipFactory, image_bytes
+from tests.factories import (
+    GenerationFactory,
+    ImageModelFactory,
+    MembershipFactory,
+    image_bytes,
+    stored_source_image,
+)
 
 GENERATE = reverse("generation:generate")
 ESTIMATE = reverse("generation:estimate")
@@ -340,7 +347,9 @@ def test_the_same_photo_uploaded_twice_is_stored_once(admin_client, org, seedrea
 
 
 @pytest.mark.django_db
-def test_an_invalid_submission_stores_and_charges_nothing(admin_client, org, seedream, settings):
+def test_an_invalid_submission_charges_nothing_and_keeps_only_the_good_photo(
+    admin_client, org, seedream, settings
+):
     credits.top_up(org=org, amount=50)
     settings.NERSTUDIO_UPLOAD_MAX_BYTES = 2048
     gif = SimpleUploadedFile("photo.png", image_bytes("GIF"), content_type="image/png")
@@ -356,10 +365,13 @@ def test_an_invalid_submission_stores_and_charges_nothing(admin_client, org, see
     assert "photo.png is not a JPEG, PNG or WebP image." in html  # every bad file named
     assert "big.png is larger than 2.0\N{NO-BREAK SPACE}KB." in html
     assert "Write a prompt: what should the images show?" in html
-    assert "choose your photos again" in html
+    # The good photo is kept in the brand library and comes back picked; the bad ones are not.
+    kept = SourceImage.objects.get()
+    assert kept.original_name == "fine.png"
+    assert f'name="library_references" value="{kept.public_id}" checked' in html
+    assert "is kept in the brand library and picked below" in html
+    assert len(stored_files(settings)) == 2  # fine.png and its thumbnail
     assert not Generation.objects.exists()
-    assert not SourceImage.objects.exists()
-    assert stored_files(settings) == []
     assert credits.balance_of(org) == 50
     assert list(LedgerEntry.objects.values_list("kind", flat=True)) == ["topup"]
 
@@ -388,7 +400,11 @@ def test_the_chosen_models_file_limits_apply(admin_client, org, seedream, settin
     assert response.status_code == 422
     assert "Seedream 4.5 Edit takes at most 2 product photos; you chose 3." in html
     assert "Seedream 4.5 Edit takes at most 1 reference image; you chose 2." in html
-    assert stored_files(settings) == []
+    # All five are kept and picked: unticking one is all it takes to try again.
+    assert SourceImage.objects.count() == 5
+    assert len(re.findall(r'name="library_products" value="[^"]+" checked', html)) == 3
+    assert len(re.findall(r'name="library_references" value="[^"]+" checked', html)) == 2
+    assert not Generation.objects.exists()
 
 
 @pytest.mark.django_db
@@ -413,7 +429,7 @@ def test_a_submission_the_balance_does_not_cover_is_refused(admin_client, org, s
     assert response.status_code == 422
     assert "This needs 9 credits but your organization has 8." in html
     assert not Generation.objects.exists()
-    assert stored_files(settings) == []
+    assert SourceImage.objects.count() == 1  # the photo, kept for when there are credits
     assert credits.balance_of(org) == 8
 
 
@@ -429,7 +445,10 @@ def test_a_member_of_another_org_cannot_pick_this_orgs_model(
     assert response.status_code == 422
     assert "Choose one of your organization&#x27;s image models." in response.content.decode()
     assert not Generation.objects.exists()
-    assert stored_files(settings) == []
+    # The photo is kept in the library of the person's own organization, nowhere else.
+    assert list(SourceImage.objects.values_list("org", flat=True)) == [
+        other_admin_membership.org_id
+    ]
     assert credits.balance_of(other_admin_membership.org) == 100
 
 
@@ -502,15 +521,29 @@ def test_admins_see_the_whole_orgs_prompts_with_who_and_which_model(admin_client
 
 
 @pytest.mark.django_db
-def test_reuse_prompt_links_to_generate_with_the_prompt_and_model(
+def test_reuse_links_to_generate_with_every_setting_and_the_same_images(
     admin_client, admin, org, seedream
 ):
-    GenerationFactory(org=org, user=admin, prompt="Red & gold, 50% off", provider=seedream)
-    html = admin_client.get(HISTORY).content.decode()
-    assert (
-        f"{GENERATE}?prompt=Red%20%26%20gold%2C%2050%25%20off&amp;model={seedream.public_id}"
-        in html
+    product = stored_source_image(org)
+    reference = stored_source_image(org, colour=(1, 2, 3))
+    generation = GenerationFactory(
+        org=org,
+        user=admin,
+        prompt="Red & gold, 50% off",
+        provider=seedream,
+        count=4,
+        aspect_ratio="4:5",
+        quality="high",
     )
+    generation.products.set([product])
+    generation.references.set([reference])
+    html = admin_client.get(HISTORY).content.decode()
+    expected = (
+        "prompt=Red+%26+gold%2C+50%25+off&amp;count=4&amp;aspect_ratio=4%3A5&amp;quality=high"
+        f"&amp;model={seedream.public_id}&amp;library_products={product.public_id}"
+        f"&amp;library_references={reference.public_id}"
+    )
+    assert f"{GENERATE}?{expected}" in html
 
 
 @pytest.mark.django_db
@@ -544,8 +577,8 @@ def test_history_pages_by_twenty(admin_client, admin, org):
     first = admin_client.get(HISTORY).content.decode()
     second = admin_client.get(HISTORY, {"page": 2}).content.decode()
 
-    assert first.count("Reuse prompt") == 20 and "Idea 24" in first and "Idea 04" not in first
-    assert second.count("Reuse prompt") == 5 and "Idea 04" in second
+    assert first.count(">Reuse</a>") == 20 and "Idea 24" in first and "Idea 04" not in first
+    assert second.count(">Reuse</a>") == 5 and "Idea 04" in second
     assert "Page 2 of 2" in second
 
 
@@ -560,4 +593,4 @@ def test_history_queries_do_not_grow_with_the_rows(admin_client, admin, org, see
     few = queries()
     for membership in MembershipFactory.create_batch(4, org=org):
         GenerationFactory.create_batch(4, org=org, user=membership.user, provider=seedream)
-    assert queries() == few <= 6
+    assert queries() == few <= 8  # with the products and references the Reuse links carry

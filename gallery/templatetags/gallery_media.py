@@ -1,35 +1,14 @@
 from django import template
-from django.db.models import Exists, OuterRef, Q
 
-from generation.models import Generation
-from library.models import SourceImage
+from gallery.models import Collection
 
 register = template.Library()
 
 
-@register.simple_tag
-def generation_sources(generation: Generation) -> dict[str, list[SourceImage]]:
-    """The product and reference images a generation used, in one query:
-    `{"products": [...], "references": [...]}`."""
-    used = {
-        role: getattr(Generation, role).through.objects.filter(generation_id=generation.pk)
-        for role in ("products", "references")
-    }
-    sources = (
-        SourceImage.objects.filter(
-            Q(pk__in=used["products"].values("sourceimage_id"))
-            | Q(pk__in=used["references"].values("sourceimage_id"))
-        )
-        .annotate(
-            is_product=Exists(used["products"].filter(sourceimage_id=OuterRef("pk"))),
-            is_reference=Exists(used["references"].filter(sourceimage_id=OuterRef("pk"))),
-        )
-        .order_by("pk")
-    )
-    grouped = {"products": [], "references": []}
-    for source in sources:
-        if source.is_product:
-            grouped["products"].append(source)
-        if source.is_reference:
-            grouped["references"].append(source)
-    return grouped
+@register.inclusion_tag("gallery/_lightbox.html", takes_context=True)
+def lightbox(context):
+    """The lightbox, with the organization's collections to add the shown image to."""
+    request = context["request"]
+    membership = getattr(request, "membership", None)
+    collections = Collection.objects.for_org(membership.org) if membership else []
+    return {"request": request, "collections": collections, "csrf_token": context.get("csrf_token")}

@@ -24,6 +24,7 @@ SALT = fetch_urls.FETCH_SALT
 pytestmark = pytest.mark.django_db
 
 KINDS = ["file", "thumbnail", "product", "reference"]
+GENERATED = ["file", "thumbnail"]  # a member's own; the library's images are the organization's
 
 
 @pytest.fixture(autouse=True)
@@ -56,11 +57,11 @@ def _stored_name(image, kind) -> str:
 
 
 def _url(image, kind) -> str:
-    if kind in ("file", "thumbnail"):
+    if kind in GENERATED:
         name = "gallery:image-file" if kind == "file" else "gallery:image-thumbnail"
         return reverse(name, args=[image.public_id])
     sources = image.generation.products if kind == "product" else image.generation.references
-    return reverse("gallery:source-file", args=[image.generation.public_id, sources.get().sha256])
+    return reverse("library:file", args=[sources.get().public_id])
 
 
 def _stored_bytes(name) -> bytes:
@@ -94,10 +95,32 @@ def test_another_organization_gets_404_for_a_generated_image(client, maxs_image,
     assert client.get(_url(maxs_image, kind)).status_code == 404
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", GENERATED)
 def test_a_member_gets_404_for_another_members_image(client, org, maxs_image, kind):
     client.force_login(MembershipFactory(org=org).user)
     assert client.get(_url(maxs_image, kind)).status_code == 404
+
+
+@pytest.mark.parametrize("kind", GENERATED)
+def test_a_member_sees_another_members_image_once_it_is_in_a_shared_collection(
+    client, org, maxs_image, kind
+):
+    from gallery.models import Collection, CollectionItem
+
+    client.force_login(MembershipFactory(org=org).user)
+    board = Collection.objects.create(org=org, name="Spring")
+    CollectionItem.objects.create(collection=board, image=maxs_image)
+    response = client.get(_url(maxs_image, kind))
+    assert response.status_code == 200
+    assert _body(response) == _stored_bytes(_stored_name(maxs_image, kind))
+
+
+@pytest.mark.parametrize("kind", ["product", "reference"])
+def test_the_brand_library_is_shared_by_the_organization(client, org, maxs_image, kind):
+    client.force_login(MembershipFactory(org=org).user)
+    response = client.get(_url(maxs_image, kind))
+    assert response.status_code == 200
+    assert _body(response) == _stored_bytes(_stored_name(maxs_image, kind))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -114,17 +137,15 @@ def test_an_admin_sees_the_organizations_images(admin_client, maxs_image, kind):
     assert _body(response) == _stored_bytes(_stored_name(maxs_image, kind))
 
 
-def test_an_upload_is_served_only_through_a_visible_generation_that_used_it(
-    client, org, maxs_image, other_admin_membership
-):
-    """Naming someone's upload by its hash under one's own generation gets nothing."""
-    sha = maxs_image.generation.products.get().sha256
-    colleague = MembershipFactory(org=org)
-    for membership in (colleague, other_admin_membership):
-        own = finished_image(membership, prompt="My own work")
-        client.force_login(membership.user)
-        own_url = reverse("gallery:source-file", args=[own.generation.public_id, sha])
-        assert client.get(own_url).status_code == 404
+def test_a_library_image_deleted_by_an_admin_is_gone_for_everyone(admin_client, maxs_image):
+    from library import services as library
+
+    product = maxs_image.generation.products.get()
+    name = product.file.name
+    url = _url(maxs_image, "product")
+    library.delete_image(image=product)
+    assert admin_client.get(url).status_code == 404
+    assert not default_storage.exists(name)
 
 
 def test_an_unfinished_image_is_not_served(member_client, maxs_image):
@@ -176,10 +197,11 @@ def test_pages_link_files_only_through_access_checked_views(member_client, maxs_
         assert "/media/" not in html, page
         assert _url(maxs_image, "thumbnail") in html, page
     assert f'href="{_url(maxs_image, "file")}?download=1"' in pages["gallery"]
-    assert f'href="{_url(maxs_image, "file")}"' in pages["detail"]
-    # The generation page shows the product and reference images it was made from.
-    assert f'src="{_url(maxs_image, "product")}"' in pages["detail"]
-    assert f'src="{_url(maxs_image, "reference")}"' in pages["detail"]
+    assert f'data-full="{_url(maxs_image, "file")}"' in pages["detail"]  # the lightbox's
+    # The generation page shows the product and reference images it was made from (thumbnails
+    # from the brand library).
+    for source in (*maxs_image.generation.products.all(), *maxs_image.generation.references.all()):
+        assert f'src="{reverse("library:thumbnail", args=[source.public_id])}"' in pages["detail"]
 
 
 # --- Downloads ------------------------------------------------------------------------------------
@@ -193,14 +215,14 @@ def test_downloads_carry_a_meaningful_filename(member_client, maxs_image):
     thumbnail = member_client.get(_url(maxs_image, "thumbnail"))
     product = member_client.get(_url(maxs_image, "product"))
 
-    filename = "ner-studio-a-ceramic-mug-on-linen-1.png"
+    filename = "acme-creative-a-ceramic-mug-on-linen-1.png"  # <organization>-<prompt>-<n>
     assert download["Content-Disposition"] == f'attachment; filename="{filename}"'
     assert shown["Content-Disposition"] == f'inline; filename="{filename}"'
     assert thumbnail["Content-Disposition"] == (
-        'inline; filename="ner-studio-a-ceramic-mug-on-linen-1-thumbnail.webp"'
+        'inline; filename="acme-creative-a-ceramic-mug-on-linen-1-thumbnail.webp"'
     )
-    sha = maxs_image.generation.products.get().sha256
-    assert product["Content-Disposition"] == f'inline; filename="ner-studio-product-{sha[:12]}.png"'
+    # A library image is named after its label (here: its format and size).
+    assert product["Content-Disposition"] == 'inline; filename="acme-creative-png-4030.png"'
     assert (download["Content-Type"], thumbnail["Content-Type"]) == ("image/png", "image/webp")
     for response in (download, shown, thumbnail, product):
         assert response["X-Content-Type-Options"] == "nosniff"
@@ -334,11 +356,11 @@ def test_with_a_bucket_the_view_redirects_to_a_short_lived_presigned_url(
     assert fetched.status_code == 200 and fetched.content == stored
     assert fetched.headers["Content-Type"] == "image/png"
     assert fetched.headers["Content-Disposition"] == (
-        'attachment; filename="ner-studio-a-ceramic-mug-on-linen-1.png"'
+        'attachment; filename="acme-creative-a-ceramic-mug-on-linen-1.png"'
     )
     shown = admin_client.get(_url(maxs_image, "thumbnail"))
     assert requests.get(shown["Location"], timeout=5).headers["Content-Disposition"] == (
-        'inline; filename="ner-studio-a-ceramic-mug-on-linen-1-thumbnail.webp"'
+        'inline; filename="acme-creative-a-ceramic-mug-on-linen-1-thumbnail.webp"'
     )
     # The bucket itself is private: the object without a signature is refused.
     assert requests.get(f"{s3_endpoint}/{BUCKET}/{name}", timeout=5).status_code == 403

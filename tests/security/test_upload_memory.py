@@ -19,7 +19,7 @@ from PIL import Image, ImageFile
 
 from credits import services as credits
 from generation.models import Generation
-from lib.http_limits import CALLBACK_PREFIX, UPLOAD_PATH, RequestBodyLimit
+from lib.http_limits import CALLBACK_PREFIX, LIBRARY_UPLOAD_PATH, UPLOAD_PATH, RequestBodyLimit
 from library import uploads
 from library.models import SourceImage
 from library.uploads import check_image, ingest_image
@@ -181,6 +181,7 @@ async def test_a_body_over_the_cap_is_refused_before_it_is_read(settings):
     ("path", "content_type", "setting"),
     [
         (UPLOAD_PATH, MULTIPART, "NERSTUDIO_UPLOAD_MAX_REQUEST_BYTES"),
+        (LIBRARY_UPLOAD_PATH, MULTIPART, "NERSTUDIO_UPLOAD_MAX_REQUEST_BYTES"),
         (UPLOAD_PATH, (b"content-type", b"text/plain"), "NERSTUDIO_MAX_REQUEST_BYTES"),
         (
             f"{CALLBACK_PREFIX}images/{uuid.uuid4()}/token/",
@@ -207,6 +208,7 @@ async def test_each_route_has_its_cap_and_a_body_at_the_cap_gets_through(
 
 def test_the_caps_match_the_routes_they_are_meant_for(settings):
     assert reverse("generation:generate") == UPLOAD_PATH
+    assert reverse("library:upload") == LIBRARY_UPLOAD_PATH
     assert reverse("generation:callback", args=[uuid.uuid4(), "t"]).startswith(CALLBACK_PREFIX)
     assert settings.NERSTUDIO_CALLBACK_MAX_REQUEST_BYTES == 256 * 1024
     # Every other route is held to what Django itself accepts of a non-file body.
@@ -299,22 +301,32 @@ def test_pixel_dimensions_are_checked_from_the_header_without_decoding(
 
 
 @pytest.mark.django_db
-def test_no_image_is_decoded_when_the_rest_of_the_form_is_invalid(
+def test_a_form_with_errors_keeps_its_photos_decoding_each_once_and_charging_nothing(
     admin_client, org, local_model, settings, decodes
 ):
+    """Browsers forget chosen files: the photos go to the brand library (decoded once each, on
+    the process's one decoder thread) and come back picked."""
     credits.top_up(org=org, amount=50)
-    photos = [upload(f"p{i}.png", image_bytes("PNG", size=(900, 700))) for i in range(3)]
+    photos = [
+        upload(f"p{i}.png", image_bytes("PNG", size=(900, 700), colour=(i * 80, 40, 60)))
+        for i in range(3)
+    ]
 
     response = admin_client.post(GENERATE, form_data(local_model, products=photos, prompt="  "))
 
+    html = response.content.decode()
     assert response.status_code == 422
-    assert "Write a prompt: what should the images show?" in response.content.decode()
-    assert decodes == []
-    assert stored_files(settings) == []
+    assert "Write a prompt: what should the images show?" in html
+    assert decodes == [(900, 700)] * 3
+    kept = SourceImage.objects.all()
+    assert sorted(s.original_name for s in kept) == ["p0.png", "p1.png", "p2.png"]
+    for source in kept:
+        assert f'name="library_products" value="{source.public_id}" checked' in html
+    assert not Generation.objects.exists() and credits.balance_of(org) == 50
 
 
 @pytest.mark.django_db
-def test_no_image_is_decoded_when_the_credits_do_not_cover_the_generation(
+def test_a_generation_the_credits_do_not_cover_keeps_its_photo_and_charges_nothing(
     admin_client, org, local_model, settings, decodes
 ):
     needed = 3 * local_model.credit_cost
@@ -326,8 +338,9 @@ def test_no_image_is_decoded_when_the_credits_do_not_cover_the_generation(
     assert f"This needs {needed} credits but your organization has {needed - 1}." in (
         response.content.decode()
     )
-    assert decodes == []
-    assert stored_files(settings) == []
+    assert len(decodes) == 1  # only to keep the photo, after the credit check refused
+    assert SourceImage.objects.count() == 1
+    assert not Generation.objects.exists() and credits.balance_of(org) == needed - 1
 
 
 @pytest.mark.django_db
