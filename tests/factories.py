@@ -1,6 +1,6 @@
 import factory
-from django.utils import timezone
 from allauth.account.models import EmailAddress
+from django.utils import timezone
 
 from accounts.models import User
 from orgs.models import Invitation, Membership, Organization
