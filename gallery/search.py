@@ -8,6 +8,7 @@ exact COUNT, so a deep page costs what the first one does. Every filter and orde
 one of the GenerationImage indexes (gallery_*), whose columns the queries below follow.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -66,7 +67,7 @@ class GalleryQuery:
 
 @dataclass(frozen=True)
 class GalleryPage:
-    images: list[GenerationImage]
+    images: Sequence[GenerationImage]
     next_cursor: Cursor | None
 
 

@@ -12,8 +12,7 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.utils.cache import patch_cache_control
 from django.utils.http import content_disposition_header
-
-from lib.fetch_urls import storage_presigns
+from storages.backends.s3 import S3Storage
 
 CONTENT_TYPES = {
     ".png": "image/png",
@@ -29,14 +28,17 @@ def content_type(name: str) -> str | None:
 
 def serve_file(name: str, *, filename: str, download: bool = False):
     """Redirect to a presigned URL issued now (bucket), or stream the file (local storage)."""
-    if storage_presigns():
-        return _presigned_redirect(name, filename=filename, download=download)
+    storage = default_storage
+    if isinstance(storage, S3Storage):  # as storage_presigns() says
+        return _presigned_redirect(storage, name, filename=filename, download=download)
     response = file_response(name, filename=filename, download=download)
     patch_cache_control(response, private=True, max_age=settings.NERSTUDIO_MEDIA_URL_EXPIRY)
     return response
 
 
-def _presigned_redirect(name: str, *, filename: str, download: bool) -> HttpResponseRedirect:
+def _presigned_redirect(
+    storage: S3Storage, name: str, *, filename: str, download: bool
+) -> HttpResponseRedirect:
     kind = content_type(name)
     parameters = {
         "ResponseContentDisposition": content_disposition_header(
@@ -44,9 +46,7 @@ def _presigned_redirect(name: str, *, filename: str, download: bool) -> HttpResp
         ),
         "ResponseContentType": kind or "application/octet-stream",
     }
-    url = default_storage.url(
-        name, parameters=parameters, expire=settings.NERSTUDIO_MEDIA_URL_EXPIRY
-    )
+    url = storage.url(name, parameters=parameters, expire=settings.NERSTUDIO_MEDIA_URL_EXPIRY)
     response = HttpResponseRedirect(url)
     response["Cache-Control"] = "private, no-store"  # the URL is this request's, not a shared one
     return response

@@ -108,7 +108,7 @@ def delete_image(*, image: SourceImage) -> None:
         raise LibraryError(
             "A generation that uses this image is still running; delete it once it has finished."
         )
-    files = [f.name for f in (image.file, image.thumbnail) if f]
+    files = [f.name for f in (image.file, image.thumbnail) if f and f.name]
     with transaction.atomic():
         SourceImage.objects.filter(pk=image.pk).update(
             file="", thumbnail="", deleted_at=timezone.now()

@@ -172,7 +172,7 @@ def ingest_image(upload: CheckedUpload | ValidatedImage) -> ValidatedImage:
 def _read_header(uploaded_file) -> tuple[str, tuple[int, int]]:
     uploaded_file.seek(0)
     with Image.open(uploaded_file, formats=ALLOWED_FORMATS) as image:
-        return image.format, image.size
+        return image.format or "", image.size
 
 
 def _reencode(upload: CheckedUpload) -> ValidatedImage:
@@ -322,7 +322,7 @@ def damaged(name: str) -> ValidationError:
 
 def too_many_pixels(name: str, image_format: str | None) -> ValidationError:
     limit, general = max_pixels(image_format), max_pixels()
-    if limit < general:  # a format with a lower limit than JPEG: say so
+    if image_format and limit < general:  # a format with a lower limit than JPEG: say so
         label = {"PNG": "PNG", "WEBP": "WebP"}[image_format]
         return ValidationError(
             "%(name)s has more than %(limit)s, the most for a %(format)s image; save it smaller "
