@@ -12,3 +12,17 @@ def lightbox(context):
     membership = getattr(request, "membership", None)
     collections = Collection.objects.for_org(membership.org) if membership else []
     return {"request": request, "collections": collections, "csrf_token": context.get("csrf_token")}
+
+
+@register.filter
+def duration(start, end) -> str:
+    """`end - start` in words a person reads at a glance: "850 ms", "12.4 s", "3 min 5 s"."""
+    if not (start and end):
+        return ""
+    seconds = max(0.0, (end - start).total_seconds())
+    if seconds < 1:
+        return f"{round(seconds * 1000)} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
