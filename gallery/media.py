@@ -96,10 +96,10 @@ def image_thumbnail(request, public_id):
 @require_safe
 @org_member_or_404
 def generation_zip(request, public_id):
-    """Every finished image of a generation the person may see, as one zip."""
+    """The finished images of a generation that the person may see (all of their own; a
+    colleague's that are in a collection), as one zip."""
     generation = get_object_or_404(
-        Generation.objects.visible_to(request.membership).select_related("org"),
-        public_id=public_id,
+        Generation.objects.for_org(request.org).select_related("org"), public_id=public_id
     )
     images = list(_done_images(request.membership).filter(generation=generation).order_by("index"))
     if not images:

@@ -80,6 +80,10 @@ def find_images(membership, query: GalleryQuery, after: Cursor | None = None) ->
         # A shared board: everyone in the organization sees all of it.
         items = CollectionItem.objects.filter(collection_id=query.collection_id)
         images = images.filter(pk__in=items.values("image_id"))
+    elif query.favourites:
+        # Favourites: whatever the person marked and may still see (a colleague's image in a
+        # collection included).
+        images = visible_images(membership)
     elif not (membership.is_admin and query.everyone):
         images = images.filter(user_id=membership.user_id)
     if membership.is_admin and query.user_id is not None:

@@ -41,7 +41,7 @@ def index(request):
         "next_cursor": str(page.next_cursor) if page.next_cursor else "",
         "continued": after is not None,
         "collections": Collection.objects.for_org(request.org),
-        "collection": form.cleaned_data.get("collection") if form.is_valid() else None,
+        "collection": form.cleaned_data.get("collection"),  # valid fields, even beside errors
     }
     template = "gallery/index.html"
     if request.htmx and request.htmx.target == "load-more":
@@ -148,6 +148,7 @@ def collections(request):
 @org_member_required
 @require_POST
 def create_collection(request):
+    images = _posted_images(request)  # all visible, or a 404 before anything is created
     try:
         collection = services.create_collection(
             membership=request.membership, name=request.POST.get("name", "")
@@ -155,7 +156,6 @@ def create_collection(request):
     except services.CollectionError as exc:
         messages.error(request, str(exc))
         return _back(request, "gallery:collections")
-    images = _posted_images(request)
     if images:
         services.add_to_collection(
             collection=collection, images=images, membership=request.membership

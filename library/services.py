@@ -80,8 +80,13 @@ def describe_image(*, image: SourceImage, name: str, tags: list[str]) -> SourceI
     for tag in tags:
         Tag.objects.get_or_create(org_id=image.org_id, name=tag)
     image.tags.set(Tag.objects.filter(org_id=image.org_id, name__in=tags))
-    Tag.objects.filter(org_id=image.org_id, images=None).delete()  # no tag nobody uses
+    _drop_unused_tags(image.org_id)
     return image
+
+
+def _drop_unused_tags(org_id: int) -> None:
+    """The library offers no tag that no image has (a deleted image keeps none)."""
+    Tag.objects.filter(org_id=org_id, images=None).delete()
 
 
 def archive_image(*, image: SourceImage) -> None:
@@ -114,5 +119,6 @@ def delete_image(*, image: SourceImage) -> None:
             file="", thumbnail="", deleted_at=timezone.now()
         )
         image.tags.clear()
+        _drop_unused_tags(image.org_id)
     for name in files:
         default_storage.delete(name)

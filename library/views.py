@@ -76,12 +76,11 @@ def picker(request):
 def upload(request):
     """Add images to the library without generating."""
     form = LibraryUploadForm(request.POST, request.FILES)
-    if not form.is_valid():
+    if not form.is_valid():  # each bad file named; the good ones are still added
         for error in form.errors.get("images", []):
             messages.error(request, error)
-        return redirect("library:index")
     added = 0
-    for upload in form.cleaned_data["images"]:
+    for upload in form.fields["images"].accepted:
         try:
             image = ingest_image(upload)
         except ValidationError as exc:

@@ -1,36 +1,19 @@
 """The product's main path in a real browser: sign in, upload a product photo, generate three
 images with the local providers and watch them arrive over the websocket without a reload."""
 
-import re
-
 import pytest
-from PIL import Image, ImageDraw
+
+from tests.e2e.flows import WAIT_MS, generate_from_photo
 
 SCREENSHOT = "/tmp/e2e-detail.png"
-WAIT_MS = 60_000
-
-
-def product_photo(path) -> str:
-    """A simple packshot: a mug on a light backdrop."""
-    image = Image.new("RGB", (640, 480), "#f4efe6")
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((170, 380, 470, 430), fill="#d8d0c4")  # shadow
-    draw.rounded_rectangle((220, 150, 420, 400), radius=28, fill="#2e86de")  # body
-    draw.arc((380, 200, 480, 330), start=270, end=90, fill="#2e86de", width=22)  # handle
-    image.save(path, "PNG")
-    return str(path)
 
 
 def test_generated_images_appear_live_on_the_generation_page(e2e_server, admin_page, tmp_path):
     page = admin_page
     try:
-        page.goto(f"{e2e_server.url}/generate/")
-        page.set_input_files("#id_products", product_photo(tmp_path / "mug.png"))
-        page.fill("#id_prompt", "A blue ceramic mug on a linen tablecloth, morning light")
-        page.fill("#id_count", "3")
-        page.locator("#estimate button[type=submit]:not([disabled])").click()
-
-        page.wait_for_url(re.compile(r"/generations/[0-9a-f-]{36}/$"), timeout=WAIT_MS)
+        generate_from_photo(
+            page, e2e_server, tmp_path, "A blue ceramic mug on a linen tablecloth, morning light"
+        )
         # From here on the page must not navigate: images arrive over the websocket.
         images_at_start = page.evaluate(
             """() => {

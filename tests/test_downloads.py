@@ -1,0 +1,345 @@
+"""Downloads of generated images: one image (inline or as an attachment), a generation's images
+as a zip, and a selection as a zip. Files are named `<organization>-<prompt>-<n>.<ext>`; anything
+the person may not see is a 404, for the whole request."""
+
+import io
+import itertools
+import uuid
+import zipfile
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.http import StreamingHttpResponse
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from gallery.media import MAX_ZIP_IMAGES
+from gallery.models import Collection, CollectionItem
+from generation.models import Generation, GenerationImage
+from tests.factories import GenerationFactory, MembershipFactory, finished_image, image_bytes
+
+pytestmark = pytest.mark.django_db
+
+_colours = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+# --- Helpers --------------------------------------------------------------------------------------
+
+
+def add_image(generation, index, *, status=GenerationImage.Status.DONE) -> GenerationImage:
+    """Another image of `generation`, with its own real PNG in storage (failed ones too, so only
+    their status keeps them out)."""
+    n = next(_colours)
+    data = image_bytes("PNG", (20 + n % 7, 12), (n * 41 % 256, n * 13 % 256, 90))
+    folder = f"generated/{generation.org.public_id}"
+    name = default_storage.save(
+        f"{folder}/{generation.public_id.hex}-{index}.png", ContentFile(data)
+    )
+    return GenerationImage.objects.create(
+        generation=generation,
+        index=index,
+        status=status,
+        finished_at=timezone.now(),
+        file=name,
+        width=20,
+        height=12,
+    )
+
+
+def stored(name) -> bytes:
+    with default_storage.open(name, "rb") as fh:
+        return fh.read()
+
+
+def unzip(response) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))) as archive:
+        assert archive.testzip() is None
+        return {info.filename: archive.read(info) for info in archive.infolist()}
+
+
+def body(response) -> bytes:
+    return b"".join(response.streaming_content)
+
+
+def zip_generation(client, generation):
+    return client.get(reverse("gallery:download-generation", args=[generation.public_id]))
+
+
+def zip_selection(client, *ids):
+    return client.post(reverse("gallery:download-images"), {"images": [str(i) for i in ids]})
+
+
+def share(image):
+    """Put `image` on one of its organization's collections (boards everyone there sees)."""
+    board, _ = Collection.objects.get_or_create(org=image.org, name="Spring campaign")
+    CollectionItem.objects.create(collection=board, image=image)
+
+
+@pytest.fixture
+def someone_else(org):
+    """Another member of Acme, with a finished image of their own."""
+    return MembershipFactory(org=org, user__email="sam@acme.test")
+
+
+# --- One image ------------------------------------------------------------------------------------
+
+
+def test_a_downloaded_image_is_an_attachment_named_for_organization_prompt_and_number(
+    member_client, member_membership
+):
+    image = finished_image(member_membership, prompt="A Ceramic Mug, on linen!", index=2)
+    response = member_client.get(
+        reverse("gallery:image-file", args=[image.public_id]), {"download": "1"}
+    )
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/png"
+    assert response["Content-Disposition"] == (
+        'attachment; filename="acme-creative-a-ceramic-mug-on-linen-3.png"'
+    )
+    assert body(response) == stored(image.file.name)
+
+
+def test_an_image_without_download_is_shown_inline(member_client, member_membership):
+    image = finished_image(member_membership, prompt="A ceramic mug on linen")
+    response = member_client.get(reverse("gallery:image-file", args=[image.public_id]))
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == (
+        'inline; filename="acme-creative-a-ceramic-mug-on-linen-1.png"'
+    )
+    assert body(response) == stored(image.file.name)
+
+
+def test_the_thumbnail_is_named_as_the_images_thumbnail(member_client, member_membership):
+    image = finished_image(member_membership, prompt="A ceramic mug on linen")
+    response = member_client.get(reverse("gallery:image-thumbnail", args=[image.public_id]))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/webp"
+    assert response["Content-Disposition"] == (
+        'inline; filename="acme-creative-a-ceramic-mug-on-linen-1-thumbnail.webp"'
+    )
+    assert body(response) == stored(image.thumbnail.name)
+
+
+def test_a_long_prompt_is_cut_in_the_file_name(member_client, member_membership):
+    image = finished_image(member_membership, prompt="word " * 40)
+    response = member_client.get(
+        reverse("gallery:image-file", args=[image.public_id]), {"download": "1"}
+    )
+    filename = response["Content-Disposition"].split('filename="')[1].rstrip('"')
+    stem = filename.removeprefix("acme-creative-").removesuffix("-1.png")
+    assert 0 < len(stem) <= 48
+    assert not stem.endswith("-")
+
+
+def test_another_members_image_is_404_for_a_member(member_client, someone_else):
+    image = finished_image(someone_else)
+    url = reverse("gallery:image-file", args=[image.public_id])
+    assert member_client.get(url, {"download": "1"}).status_code == 404
+
+
+# --- A generation's zip ---------------------------------------------------------------------------
+
+
+def test_a_generation_zip_streams_its_finished_images(member_client, member_membership):
+    first = finished_image(member_membership, prompt="A ceramic mug on linen")
+    generation = first.generation
+    third = add_image(generation, 2)
+    add_image(generation, 1, status=GenerationImage.Status.FAILED)
+    add_image(generation, 3, status=GenerationImage.Status.GENERATING)
+    response = zip_generation(member_client, generation)
+    assert response.status_code == 200
+    assert isinstance(response, StreamingHttpResponse)
+    assert response.streaming is True
+    assert response["Content-Type"] == "application/zip"
+    assert response["Content-Disposition"] == (
+        'attachment; filename="acme-creative-a-ceramic-mug-on-linen.zip"'
+    )
+    assert unzip(response) == {
+        "acme-creative-a-ceramic-mug-on-linen-1.png": stored(first.file.name),
+        "acme-creative-a-ceramic-mug-on-linen-3.png": stored(third.file.name),
+    }
+
+
+def test_a_generation_zip_holds_only_that_generations_images(member_client, member_membership):
+    image = finished_image(member_membership, prompt="Mug")
+    finished_image(member_membership, prompt="Mug")  # same prompt, another generation
+    assert list(unzip(zip_generation(member_client, image.generation))) == [
+        "acme-creative-mug-1.png"
+    ]
+
+
+def test_a_generation_without_a_finished_image_has_no_zip(member_client, member_membership):
+    generation = GenerationFactory(
+        org=member_membership.org, user=member_membership.user, status=Generation.Status.FAILED
+    )
+    add_image(generation, 0, status=GenerationImage.Status.FAILED)
+    assert zip_generation(member_client, generation).status_code == 404
+
+
+def test_another_members_generation_zip_is_404_for_a_member(member_client, someone_else):
+    image = finished_image(someone_else)
+    assert zip_generation(member_client, image.generation).status_code == 404
+
+
+def test_another_organizations_generation_zip_is_404(admin_client, other_admin_membership):
+    image = finished_image(other_admin_membership)
+    assert zip_generation(admin_client, image.generation).status_code == 404
+
+
+def test_an_anonymous_visitor_gets_404_for_a_generation_zip(member_membership):
+    image = finished_image(member_membership)
+    response = zip_generation(Client(), image.generation)
+    assert response.status_code == 404
+    assert "Location" not in response
+
+
+def test_an_admin_downloads_a_members_generation(admin_client, member_membership):
+    image = finished_image(member_membership, prompt="Tea for two")
+    response = zip_generation(admin_client, image.generation)
+    assert response.status_code == 200
+    assert unzip(response) == {"acme-creative-tea-for-two-1.png": stored(image.file.name)}
+
+
+def test_a_generation_zip_takes_get_only(member_client, member_membership):
+    image = finished_image(member_membership)
+    url = reverse("gallery:download-generation", args=[image.generation.public_id])
+    assert member_client.post(url).status_code == 405
+
+
+# --- A selection's zip ----------------------------------------------------------------------------
+
+
+def test_a_selection_zip_holds_exactly_the_selected_images(member_client, member_membership):
+    mug = finished_image(member_membership, prompt="A ceramic mug")
+    vase = finished_image(member_membership, prompt="A glass vase", index=1)
+    finished_image(member_membership, prompt="Not selected")
+    response = zip_selection(member_client, mug.public_id, vase.public_id)
+    assert response.status_code == 200
+    assert response.streaming is True
+    assert response["Content-Type"] == "application/zip"
+    assert response["Content-Disposition"] == 'attachment; filename="acme-creative-2-images.zip"'
+    assert unzip(response) == {
+        "acme-creative-a-ceramic-mug-1.png": stored(mug.file.name),
+        "acme-creative-a-glass-vase-2.png": stored(vase.file.name),
+    }
+
+
+def test_a_selection_with_an_id_twice_zips_it_once(member_client, member_membership):
+    mug = finished_image(member_membership, prompt="A ceramic mug")
+    response = zip_selection(member_client, mug.public_id, mug.public_id)
+    assert response.status_code == 200
+    assert list(unzip(response)) == ["acme-creative-a-ceramic-mug-1.png"]
+
+
+def test_images_that_would_share_a_name_get_distinct_names(member_client, member_membership):
+    first = finished_image(member_membership, prompt="A ceramic mug!")
+    second = finished_image(member_membership, prompt="a CERAMIC mug")
+    response = zip_selection(member_client, first.public_id, second.public_id)
+    files = unzip(response)
+    assert len(files) == 2
+    assert sorted(files.values()) == sorted([stored(first.file.name), stored(second.file.name)])
+    assert "acme-creative-a-ceramic-mug-1.png" in files
+    assert all(name.startswith("acme-creative-a-ceramic-mug-1") for name in files)
+
+
+def test_a_selection_with_another_members_image_is_404(
+    member_client, member_membership, someone_else
+):
+    mine = finished_image(member_membership)
+    theirs = finished_image(someone_else)
+    assert zip_selection(member_client, mine.public_id, theirs.public_id).status_code == 404
+
+
+def test_a_selection_with_another_organizations_image_is_404(
+    admin_client, admin_membership, other_admin_membership
+):
+    mine = finished_image(admin_membership)
+    theirs = finished_image(other_admin_membership)
+    assert zip_selection(admin_client, mine.public_id, theirs.public_id).status_code == 404
+
+
+def test_a_selection_with_an_unknown_id_is_404(member_client, member_membership):
+    mine = finished_image(member_membership)
+    assert zip_selection(member_client, mine.public_id, uuid.uuid4()).status_code == 404
+
+
+def test_a_selection_with_a_failed_image_is_404(member_client, member_membership):
+    mine = finished_image(member_membership)
+    failed = add_image(mine.generation, 1, status=GenerationImage.Status.FAILED)
+    assert zip_selection(member_client, mine.public_id, failed.public_id).status_code == 404
+
+
+@pytest.mark.parametrize("bad", ["not-a-uuid", "1; DROP TABLE", ""])
+def test_a_selection_with_a_malformed_id_is_404(member_client, member_membership, bad):
+    mine = finished_image(member_membership)
+    assert zip_selection(member_client, mine.public_id, bad).status_code == 404
+
+
+def test_an_empty_selection_is_404(member_client):
+    assert member_client.post(reverse("gallery:download-images"), {}).status_code == 404
+
+
+def test_a_selection_may_hold_up_to_the_limit_and_no_more(admin_client, admin_membership):
+    first = finished_image(admin_membership, prompt="Many")
+    generation = first.generation
+    GenerationImage.objects.bulk_create(
+        GenerationImage(
+            generation=generation,
+            org_id=generation.org_id,
+            user_id=generation.user_id,
+            index=i,
+            status=GenerationImage.Status.DONE,
+            finished_at=timezone.now(),
+            file=first.file.name,
+        )
+        for i in range(1, MAX_ZIP_IMAGES + 1)
+    )
+    ids = list(generation.images.order_by("index").values_list("public_id", flat=True))
+    assert len(ids) == MAX_ZIP_IMAGES + 1
+    at_limit = zip_selection(admin_client, *ids[:MAX_ZIP_IMAGES])
+    assert at_limit.status_code == 200
+    assert len(unzip(at_limit)) == MAX_ZIP_IMAGES
+    assert zip_selection(admin_client, *ids).status_code == 404
+
+
+def test_a_selection_zip_takes_post_only(member_client, member_membership):
+    mine = finished_image(member_membership)
+    response = member_client.get(reverse("gallery:download-images"), {"images": mine.public_id})
+    assert response.status_code == 405
+
+
+def test_a_selection_zip_needs_the_csrf_token(member, member_membership):
+    mine = finished_image(member_membership)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(member)
+    assert zip_selection(client, mine.public_id).status_code == 403
+
+
+def test_a_selection_zip_is_404_for_an_anonymous_visitor(member_membership):
+    mine = finished_image(member_membership)
+    response = zip_selection(Client(), mine.public_id)
+    assert response.status_code == 404
+    assert "Location" not in response
+
+
+def test_a_member_may_zip_another_members_image_once_it_is_in_a_collection(
+    member_client, member_membership, someone_else
+):
+    mine = finished_image(member_membership, prompt="Mine")
+    theirs = finished_image(someone_else, prompt="Theirs")
+    assert zip_selection(member_client, mine.public_id, theirs.public_id).status_code == 404
+    share(theirs)
+    response = zip_selection(member_client, mine.public_id, theirs.public_id)
+    assert response.status_code == 200
+    assert unzip(response) == {
+        "acme-creative-mine-1.png": stored(mine.file.name),
+        "acme-creative-theirs-1.png": stored(theirs.file.name),
+    }
