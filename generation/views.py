@@ -211,6 +211,7 @@ def again(request, public_id):
             f"Not enough credits: this needs {model.credit_cost * generation.count} and your "
             f"organization has {balance}."
         )
+    retry_after = None
     if request.method == "POST" and not problem:
         try:
             check_generate_rate(request.membership)
@@ -224,6 +225,8 @@ def again(request, public_id):
                 products=products,
                 references=references,
             )
+        except TooManyGenerations as exc:
+            problem, retry_after = str(exc), exc.retry_after
         except (credit_services.InsufficientCredits, GenerationError) as exc:
             problem = str(exc)
         else:
@@ -236,8 +239,11 @@ def again(request, public_id):
         "balance": balance,
         "problem": problem,
     }
-    status = 200 if request.method == "GET" or not problem else 422
-    return render(request, "generation/again.html", context, status=status)
+    status = 200 if request.method == "GET" or not problem else 429 if retry_after else 422
+    response = render(request, "generation/again.html", context, status=status)
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
 def _current_model(request, generation: Generation):
