@@ -129,3 +129,49 @@ def s3_endpoint():
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    """Stored files in this test's own folder."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def generate_page(settings, media_root, memory_broker):
+    """For tests of the Generate page: files in the test's folder, pipeline tasks sent to a broker
+    where none runs, provider changes seen at once."""
+    from providers.org_registry import clear_registry
+
+    settings.NERSTUDIO_PROVIDER_REFRESH_SECONDS = 0
+    settings.NERSTUDIO_MAX_IMAGES_PER_GENERATION = 8
+    clear_registry()
+    yield
+    clear_registry()
+
+
+@pytest.fixture
+def local_model(org):
+    """The offline renderer every new organization starts with: enabled, default, 1 credit."""
+    from providers.models import Provider
+
+    return Provider.objects.get(org=org, adapter="local-image")
+
+
+@pytest.fixture
+def seedream(org):
+    """An image model with tight limits: 2 product photos, 1 reference, 3 credits."""
+    from tests.factories import ImageModelFactory
+
+    return ImageModelFactory(
+        org=org,
+        name="Seedream 4.5 Edit",
+        credit_cost=3,
+        aspect_ratios=["1:1", "16:9", "9:16"],
+        default_aspect_ratio="16:9",
+        quality_levels=["draft", "standard"],
+        default_quality="draft",
+        max_product_images=2,
+        max_reference_images=1,
+    )

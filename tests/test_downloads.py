@@ -20,15 +20,9 @@ from gallery.models import Collection, CollectionItem
 from generation.models import Generation, GenerationImage
 from tests.factories import GenerationFactory, MembershipFactory, finished_image, image_bytes
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 _colours = itertools.count(1)
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
 
 
 # --- Helpers --------------------------------------------------------------------------------------

@@ -28,72 +28,17 @@ from tests.factories import (
     image_bytes,
     stored_source_image,
 )
+from tests.generate_form import form_data, png, stored_files, webp
 
 GENERATE = reverse("generation:generate")
 ESTIMATE = reverse("generation:estimate")
 HISTORY = reverse("generation:history")
 
-
-@pytest.fixture(autouse=True)
-def _isolated(settings, tmp_path, memory_broker):  # tasks are sent, never run
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.NERSTUDIO_PROVIDER_REFRESH_SECONDS = 0
-    settings.NERSTUDIO_MAX_IMAGES_PER_GENERATION = 8
-    clear_registry()
-    yield
-    clear_registry()
-
-
-@pytest.fixture
-def local_model(org):
-    """The offline renderer every new organization starts with: enabled, default, 1 credit."""
-    return Provider.objects.get(org=org, adapter="local-image")
-
-
-@pytest.fixture
-def seedream(org):
-    return ImageModelFactory(
-        org=org,
-        name="Seedream 4.5 Edit",
-        credit_cost=3,
-        aspect_ratios=["1:1", "16:9", "9:16"],
-        default_aspect_ratio="16:9",
-        quality_levels=["draft", "standard"],
-        default_quality="draft",
-        max_product_images=2,
-        max_reference_images=1,
-    )
-
-
-def png(name="product.png", **kwargs):
-    return SimpleUploadedFile(name, image_bytes("PNG", **kwargs), content_type="image/png")
+pytestmark = pytest.mark.usefixtures("generate_page")
 
 
 def jpeg(name="product.jpg", **kwargs):
     return SimpleUploadedFile(name, image_bytes("JPEG", **kwargs), content_type="image/jpeg")
-
-
-def webp(name="mood.webp", **kwargs):
-    return SimpleUploadedFile(name, image_bytes("WEBP", **kwargs), content_type="image/webp")
-
-
-def form_data(model, **overrides):
-    data = {
-        "products": [png()],
-        "references": [],
-        "prompt": "A bottle on wet slate at dusk",
-        "model": str(model.public_id),
-        "aspect_ratio": model.default_aspect_ratio,
-        "quality": model.default_quality,
-        "count": 3,
-    }
-    data.update(overrides)
-    return data
-
-
-def stored_files(settings) -> list[Path]:
-    root = Path(settings.MEDIA_ROOT)
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
 def noise_png(width, height) -> bytes:

@@ -11,7 +11,6 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.messages import get_messages
 from django.core.files.storage import default_storage
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -29,16 +28,11 @@ from tests.factories import (
     finished_image,
     image_bytes,
 )
+from tests.generate_form import upload
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 _colours = itertools.count(1)
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
 
 
 # --- Helpers --------------------------------------------------------------------------------------
@@ -50,10 +44,6 @@ def png(size=(40, 30), colour=None) -> bytes:
         n = next(_colours)
         colour = (n * 37 % 256, n * 91 % 256, n * 53 % 256)
     return image_bytes("PNG", size, colour)
-
-
-def upload(name, data, content_type="image/png"):
-    return SimpleUploadedFile(name, data, content_type=content_type)
 
 
 def library_image(org, *, name="", original_name="photo.png", data=None, user=None, **fields):

@@ -26,7 +26,6 @@ from gallery.models import Collection, CollectionItem, Favourite
 from generation.models import Generation, GenerationImage
 from library import urls as library_urls
 from library.models import SourceImage
-from providers.org_registry import clear_registry
 from tests.factories import (
     MembershipFactory,
     UserFactory,
@@ -35,7 +34,7 @@ from tests.factories import (
     stored_source_image,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("generate_page")]
 
 ACTORS = ("anonymous", "no org", "other org", "other member", "owner", "admin")
 LOGIN, ONBOARDING = "sign-in", "onboarding"
@@ -154,15 +153,6 @@ def fresh_upload():
     return SimpleUploadedFile(
         "fresh.png", image_bytes("PNG", (20, 20), (9, 99, 199)), content_type="image/png"
     )
-
-
-@pytest.fixture(autouse=True)
-def _isolated(settings, tmp_path, memory_broker):  # Again's tasks are sent, never run
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.NERSTUDIO_PROVIDER_REFRESH_SECONDS = 0
-    clear_registry()
-    yield
-    clear_registry()
 
 
 def _client(user=None, **kwargs) -> Client:

@@ -21,16 +21,10 @@ from tests.factories import MembershipFactory, UserFactory, finished_image, stor
 
 SALT = fetch_urls.FETCH_SALT
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 KINDS = ["file", "thumbnail", "product", "reference"]
 GENERATED = ["file", "thumbnail"]  # a member's own; the library's images are the organization's
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image, ImageFile
 
@@ -23,19 +22,19 @@ from lib.http_limits import CALLBACK_PREFIX, LIBRARY_UPLOAD_PATH, UPLOAD_PATH, R
 from library import uploads
 from library.models import SourceImage
 from library.uploads import check_image, ingest_image
-from providers.org_registry import clear_registry, providers_for
+from tests import generate_form
 from tests.factories import image_bytes, photo_with_metadata, png_header_claiming
+from tests.generate_form import stored_files, upload
 
 GENERATE = reverse("generation:generate")
 
+pytestmark = pytest.mark.usefixtures("generate_page")
 
-@pytest.fixture(autouse=True)
-def _isolated(settings, tmp_path, memory_broker):  # tasks are sent, never run
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.NERSTUDIO_PROVIDER_REFRESH_SECONDS = 0
-    clear_registry()
-    yield
-    clear_registry()
+
+def form_data(model, **overrides) -> dict:
+    """One small photo, one image: the cheapest generation there is."""
+    photo = upload("product.png", image_bytes("PNG", size=(64, 48)))
+    return generate_form.form_data(model, **{"products": [photo], "count": 1, **overrides})
 
 
 @pytest.fixture
@@ -52,36 +51,6 @@ def decodes(monkeypatch):
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", load)
     return sizes
-
-
-@pytest.fixture
-def local_model(org):
-    """The image model a new organization starts with, preselected on the page (offline)."""
-    images = providers_for(org.pk).image
-    return next((p for p in images if p.is_default), images[0])
-
-
-def upload(name, data, content_type="image/png"):
-    return SimpleUploadedFile(name, data, content_type=content_type)
-
-
-def form_data(model, **overrides):
-    data = {
-        "products": [upload("product.png", image_bytes("PNG", size=(64, 48)))],
-        "references": [],
-        "prompt": "A bottle on wet slate at dusk",
-        "model": str(model.public_id),
-        "aspect_ratio": model.default_aspect_ratio,
-        "quality": model.default_quality,
-        "count": 1,
-    }
-    data.update(overrides)
-    return data
-
-
-def stored_files(settings) -> list[Path]:
-    root = Path(settings.MEDIA_ROOT)
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
 # --- Request bodies are capped before anything reads them (lib/http_limits.py) ------------------
