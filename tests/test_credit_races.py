@@ -120,11 +120,14 @@ def test_twenty_submissions_against_credits_for_ten_accept_exactly_ten(
     assert LedgerEntry.objects.filter(org=org, kind="hold").count() == 10
     assert Generation.objects.filter(org=org).count() == 10
     assert GenerationImage.objects.filter(generation__org=org).count() == 20
-    # Refused submissions recorded no image: the shared product once, plus each accepted one's
-    # own. (A refusal that lost the race after the balance check may leave its content-addressed
-    # file behind: files are written before the credit lock is taken, see start_generation.)
+    # The shared product is in the brand library once, with each accepted submission's own
+    # photo. A refusal that lost the race after the balance check keeps its photo in the library
+    # too (uploads are stored before the credit lock is taken, see start_generation); one refused
+    # by the balance check stored nothing.
     sources = SourceImage.objects.filter(org=org)
-    assert sources.count() == 11
+    used = SourceImage.objects.filter(used_as_product__in=accepted).distinct()
+    assert used.count() == 11
+    assert 11 <= sources.count() <= 21
     assert all((tmp_path / s.file.name).is_file() for s in sources)
     # The pipeline was queued once for each accepted generation, after its commit.
     assert sorted(drain_queued_generations()) == sorted(g.pk for g in accepted)
