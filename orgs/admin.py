@@ -115,9 +115,12 @@ class OrgScopedAdmin(admin.ModelAdmin):
 @admin.register(Organization)
 class OrganizationAdmin(OrgScopedAdmin):
     org_field = "pk"
-    list_display = ["name", "public_id", "created_at"]
-    search_fields = ["name"]
-    readonly_fields = ["public_id", "created_at"]
+    list_display = ["name", "slug", "public_id", "created_at"]
+    search_fields = ["name", "slug"]
+    # Limits, warnings and the time zone are changed on the Organization settings page, which
+    # records each change in the audit log.
+    fields = ["name", "slug", "public_id", "created_at"]
+    readonly_fields = ["slug", "public_id", "created_at"]
 
 
 class MembershipAdminForm(forms.ModelForm):

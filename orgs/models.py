@@ -1,10 +1,12 @@
 import uuid
+import zoneinfo
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.text import slugify
 
 from lib.tokens import hash_token, new_token
 
@@ -13,18 +15,72 @@ class OrgError(Exception):
     """A refused organization change, with a message safe to show the user."""
 
 
+def time_zone_choices():
+    return [(name, name.replace("_", " ")) for name in sorted(zoneinfo.available_timezones())]
+
+
 class Organization(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=120)
+    # For operators' commands (topup_credits acme-creative): unique, made from the name once.
+    slug = models.SlugField(max_length=60, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Bumped with every provider change so each process's in-memory registry reloads (providers/).
     config_version = models.PositiveIntegerField(default=0, editable=False)
+    # Settings an admin changes (workspace: Organization settings).
+    time_zone = models.CharField(
+        max_length=64,
+        default="UTC",
+        choices=time_zone_choices,
+        help_text="Days on the dashboard, in exports and monthly limits start at midnight here.",
+    )
+    default_monthly_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Credits a new member may spend per calendar month; empty for no limit.",
+    )
+    low_balance_threshold = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Warn the admins when the balance falls below this; empty for no warning.",
+    )
+    # When the admins were last emailed about a low balance: once per crossing below the
+    # threshold, cleared when the balance is back above it.
+    low_balance_warned_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self):
         return self.name
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+    def save(self, *args, **kwargs):
+        if self.slug or not self._state.adding:
+            return super().save(*args, **kwargs)
+        for attempt in range(5):  # another organization of the same name may take it meanwhile
+            self.slug = free_slug(self.name)
+            try:
+                with transaction.atomic():
+                    return super().save(*args, **kwargs)
+            except IntegrityError:
+                if attempt == 4:
+                    raise
+
+
+def free_slug(name: str) -> str:
+    """A slug for `name` no organization has yet: "acme", then "acme-2", "acme-3"…"""
+    base = slugify(name)[:50].strip("-") or "organization"
+    taken = set(Organization.objects.filter(slug__startswith=base).values_list("slug", flat=True))
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
 
 
 class MembershipQuerySet(models.QuerySet):
@@ -49,6 +105,9 @@ class Membership(models.Model):
     )
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     joined_at = models.DateTimeField(default=timezone.now)
+    # Credits this person may spend per calendar month (the organization's time zone); None is no
+    # limit. New members start with the organization's default_monthly_limit.
+    monthly_limit = models.PositiveIntegerField(null=True, blank=True)
 
     objects = MembershipQuerySet.as_manager()
 

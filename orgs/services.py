@@ -120,7 +120,10 @@ def accept_invitation(*, invitation: Invitation, user) -> Membership:
         try:
             with transaction.atomic():
                 membership = Membership.objects.create(
-                    org_id=invitation.org_id, user=user, role=invitation.role
+                    org_id=invitation.org_id,
+                    user=user,
+                    role=invitation.role,
+                    monthly_limit=invitation.org.default_monthly_limit,
                 )
         except IntegrityError as exc:
             raise OrgError("You already belong to an organization.") from exc

@@ -12,6 +12,7 @@ LAYERS = [
     "lib",  # framework-level helpers: egress, tasks, limits, tokens, log redaction
     "accounts",  # the user model and sign-in
     "orgs",  # organizations, memberships, invitations, the access layer
+    "audit",  # who changed what: the append-only audit log
     "providers",  # the AI services, their catalogue and registry
     "credits",  # the credit pool, ledger, top-ups and usage
     "library",  # the brand library: uploaded product and reference images, their descriptions

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "allauth.socialaccount.providers.google",
     "accounts",
     "orgs",
+    "audit",
     "providers",
     "credits",
     "workspace",
