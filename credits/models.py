@@ -72,6 +72,13 @@ class LedgerEntry(models.Model):
                 fields=["generation"], condition=Q(kind="hold"), name="ledger_generation_held_once"
             ),
         ]
+        # Usage, metrics and monthly limits read one organization's holds, captures or releases
+        # in a time range; recent movements and the ledger export read all its kinds in one. Both
+        # stay range scans however long the organization's history grows (bench/dashboard.py).
+        indexes = [
+            models.Index(fields=["org", "kind", "created_at"], name="ledger_org_kind_time"),
+            models.Index(fields=["org", "created_at"], name="ledger_org_time"),
+        ]
 
     def __str__(self):
         return f"{self.get_kind_display()} {self.delta:+d} ({self.org})"

@@ -11,6 +11,8 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from audit.services import record_event
+from credits import limits
 from credits.models import CreditAccount, LedgerEntry, TopUpRequest
 from orgs.models import Membership, Organization
 
@@ -20,11 +22,14 @@ MAX_MOVEMENT = 1_000_000_000  # an operator's typo guard, far above any real pur
 
 
 class InsufficientCredits(Exception):
+    """What the organization lacks; the page adds what this person can do about it (an admin
+    requests credits, a member asks an admin)."""
+
     def __init__(self, needed: int, available: int):
         self.needed, self.available = needed, available
         super().__init__(
-            f"This needs {needed} credits but your organization has {available}. "
-            "Ask an admin to request more credits, or generate fewer images."
+            f"This needs {limits.credits(needed)} but your organization has "
+            f"{limits.credits(available)}."
         )
 
 
@@ -51,6 +56,7 @@ def _post(*, org_id: int, kind: str, delta: int, amount: int, **refs) -> LedgerE
     CreditAccount.objects.filter(pk=account.pk).update(
         balance=new_balance, updated_at=timezone.now()
     )
+    limits.watch_low_balance(org_id, new_balance)
     return entry
 
 
@@ -66,7 +72,7 @@ def top_up(*, org, amount: int, actor=None, note: str = "") -> LedgerEntry:
     admin view and approve_top_up_request."""
     if amount <= 0:
         raise ValueError("A top-up must add a positive number of credits.")
-    return _post(
+    entry = _post(
         org_id=org.pk,
         kind=LedgerEntry.Kind.TOPUP,
         delta=amount,
@@ -74,6 +80,8 @@ def top_up(*, org, amount: int, actor=None, note: str = "") -> LedgerEntry:
         actor=actor,
         note=note[:200],
     )
+    _record_movement(entry, org, "credits.topped_up")
+    return entry
 
 
 @transaction.atomic
@@ -81,7 +89,7 @@ def adjust(*, org, delta: int, actor, note: str) -> LedgerEntry:
     """A manual correction by platform staff; may not take the balance below zero."""
     if delta == 0:
         raise ValueError("An adjustment must change the balance.")
-    return _post(
+    entry = _post(
         org_id=org.pk,
         kind=LedgerEntry.Kind.ADJUSTMENT,
         delta=delta,
@@ -89,12 +97,31 @@ def adjust(*, org, delta: int, actor, note: str) -> LedgerEntry:
         actor=actor,
         note=note[:200],
     )
+    _record_movement(entry, org, "credits.adjusted")
+    return entry
+
+
+def _record_movement(entry: LedgerEntry, org, action: str) -> None:
+    """An operator's top-up or adjustment, in the audit log (actor None: the command line)."""
+    after = {"balance": entry.balance_after, **({"note": entry.note} if entry.note else {})}
+    record_event(
+        actor=entry.actor,
+        action=action,
+        org=org,
+        target=entry,
+        before={"balance": entry.balance_after - entry.delta},
+        after=after,
+    )
 
 
 @transaction.atomic
 def hold(*, generation) -> LedgerEntry:
-    """Reserve count × cost for a new generation, or raise InsufficientCredits."""
+    """Reserve count × cost for a new generation, or raise InsufficientCredits, or
+    limits.MonthlyLimitReached when it would take its member over their monthly limit (checked
+    under the account lock, so two generations at once cannot both slip under it)."""
     amount = generation.total_cost
+    CreditAccount.objects.select_for_update().filter(org_id=generation.org_id).first()
+    limits.check_monthly_limit(generation)
     return _post(
         org_id=generation.org_id,
         kind=LedgerEntry.Kind.HOLD,
@@ -163,6 +190,13 @@ def request_top_up(*, org, user, amount: int, note: str = "") -> TopUpRequest:
         top_up_request = TopUpRequest.objects.create(
             org=org, requested_by=user, amount=amount, note=note.strip()[:200]
         )
+        record_event(
+            actor=user,
+            action="top_up_request.requested",
+            org=org,
+            target=top_up_request,
+            after={"amount": amount, "note": top_up_request.note},
+        )
         transaction.on_commit(partial(_tell_operators, top_up_request.pk))
     return top_up_request
 
@@ -183,7 +217,15 @@ def approve_top_up_request(*, top_up_request: TopUpRequest, operator) -> TopUpRe
         if pending is None:
             raise _already_decided(top_up_request)
         note = f"Request {pending.reference}" + (f": {pending.note}" if pending.note else "")
-        entry = top_up(org=pending.org, amount=pending.amount, actor=operator, note=note)
+        # The ledger's top-up, recorded once in the audit log as the approval below.
+        entry = _post(
+            org_id=pending.org_id,
+            kind=LedgerEntry.Kind.TOPUP,
+            delta=pending.amount,
+            amount=pending.amount,
+            actor=operator,
+            note=note[:200],
+        )
         claimed = TopUpRequest.objects.filter(
             pk=pending.pk, status=TopUpRequest.Status.PENDING
         ).update(
@@ -194,14 +236,31 @@ def approve_top_up_request(*, top_up_request: TopUpRequest, operator) -> TopUpRe
         )
         if not claimed:  # only where the row lock is a no-op (SQLite); rolls the top-up back
             raise _already_decided(top_up_request)
+        record_event(
+            actor=operator,
+            action="top_up_request.approved",
+            org=pending.org,
+            target=pending,
+            before={
+                "status": TopUpRequest.Status.PENDING.value,
+                "balance": entry.balance_after - entry.delta,
+            },
+            after={"status": TopUpRequest.Status.APPROVED.value, "balance": entry.balance_after},
+        )
     return TopUpRequest.objects.select_related("org", "ledger_entry").get(pk=pending.pk)
 
 
-def decline_top_up_request(*, top_up_request: TopUpRequest, operator) -> TopUpRequest:
-    """Refuse a pending request; no credits move."""
+def decline_top_up_request(
+    *, top_up_request: TopUpRequest, operator, note: str = ""
+) -> TopUpRequest:
+    """Refuse a pending request; no credits move. The operator's `note` (why) is kept in the
+    audit log, which the organization's admins read."""
     if not is_operator(operator):
         raise TopUpRequestError("Only platform operators can decline top-up requests.")
-    return _close(top_up_request, TopUpRequest.Status.DECLINED, decided_by=operator)
+    with transaction.atomic():
+        declined = _close(top_up_request, TopUpRequest.Status.DECLINED, decided_by=operator)
+        _record_decision(declined, operator, "top_up_request.declined", note=note.strip()[:200])
+    return declined
 
 
 def withdraw_top_up_request(*, top_up_request: TopUpRequest, user) -> TopUpRequest:
@@ -210,7 +269,22 @@ def withdraw_top_up_request(*, top_up_request: TopUpRequest, user) -> TopUpReque
         org_id=top_up_request.org_id, user=user, role=Membership.Role.ADMIN
     ).exists():
         raise TopUpRequestError("Only the organization's admins can withdraw its requests.")
-    return _close(top_up_request, TopUpRequest.Status.WITHDRAWN, decided_by=user)
+    with transaction.atomic():
+        withdrawn = _close(top_up_request, TopUpRequest.Status.WITHDRAWN, decided_by=user)
+        _record_decision(withdrawn, user, "top_up_request.withdrawn")
+    return withdrawn
+
+
+def _record_decision(top_up_request: TopUpRequest, actor, action: str, note: str = "") -> None:
+    after = {"status": top_up_request.status, **({"note": note} if note else {})}
+    record_event(
+        actor=actor,
+        action=action,
+        org=top_up_request.org,
+        target=top_up_request,
+        before={"status": TopUpRequest.Status.PENDING.value},
+        after=after,
+    )
 
 
 def _close(top_up_request, status, *, decided_by) -> TopUpRequest:

@@ -4,6 +4,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from credits.limits import MonthlyUsage
 from generation import rules
 from library.forms import MultipleImageField
 from library.models import SourceImage
@@ -166,8 +167,9 @@ class GenerateForm(forms.Form):
                 raise error
         return value
 
-    def estimate(self, balance: int) -> "Estimate":
-        """The cost of what is selected now, for the live estimate (the form need not be valid)."""
+    def estimate(self, balance: int, usage: MonthlyUsage | None = None) -> "Estimate":
+        """The cost of what is selected now, for the live estimate (the form need not be valid);
+        `usage` is the member's month against their limit, if they have one."""
         count = _int_or_none(self["count"].value())
         maximum = settings.NERSTUDIO_MAX_IMAGES_PER_GENERATION
         return Estimate(
@@ -176,6 +178,7 @@ class GenerateForm(forms.Form):
             balance=balance,
             max_count=maximum,
             valid_count=count is not None and rules.count_error(count) is None,
+            usage=usage,
         )
 
 
@@ -186,6 +189,7 @@ class Estimate:
     balance: int
     max_count: int
     valid_count: bool = True
+    usage: MonthlyUsage | None = None
 
     @property
     def total(self) -> int:
@@ -196,8 +200,12 @@ class Estimate:
         return self.total <= self.balance
 
     @property
+    def within_limit(self) -> bool:
+        return self.usage is None or self.usage.left is None or self.total <= self.usage.left
+
+    @property
     def can_generate(self) -> bool:
-        return self.valid_count and self.covered
+        return self.valid_count and self.covered and self.within_limit
 
 
 def _int_or_none(value) -> int | None:

@@ -5,6 +5,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
+from credits import limits
 from credits import services as credit_services
 from generation import live, tasks
 from generation.forms import ROLES, GenerateForm
@@ -21,6 +22,16 @@ from providers.org_registry import providers_for
 # GET parameters that prefill the Generate page (Reuse and Vary links, the htmx partials).
 PREFILL = ("prompt", "model", "aspect_ratio", "quality", "count")
 HISTORY_PAGE_SIZE = 20
+REFUSALS = (credit_services.InsufficientCredits, limits.MonthlyLimitReached, GenerationError)
+
+
+def refusal(request, exc: Exception) -> str:
+    """Why a generation was refused, with what this person can do about a short balance."""
+    if not isinstance(exc, credit_services.InsufficientCredits):
+        return str(exc)
+    if request.membership.is_admin:
+        return f"{exc} Request credits from the dashboard, or generate fewer images."
+    return f"{exc} Ask an admin to request more credits, or generate fewer images."
 
 
 def _generate_form(request, data=None, files=None, prefill=None) -> GenerateForm:
@@ -58,7 +69,12 @@ def _render_generate(
     }
     context = {
         "form": form,
-        "estimate": form.estimate(credit_services.balance_of(request.org)),
+        "estimate": form.estimate(
+            credit_services.balance_of(request.org),
+            usage=limits.monthly_usage(request.membership)
+            if request.membership.monthly_limit is not None
+            else None,
+        ),
         "refusal": refusal,
         "pickers": pickers,
         "kept": kept,
@@ -98,8 +114,8 @@ def generate(request):
                 products=form.sources("products"),
                 references=form.sources("references"),
             )
-        except (credit_services.InsufficientCredits, GenerationError) as exc:
-            form.add_error(None, str(exc))
+        except REFUSALS as exc:
+            form.add_error(None, refusal(request, exc))
         else:
             return redirect("generation:detail", generation.public_id)
     chosen, kept = _keep_uploads(request, form)
@@ -227,8 +243,8 @@ def again(request, public_id):
             )
         except TooManyGenerations as exc:
             problem, retry_after = str(exc), exc.retry_after
-        except (credit_services.InsufficientCredits, GenerationError) as exc:
-            problem = str(exc)
+        except REFUSALS as exc:
+            problem = refusal(request, exc)
         else:
             return redirect("generation:detail", new.public_id)
     context = {

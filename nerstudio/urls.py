@@ -22,6 +22,7 @@ urlpatterns = [
     path("", include("gallery.urls")),
     path("", include("library.urls")),
     path("", include("providers.urls")),
+    path("", include("audit.urls")),
 ]
 
 # Websocket routes (nerstudio/asgi.py): each app that pushes live updates adds its consumer here.

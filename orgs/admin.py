@@ -162,8 +162,11 @@ class MembershipAdmin(OrgScopedAdmin):
             return False  # the last admin stays
         return super().has_delete_permission(request, obj)
 
+    def save_model(self, request, obj, form, change):
+        services.change_role(membership=obj, role=obj.role, actor=request.user)
+
     def delete_model(self, request, obj):
-        services.remove_member(membership=obj)
+        services.remove_member(membership=obj, actor=request.user)
 
 
 @admin.register(Invitation)
@@ -205,7 +208,10 @@ class InvitationAdmin(OrgScopedAdmin):
     @admin.action(description="Revoke selected invitations")
     def revoke(self, request, queryset):
         self._each(
-            request, queryset, lambda inv: services.revoke_invitation(invitation=inv), "revoked"
+            request,
+            queryset,
+            lambda inv: services.revoke_invitation(invitation=inv, actor=request.user),
+            "revoked",
         )
 
     def _each(self, request, queryset, action, verb):

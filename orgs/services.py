@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from lib.tokens import hash_token
+from orgs.events import announce
 from orgs.models import Invitation, Membership, Organization, OrgError
 
 
@@ -32,6 +33,7 @@ def invite_member(*, org: Organization, email: str, role: str, invited_by) -> In
         invitation = (
             Invitation.objects.for_org(org).for_email(email).open().select_for_update().first()
         ) or Invitation(org=org, email=email)
+        before = {"role": invitation.role} if invitation.pk else None  # re-sending an open one
         invitation.role = role
         invitation.invited_by = invited_by
         token = invitation.new_token()
@@ -40,6 +42,14 @@ def invite_member(*, org: Organization, email: str, role: str, invited_by) -> In
                 invitation.save()
         except IntegrityError as exc:  # a concurrent invite of the same email won the race
             raise OrgError(f"{email} was invited a moment ago.") from exc
+        announce(
+            actor=invited_by,
+            action="invitation.resent" if before else "invitation.sent",
+            org=org,
+            target=invitation,
+            before=before,
+            after={"role": role},
+        )
     _send_invitation_email(invitation, token)
     return invitation
 
@@ -49,15 +59,21 @@ def resend_invitation(*, invitation: Invitation, invited_by) -> Invitation:
         raise OrgError("Only open invitations can be re-sent.")
     invitation.invited_by = invited_by
     token = invitation.new_token()
-    invitation.save(update_fields=["token_hash", "sent_at", "expires_at", "invited_by"])
+    with transaction.atomic():
+        invitation.save(update_fields=["token_hash", "sent_at", "expires_at", "invited_by"])
+        announce(
+            actor=invited_by, action="invitation.resent", org=invitation.org, target=invitation
+        )
     _send_invitation_email(invitation, token)
     return invitation
 
 
-def revoke_invitation(*, invitation: Invitation) -> None:
+@transaction.atomic
+def revoke_invitation(*, invitation: Invitation, actor) -> None:
     updated = Invitation.objects.open().filter(pk=invitation.pk).update(revoked_at=timezone.now())
     if not updated:
         raise OrgError("This invitation was already used or revoked.")
+    announce(actor=actor, action="invitation.revoked", org=invitation.org, target=invitation)
 
 
 def invitation_url(token: str) -> str:
@@ -130,6 +146,13 @@ def accept_invitation(*, invitation: Invitation, user) -> Membership:
         invitation.accepted_at = timezone.now()
         invitation.accepted_by = user
         invitation.save(update_fields=["accepted_at", "accepted_by"])
+        announce(
+            actor=user,
+            action="invitation.accepted",
+            org=invitation.org,
+            target=invitation,
+            after={"role": invitation.role},
+        )
     return membership
 
 
@@ -153,17 +176,34 @@ def join_invited_organization(*, user) -> Membership | None:
 
 
 @transaction.atomic
-def change_role(*, membership: Membership, role: str) -> Membership:
+def change_role(*, membership: Membership, role: str, actor) -> Membership:
     if role not in Membership.Role.values:
         raise OrgError("Unknown role.")
     if role != Membership.Role.ADMIN:
         membership.ensure_not_last_admin()
+    old = Membership.objects.filter(pk=membership.pk).values_list("role", flat=True).get()
     Membership.objects.filter(pk=membership.pk).update(role=role)
     membership.refresh_from_db()
+    if old != role:
+        announce(
+            actor=actor,
+            action="member.role_changed",
+            org=membership.org,
+            target=membership,
+            before={"role": old},
+            after={"role": role},
+        )
     return membership
 
 
 @transaction.atomic
-def remove_member(*, membership: Membership) -> None:
+def remove_member(*, membership: Membership, actor) -> None:
     membership.ensure_not_last_admin()
+    announce(
+        actor=actor,
+        action="member.removed",
+        org=membership.org,
+        target=membership,
+        before={"role": membership.role},
+    )
     membership.delete()

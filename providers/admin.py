@@ -4,6 +4,8 @@
   timeouts and limits of the models the platform offers on its own keys.
 - An organization admin chooses from the catalogue (platform models: enable, order, default, who
   sees them, display names) and may add own-key providers (their key, endpoint and price).
+
+Every add, change and removal at either level is recorded in the audit log (AuditedAdmin).
 """
 
 import copy
@@ -11,12 +13,15 @@ from typing import ClassVar
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import capfirst
 
+from audit.models import SECRET_FIELDS
+from audit.services import changes, record_event
 from orgs.admin import OrgScopedAdmin
 from providers import services
 from providers.adapters.base import Adapter
@@ -164,13 +169,92 @@ class AdapterOptionsAdmin:
         return super().get_form(request, obj, change, **kwargs)
 
 
+# --- The audit log -------------------------------------------------------------------------------
+
+# Bookkeeping, not settings; the previous webhook secret changes with the secret itself.
+UNAUDITED_FIELDS = {
+    "id",
+    "public_id",
+    "org",
+    "created_at",
+    "updated_at",
+    "previous_webhook_secret",
+    "webhook_secret_changed_at",
+}
+
+
+def audited_settings(obj) -> dict:
+    """A catalogue model's or provider row's settings, as the audit log compares them (keys
+    included: record_event writes them as "changed" only)."""
+    values = {}
+    for field in obj._meta.concrete_fields:
+        if field.name in UNAUDITED_FIELDS:
+            continue
+        if field.is_relation:
+            related = getattr(obj, field.name)
+            values[field.name] = str(related) if related is not None else None
+        else:
+            values[field.name] = getattr(obj, field.attname)
+    return values
+
+
+def _set(values: dict) -> dict:
+    return {k: v for k, v in values.items() if v not in (None, "", [], {})}
+
+
+class AuditedAdmin:
+    """Records every add, change and removal made through this admin in the audit log: the
+    settings that changed (a price too), with API keys and webhook secrets as "changed" only.
+    `audit_subject` names the action: "provider.changed", "catalogue.added"…"""
+
+    audit_subject: ClassVar[str] = "provider"
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            old = audited_settings(type(obj)._base_manager.get(pk=obj.pk)) if change else None
+            super().save_model(request, obj, form, change)
+            self.record(request, obj, old, audited_settings(obj))
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            self.record(request, obj, audited_settings(obj), None)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset:
+                self.record(request, obj, audited_settings(obj), None)
+            super().delete_queryset(request, queryset)
+
+    def record(self, request, obj, old: dict | None, new: dict | None) -> None:
+        """One event for `obj` going from settings `old` to `new` (None: it did not exist)."""
+        if old is None:
+            verb, before, after = "added", None, _set(new or {})
+        elif new is None:
+            verb, before, after = "removed", _set(old), None
+        else:
+            verb, (before, after) = "changed", changes(old, new)
+            if not after:
+                return
+        record_event(
+            actor=request.user,
+            action=f"{self.audit_subject}.{verb}",
+            org=obj.org if self.audit_subject == "provider" else None,
+            target=obj,
+            before=before,
+            after=after,
+            secret_fields=SECRET_FIELDS,
+        )
+
+
 # --- The platform catalogue (superusers) ----------------------------------------------------------
 
 
 @admin.register(CatalogueEntry)
-class CatalogueEntryAdmin(AdapterOptionsAdmin, admin.ModelAdmin):
+class CatalogueEntryAdmin(AuditedAdmin, AdapterOptionsAdmin, admin.ModelAdmin):
     """Only superusers: Django's model permissions deny everyone else, org admins included."""
 
+    audit_subject = "catalogue"
     form = WebhookSecretForm
     edits_account_options = False
     list_display = [
@@ -250,7 +334,7 @@ class HealthColumns:
         return obj.unavailable_reason() or "yes"
 
 
-class ProviderRowAdmin(HealthColumns, OrgScopedAdmin):
+class ProviderRowAdmin(AuditedAdmin, HealthColumns, OrgScopedAdmin):
     org_admin_can_add = True
     org_admin_can_delete = True
     list_filter = ["kind", "enabled"]
@@ -287,8 +371,10 @@ class ProviderRowAdmin(HealthColumns, OrgScopedAdmin):
         if not provider.enabled:
             self.message_user(request, "Enable the model first.", messages.ERROR)
             return
+        old = audited_settings(provider)
         provider.is_default = True
         provider.save()
+        self.record(request, provider, old, audited_settings(provider))
         self.message_user(request, f"{provider} is now the default image model.", messages.SUCCESS)
 
     def get_urls(self):

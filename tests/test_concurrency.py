@@ -45,8 +45,8 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(attempt):
     first, second = AdminMembershipFactory(org=org), AdminMembershipFactory(org=org)
 
     outcomes = _race(
-        lambda: services.change_role(membership=first, role="member"),
-        lambda: services.change_role(membership=second, role="member"),
+        lambda: services.change_role(membership=first, role="member", actor=second.user),
+        lambda: services.change_role(membership=second, role="member", actor=first.user),
     )
 
     assert outcomes == ["ok", "refused"]
@@ -58,8 +58,8 @@ def test_two_admins_removing_each_other_at_once_leave_one_admin():
     first, second = AdminMembershipFactory(org=org), AdminMembershipFactory(org=org)
 
     outcomes = _race(
-        lambda: services.remove_member(membership=first),
-        lambda: services.remove_member(membership=second),
+        lambda: services.remove_member(membership=first, actor=second.user),
+        lambda: services.remove_member(membership=second, actor=first.user),
     )
 
     assert outcomes == ["ok", "refused"]

@@ -10,12 +10,14 @@ from django.db import connection, connections
 from django.db.models import Sum
 from kombu.transport import memory
 
+from credits import limits
 from credits import services as credits
 from credits.models import CreditAccount, LedgerEntry
 from generation import tasks
 from generation.models import Generation, GenerationImage
 from generation.pipeline.results import fail_image
 from library.models import SourceImage
+from orgs.models import Membership
 from tests.concurrency import race
 from tests.factories import MembershipFactory
 from tests.images import validated
@@ -131,6 +133,34 @@ def test_twenty_submissions_against_credits_for_ten_accept_exactly_ten(
     assert all((tmp_path / s.file.name).is_file() for s in sources)
     # The pipeline was queued once for each accepted generation, after its commit.
     assert sorted(drain_queued_generations()) == sorted(g.pk for g in accepted)
+
+
+def test_a_members_monthly_limit_holds_when_their_generations_race(studio, memory_broker):
+    """Six generations of 2 × 3 credits at once against a 12-credit limit: exactly two run."""
+    org, provider, people = studio
+    credits.top_up(org=org, amount=1000)
+    member = people[1]
+    Membership.objects.filter(pk=member.pk).update(monthly_limit=12)
+    member.refresh_from_db()
+
+    def submit(i):
+        return lambda: tasks.generate(
+            membership=member,
+            provider=provider,
+            prompt=f"Mug #{i}",
+            count=2,
+            aspect_ratio=provider.default_aspect_ratio,
+            quality=provider.default_quality,
+            products=[validated(f"#{i:02x}86de")],
+            references=[],
+        )
+
+    outcomes = _race([submit(i) for i in range(6)], expected=(limits.MonthlyLimitReached,))
+
+    accepted = [o for o in outcomes if isinstance(o, Generation)]
+    assert len(accepted) == 2
+    assert limits.monthly_usage(member).spent == 12
+    assert assert_consistent(org) == 1000 - 12
 
 
 @pytest.fixture

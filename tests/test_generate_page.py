@@ -372,7 +372,7 @@ def test_a_submission_the_balance_does_not_cover_is_refused(admin_client, org, s
 
     html = response.content.decode()
     assert response.status_code == 422
-    assert "This needs 9 credits but your organization has 8." in html
+    assert "This needs 9 credits but your organization has 8 credits." in html
     assert not Generation.objects.exists()
     assert SourceImage.objects.count() == 1  # the photo, kept for when there are credits
     assert credits.balance_of(org) == 8

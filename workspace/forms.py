@@ -45,3 +45,36 @@ class TopUpRequestForm(forms.Form):
         label="Note for the platform",
         widget=forms.TextInput(attrs={"placeholder": "e.g. purchase order 2026-17"}),
     )
+
+
+class OrganizationSettingsForm(forms.ModelForm):
+    """What an admin sets for the whole organization."""
+
+    class Meta:
+        model = Organization
+        fields = ["name", "time_zone", "default_monthly_limit", "low_balance_threshold"]
+        labels = {
+            "name": "Organization name",
+            "default_monthly_limit": "Monthly limit for new members (credits)",
+            "low_balance_threshold": "Warn admins below (credits)",
+        }
+        widgets = {
+            "default_monthly_limit": forms.NumberInput(attrs={"placeholder": "No limit"}),
+            "low_balance_threshold": forms.NumberInput(attrs={"placeholder": "No warning"}),
+        }
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give your organization a name.")
+        return name
+
+
+class MonthlyLimitForm(forms.Form):
+    monthly_limit = forms.IntegerField(
+        min_value=0,
+        max_value=10_000_000,
+        required=False,
+        label="Monthly limit (credits)",
+        widget=forms.NumberInput(attrs={"placeholder": "No limit"}),
+    )

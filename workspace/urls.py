@@ -1,16 +1,24 @@
 from django.urls import path
 
-from workspace import views
+from workspace import settings_views, views
 
 app_name = "workspace"
 
 urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
+    path("dashboard/export/ledger.csv", views.export_ledger, name="export-ledger"),
+    path("dashboard/export/usage.csv", views.export_usage, name="export-usage"),
     path("credits/request/", views.request_credits, name="request-credits"),
     path(
         "credits/requests/<uuid:public_id>/withdraw/",
         views.withdraw_credit_request,
         name="withdraw-credit-request",
+    ),
+    path("settings/", settings_views.organization_settings, name="settings"),
+    path(
+        "settings/limits/<uuid:public_id>/",
+        settings_views.set_monthly_limit,
+        name="set-monthly-limit",
     ),
     path("welcome/", views.onboarding, name="onboarding"),
     path("invite/<str:token>/", views.invitation, name="invitation"),

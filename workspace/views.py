@@ -1,11 +1,17 @@
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.handlers.asgi import ASGIRequest
+from django.db.models import Count, Q
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.utils.http import content_disposition_header
+from django.views.decorators.http import require_POST, require_safe
 
+from credits import exports
 from credits import services as credit_services
-from credits.models import CreditAccount, LedgerEntry, TopUpRequest
-from credits.usage import usage_summary
+from credits.models import CreditAccount, TopUpRequest
+from credits.usage import Period, Usage, period_days, recent_movements, usage_summary
 from orgs import services
 from orgs.access import get_membership, org_admin_required, org_member_required
 from orgs.models import Invitation, Membership, OrgError
@@ -25,22 +31,69 @@ def dashboard(request):
     return _render_dashboard(request, TopUpRequestForm())
 
 
-def _render_dashboard(request, top_up_form, status=200):
+def _render_dashboard(request, top_up_form, status=200, export_form=None):
+    """The dashboard for `?days=` (7, 30 or 90; anything else is 30) in the organization's days."""
     org = request.org
+    days = period_days(request.GET.get("days"))
+    usage = Usage(org, Period.last_days(org, days))
+    export_form = export_form or exports.ExportForm(org=org, days=days)
+    counts = org.memberships.aggregate(
+        members=Count("pk"), admins=Count("pk", filter=Q(role=Membership.Role.ADMIN))
+    )
     context = {
         "account": CreditAccount.objects.filter(org=org).first() or CreditAccount(org=org),
-        "ledger_entries": LedgerEntry.objects.filter(org=org).select_related("actor", "generation")[
-            :5
-        ],
+        "ledger_lines": recent_movements(org),
         "top_up_form": top_up_form,
         "top_up_requests": TopUpRequest.objects.for_org(org).select_related("requested_by")[:5],
-        "usage": usage_summary(org),
-        "member_count": org.memberships.count(),
-        "admin_count": org.memberships.admins().count(),
+        "usage": usage,
+        "days": days,
+        "period_choices": [7, 30, 90],
+        "export_form": export_form,
+        "member_count": counts["members"],
+        "admin_count": counts["admins"],
         "pending_invitations": org.invitations.pending().count(),
         "recent_members": org.memberships.select_related("user").order_by("-joined_at")[:5],
     }
     return render(request, "workspace/dashboard.html", context, status=status)
+
+
+@require_safe
+@org_admin_required
+def export_ledger(request):
+    """The ledger of `since`..`until` (the dashboard's period by default) as CSV."""
+    return _export(request, "ledger", exports.ledger_rows)
+
+
+@require_safe
+@org_admin_required
+def export_usage(request):
+    """Usage per member, per model and per day of `since`..`until` as one CSV."""
+    return _export(request, "usage", exports.usage_rows)
+
+
+def _export(request, what, rows):
+    form = exports.ExportForm(
+        request.GET, org=request.org, days=period_days(request.GET.get("days"))
+    )
+    if not form.is_valid():
+        return _render_dashboard(request, TopUpRequestForm(), status=400, export_form=form)
+    chunks = exports.csv_chunks(rows(request.org, form.period))
+    response = StreamingHttpResponse(
+        _aiter(chunks) if isinstance(request, ASGIRequest) else chunks,
+        content_type="text/csv; charset=utf-8",
+    )
+    name = exports.filename(request.org, what, form.period)
+    response["Content-Disposition"] = content_disposition_header(True, name)
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+async def _aiter(chunks):
+    """Under ASGI, Django buffers a synchronous iterator whole before sending it: hand it an
+    asynchronous one that pulls each chunk on the request's database thread instead."""
+    pull = sync_to_async(next, thread_sensitive=True)
+    while (chunk := await pull(chunks, None)) is not None:
+        yield chunk
 
 
 @require_POST
@@ -174,7 +227,9 @@ def change_role(request, public_id):
         messages.error(request, "Choose a valid role.")
         return redirect("workspace:members")
     try:
-        membership = services.change_role(membership=membership, role=form.cleaned_data["role"])
+        membership = services.change_role(
+            membership=membership, role=form.cleaned_data["role"], actor=request.user
+        )
     except OrgError as exc:
         messages.error(request, str(exc))
     else:
@@ -191,7 +246,7 @@ def remove_member(request, public_id):
         Membership.objects.for_org(request.org).select_related("user"), public_id=public_id
     )
     try:
-        services.remove_member(membership=membership)
+        services.remove_member(membership=membership, actor=request.user)
     except OrgError as exc:
         messages.error(request, str(exc))
     else:
@@ -217,7 +272,7 @@ def resend_invitation(request, public_id):
 def revoke_invitation(request, public_id):
     invitation = get_object_or_404(Invitation.objects.for_org(request.org), public_id=public_id)
     try:
-        services.revoke_invitation(invitation=invitation)
+        services.revoke_invitation(invitation=invitation, actor=request.user)
     except OrgError as exc:
         messages.error(request, str(exc))
     else:

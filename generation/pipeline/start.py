@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from credits import limits
 from credits import services as credit_services
 from generation import rules
 from generation.models import Generation, GenerationImage
@@ -62,9 +63,10 @@ def start_generation(
 
     Each product or reference is an upload, header-checked by the form (CheckedUpload) and
     decoded here only after every cheaper check passed, or an image already in the library
-    (SourceImage: picked on Generate, or reused). Raises credits.services.InsufficientCredits or
-    GenerationError (a rule of generation/rules.py broken, a file that cannot be decoded, a
-    library image of another organization or deleted); nothing is charged then.
+    (SourceImage: picked on Generate, or reused). Raises credits.services.InsufficientCredits,
+    credits.limits.MonthlyLimitReached or GenerationError (a rule of generation/rules.py broken,
+    a file that cannot be decoded, a library image of another organization or deleted); nothing
+    is charged then.
     """
     offered = provider.enabled and provider.kind == "image" and provider.is_runnable
     visible = membership.is_admin or provider.visible_to_members
@@ -80,11 +82,14 @@ def start_generation(
     )
     if broken:
         raise GenerationError(" ".join(message for error in broken for message in error.messages))
+    needed = count * provider.credit_cost
     available = credit_services.balance_of(membership.org)
-    if available < count * provider.credit_cost:
-        raise credit_services.InsufficientCredits(
-            needed=count * provider.credit_cost, available=available
-        )
+    if available < needed:
+        raise credit_services.InsufficientCredits(needed=needed, available=available)
+    if membership.monthly_limit is not None:  # checked again under the lock by the hold
+        usage = limits.monthly_usage(membership)
+        if usage.spent + needed > membership.monthly_limit:
+            raise limits.MonthlyLimitReached(usage, needed)
     for source in [*products, *references]:
         if isinstance(source, SourceImage) and (
             source.org_id != membership.org_id or source.is_deleted

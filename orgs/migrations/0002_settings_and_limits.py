@@ -23,7 +23,9 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="organization",
             name="slug",
-            field=models.SlugField(default="", max_length=60),
+            # No index yet: the unique one comes once every row has its slug (PostgreSQL would
+            # otherwise be asked for its "_like" index twice).
+            field=models.SlugField(default="", max_length=60, db_index=False),
             preserve_default=False,
         ),
         migrations.RunPython(fill_slugs, migrations.RunPython.noop),

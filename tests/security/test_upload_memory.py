@@ -304,7 +304,7 @@ def test_a_generation_the_credits_do_not_cover_keeps_its_photo_and_charges_nothi
     response = admin_client.post(GENERATE, form_data(local_model, count=3))
 
     assert response.status_code == 422
-    assert f"This needs {needed} credits but your organization has {needed - 1}." in (
+    assert f"This needs {needed} credits but your organization has {needed - 1} credits." in (
         response.content.decode()
     )
     assert len(decodes) == 1  # only to keep the photo, after the credit check refused
