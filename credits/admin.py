@@ -12,6 +12,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -144,7 +145,7 @@ class CreditAccountAdmin(ReadOnlyAdmin):
             entry = services.top_up(
                 org=account.org, amount=data["amount"], actor=request.user, note=data["note"]
             )
-            added = f"Added {entry.amount} credits to {account.org}."
+            added = f"Added {entry.amount} credit{pluralize(entry.amount)} to {account.org}."
             return self._moved(request, account, entry, added)
         return self._render_form(request, account, form, "Top up credits", "Add credits")
 
@@ -160,7 +161,8 @@ class CreditAccountAdmin(ReadOnlyAdmin):
             except services.InsufficientCredits as exc:
                 form.add_error("delta", f"The balance is {exc.available}; it cannot go below zero.")
             else:
-                adjusted = f"Adjusted {account.org} by {entry.delta:+d} credits."
+                delta = entry.delta
+                adjusted = f"Adjusted {account.org} by {delta:+d} credit{pluralize(abs(delta))}."
                 return self._moved(request, account, entry, adjusted)
         return self._render_form(request, account, form, "Adjust the balance", "Record adjustment")
 
@@ -372,13 +374,15 @@ class TopUpRequestAdmin(admin.ModelAdmin):
 
 def approved(top_up_request: TopUpRequest) -> str:
     return (
-        f"Approved request {top_up_request.reference}: added {top_up_request.amount} credits to "
+        f"Approved request {top_up_request.reference}: added {top_up_request.amount} "
+        f"credit{pluralize(top_up_request.amount)} to "
         f"{top_up_request.org}. New balance: {top_up_request.ledger_entry.balance_after}."
     )
 
 
 def declined(top_up_request: TopUpRequest) -> str:
     return (
-        f"Declined request {top_up_request.reference} ({top_up_request.amount} credits for "
+        f"Declined request {top_up_request.reference} ({top_up_request.amount} "
+        f"credit{pluralize(top_up_request.amount)} for "
         f"{top_up_request.org}). No credits moved."
     )

@@ -121,6 +121,7 @@ def check_monthly_limit(generation) -> None:
         raise MonthlyLimitReached(usage, generation.total_cost)
 
 
+@transaction.atomic  # the limit changes only with its audit event
 def set_monthly_limit(*, membership: Membership, limit: int | None, actor) -> Membership:
     before = membership.monthly_limit
     if before == limit:

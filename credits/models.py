@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.template.defaultfilters import pluralize
 
 from orgs.models import Organization
 from providers.models import Provider
@@ -22,7 +23,7 @@ class CreditAccount(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.org}: {self.balance} credits"
+        return f"{self.org}: {self.balance} credit{pluralize(self.balance)}"
 
 
 class LedgerEntry(models.Model):
@@ -152,7 +153,8 @@ class TopUpRequest(models.Model):
         indexes = [models.Index(fields=["org", "status"])]
 
     def __str__(self):
-        return f"Request {self.reference}: {self.amount} credits for {self.org}"
+        amount = f"{self.amount} credit{pluralize(self.amount)}"
+        return f"Request {self.reference}: {amount} for {self.org}"
 
     @property
     def reference(self) -> str:

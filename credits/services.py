@@ -205,8 +205,9 @@ def approve_top_up_request(*, top_up_request: TopUpRequest, operator) -> TopUpRe
     """Top up exactly the requested amount, with the operator as the ledger entry's actor. A
     request is approved at most once: its row is locked and claimed with a conditional UPDATE in
     the same transaction as the top-up, so a second approval (or a decline, or a withdrawal) at
-    the same moment finds it decided and adds nothing."""
-    if not is_operator(operator):
+    the same moment finds it decided and adds nothing. `operator` None is the command line
+    (approve_topup_request), whose user operates the platform, as for top_up."""
+    if operator is not None and not is_operator(operator):
         raise TopUpRequestError("Only platform operators can approve top-up requests.")
     with transaction.atomic():
         pending = (
@@ -254,8 +255,8 @@ def decline_top_up_request(
     *, top_up_request: TopUpRequest, operator, note: str = ""
 ) -> TopUpRequest:
     """Refuse a pending request; no credits move. The operator's `note` (why) is kept in the
-    audit log, which the organization's admins read."""
-    if not is_operator(operator):
+    audit log, which the organization's admins read. `operator` None is the command line."""
+    if operator is not None and not is_operator(operator):
         raise TopUpRequestError("Only platform operators can decline top-up requests.")
     with transaction.atomic():
         declined = _close(top_up_request, TopUpRequest.Status.DECLINED, decided_by=operator)
@@ -318,8 +319,8 @@ def _tell_operators(top_up_request_id: int) -> None:
         requester = top_up_request.requested_by
         who = f"{requester} <{requester.email}>" if requester else "A former admin"
         mail_admins(
-            f"Top-up request: {top_up_request.amount:,} credits for {org_name}",
-            f"{who} asked for {top_up_request.amount:,} credits for "
+            f"Top-up request: {limits.credits(top_up_request.amount)} for {org_name}",
+            f"{who} asked for {limits.credits(top_up_request.amount)} for "
             f"{org_name} (balance {balance_of(top_up_request.org):,}).\n\n"
             f"Note: {top_up_request.note or '(none)'}\n\n"
             f"Approve or decline it in the admin: {url}\n",

@@ -12,6 +12,7 @@ Tasks take ids. A step that must wait (a transient provider error, the organizat
 provider calls in use) raises lib.tasks.TryLater; the base Task re-queues it after that wait, the
 one retry policy for every task. The task names are in the beat schedule (settings)."""
 
+import logging
 from typing import Any
 
 from celery import shared_task
@@ -20,6 +21,8 @@ from generation.models import Generation
 from generation.pipeline import prompts, results, start, submit
 from generation.pipeline import reconcile as reconciliation
 from lib.tasks import Task, enqueue
+
+logger = logging.getLogger(__name__)
 
 
 def generate(**request: Any) -> Generation:
@@ -56,4 +59,9 @@ def reconcile() -> dict[str, int]:
         enqueue(submit_image, image_id=image_id)
     for generation_id in found.run:
         enqueue(run_generation, generation_id=generation_id)
+    if any(found.counts.values()):  # a quiet round logs nothing (lib.log_filters)
+        logger.info(
+            "Reconciled: %(polled)d polled, %(timed_out)d timed out, %(resumed)d resumed",
+            found.counts,
+        )
     return found.counts

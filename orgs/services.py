@@ -24,11 +24,32 @@ def verified_emails(user) -> set[str]:
     }
 
 
+# The invitation link a visitor opened, kept across sign-up or sign-in (the emailed code, Google's
+# round trip) so that exactly that invitation is accepted when the sign-in completes.
+INVITATION_SESSION_KEY = "orgs.invitation_token"
+
+
+def _memberships_of_email(email: str):
+    """Memberships of the account that `email` signs in to: its own address or a verified one."""
+    return Membership.objects.filter(
+        Q(user__email__iexact=email)
+        | Q(user__emailaddress__email__iexact=email, user__emailaddress__verified=True)
+    )
+
+
 def invite_member(*, org: Organization, email: str, role: str, invited_by) -> Invitation:
-    """Invite `email`, or re-send the open invitation that already exists for it."""
+    """Invite `email`, or re-send the open invitation that already exists for it. An account
+    belongs to one organization, so someone who already belongs to another is refused here,
+    not at the end of their sign-up (without naming that organization)."""
     email = email.strip()
-    if Membership.objects.for_org(org).filter(user__email__iexact=email).exists():
+    membership = _memberships_of_email(email).first()
+    if membership and membership.org_id == org.pk:
         raise OrgError(f"{email} is already a member of {org}.")
+    if membership:
+        raise OrgError(
+            f"{email} already belongs to another organization on NER Studio, and an account "
+            f"belongs to one organization. They can join {org} once they have left it."
+        )
     with transaction.atomic():
         invitation = (
             Invitation.objects.for_org(org).for_email(email).open().select_for_update().first()
@@ -156,10 +177,15 @@ def accept_invitation(*, invitation: Invitation, user) -> Membership:
     return membership
 
 
-def join_invited_organization(*, user) -> Membership | None:
-    """On sign-in, a user without an organization joins the newest pending invitation for one of
-    their verified emails."""
-    if Membership.objects.filter(user=user).exists():
+def join_invited_organization(*, user, token: str | None = None) -> Membership | None:
+    """On sign-in, a user without an organization joins the invitation whose link they opened
+    (`token`), else the newest pending invitation for one of their verified emails. Raises
+    OrgError with the reason when the opened invitation cannot be accepted."""
+    has_membership = Membership.objects.filter(user=user).exists()
+    invitation = find_invitation(token) if token else None
+    if invitation and invitation.accepted_by_id != user.pk:
+        return accept_invitation(invitation=invitation, user=user)  # or OrgError: why not
+    if has_membership:
         return None
     emails = verified_emails(user)
     if not emails:

@@ -152,9 +152,7 @@ def test_the_command_finds_an_organization_by_its_exact_name(org, capsys):
     assert credits.balance_of(org) == 25
 
 
-@pytest.mark.parametrize(
-    "ref", ["Nobody Inc", "acme creative", "9b2f1c7e-0000-4000-8000-000000000000"]
-)
+@pytest.mark.parametrize("ref", ["Nobody Inc", "Acme", "9b2f1c7e-0000-4000-8000-000000000000"])
 def test_the_command_refuses_an_unknown_organization(org, ref):
     with pytest.raises(CommandError, match="No organization"):
         call_command("topup_credits", ref, "100")

@@ -1,5 +1,6 @@
 """Background tasks and the channel layer, in the embedded default and against real Redis."""
 
+import asyncio
 import os
 import threading
 
@@ -68,6 +69,24 @@ def test_the_channel_layer_delivers_a_group_message():
 @needs_redis
 def test_with_redis_the_channel_layer_is_channels_redis():
     assert type(get_channel_layer()).__module__ == "channels_redis.core"
+
+
+@needs_redis
+def test_with_redis_an_idle_receive_outlasts_the_layers_blocking_pop():
+    """An open websocket's consumer waits on the layer with nothing to receive; with redis-py 8's
+    default 5 s read timeout that wait failed after 5 s and the server closed the socket."""
+    layer = get_channel_layer()
+    assert layer.brpop_timeout == 5  # if channels-redis changes it, the wait below must too
+
+    async def idle_then_deliver():
+        channel = await layer.new_channel()
+        receiving = asyncio.ensure_future(layer.receive(channel))
+        await asyncio.sleep(layer.brpop_timeout + 1.5)
+        assert not receiving.done(), receiving.exception() if receiving.done() else None
+        await layer.send(channel, {"type": "still.here"})
+        return await asyncio.wait_for(receiving, 5)
+
+    assert async_to_sync(idle_then_deliver)() == {"type": "still.here"}
 
 
 @needs_redis

@@ -2,10 +2,12 @@ import re
 from datetime import timedelta
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import User
 from lib.tokens import hash_token
 from orgs import services
 from orgs.models import Invitation, Membership, OrgError
@@ -78,6 +80,45 @@ def test_inviting_an_existing_member_is_refused(admin_client, member):
     assert not Invitation.objects.exists()
 
 
+def test_inviting_someone_in_another_organization_is_refused_with_the_reason(
+    admin_client, other_admin
+):
+    response = admin_client.post(
+        reverse("workspace:invite"), {"email": other_admin.email, "role": "admin"}
+    )
+
+    page = response.content.decode()
+    assert response.status_code == 422
+    assert "already belongs to another organization" in page
+    assert "Rival Agency" not in page  # another organization's name is not revealed
+    assert f'value="{other_admin.email}"' in page and '<option value="admin" selected>' in page
+    assert not Invitation.objects.exists() and not mail.outbox
+
+
+def test_a_verified_second_email_of_someone_in_another_organization_is_refused(
+    org, admin, other_admin
+):
+    EmailAddress.objects.create(user=other_admin, email="rita@home.test", verified=True)
+    with pytest.raises(OrgError, match="already belongs to another organization"):
+        services.invite_member(org=org, email="RITA@home.test", role="member", invited_by=admin)
+    assert not Invitation.objects.exists()
+
+
+def test_a_refused_invite_keeps_the_members_address_and_the_invite_url_answers_get(
+    admin_client, other_admin
+):
+    response = admin_client.post(
+        reverse("workspace:invite"),
+        {"email": other_admin.email, "role": "member"},
+        headers={"HX-Request": "true", "HX-Boosted": "true"},
+    )
+    assert response["HX-Replace-Url"] == reverse("workspace:members")
+
+    reload = admin_client.get(reverse("workspace:invite"))  # e.g. a reload of the old address
+
+    assert reload.status_code == 302 and reload["Location"] == reverse("workspace:members")
+
+
 def test_inviting_the_same_email_twice_resends_the_one_invitation(admin_client, org):
     admin_client.post(reverse("workspace:invite"), {"email": "twice@acme.test", "role": "member"})
     admin_client.post(reverse("workspace:invite"), {"email": "TWICE@acme.test", "role": "admin"})
@@ -102,11 +143,100 @@ def test_the_invited_person_accepts_and_joins_with_the_role(client, org):
     assert invitation.accepted_by == user
 
 
-def test_an_anonymous_visitor_is_asked_to_sign_in_to_accept(client, org):
-    invitation = InvitationFactory(org=org)
+def test_a_visitor_without_an_account_can_create_one_from_the_link(client, org):
+    invitation = InvitationFactory(org=org, email="nora@new.test")
+
     response = client.get(reverse("workspace:invitation", args=[invitation.token]))
+
+    page = response.content.decode()
     assert response.status_code == 200
-    assert f"/accounts/login/?next=/invite/{invitation.token}/".encode() in response.content
+    assert f'action="{reverse("account_signup")}"' in page
+    assert 'name="email" value="nora@new.test"' in page
+    assert "Create my account" in page
+    assert client.session[services.INVITATION_SESSION_KEY] == invitation.token
+
+
+def test_a_visitor_with_an_account_is_offered_a_sign_in_code_for_the_invited_email(client, org):
+    UserFactory(email="known@new.test")
+    invitation = InvitationFactory(org=org, email="Known@new.test")
+
+    page = client.get(reverse("workspace:invitation", args=[invitation.token])).content.decode()
+
+    assert f'action="{reverse("account_request_login_code")}"' in page
+    assert 'name="email" value="Known@new.test"' in page
+    assert "Create my account" not in page
+
+
+def _sign_up_from_the_link(client, invitation, email):
+    client.get(reverse("workspace:invitation", args=[invitation.token]))
+    client.post(reverse("account_signup"), {"email": email})
+    code = re.search(r"^([A-Z0-9]{4}-[A-Z0-9]{4})$", mail.outbox[-1].body, re.MULTILINE)[1]
+    return client.post(reverse("account_email_verification_sent"), {"code": code}, follow=True)
+
+
+def test_a_new_person_signs_up_from_the_link_and_joins_with_one_message(client, org, admin):
+    invitation = InvitationFactory(org=org, email="nora@new.test", role="member", invited_by=admin)
+
+    response = _sign_up_from_the_link(client, invitation, "nora@new.test")
+
+    user = User.objects.get(email="nora@new.test")
+    assert Membership.objects.get(user=user).org == org
+    invitation.refresh_from_db()
+    assert invitation.accepted_by == user
+    assert services.INVITATION_SESSION_KEY not in client.session
+    assert response.redirect_chain[-1][0] == f"{reverse('workspace:onboarding')}?next=%2F"
+    assert list(response.context["messages"]) == []
+
+    response = client.post(
+        reverse("workspace:onboarding"), {"display_name": "Nora Lind", "next": "/"}, follow=True
+    )
+
+    assert response.redirect_chain[-1][0] == reverse("generation:generate")
+    assert response.status_code == 200
+    assert [str(m) for m in response.context["messages"]] == [
+        "Welcome to Acme Creative, Nora! You joined as member."
+    ]
+    assert b"already been used" not in response.content
+
+
+def test_the_opened_link_decides_which_organization_is_joined(client, org, other_admin):
+    other_org = other_admin.membership.org
+    InvitationFactory(org=other_org, email="both@new.test")  # newer, but not the link opened
+    opened = InvitationFactory(org=org, email="both@new.test")
+    Invitation.objects.filter(pk=opened.pk).update(sent_at=timezone.now() - timedelta(hours=1))
+
+    _sign_up_from_the_link(client, opened, "both@new.test")
+
+    assert Membership.objects.get(user__email="both@new.test").org == org
+
+
+def test_opening_the_accepted_link_again_goes_home_without_an_error(client, org):
+    invitation = InvitationFactory(org=org, email="again@new.test")
+    user = UserFactory(email="again@new.test")
+    services.accept_invitation(invitation=invitation, user=user)
+    client.force_login(user)
+
+    response = client.get(reverse("workspace:invitation", args=[invitation.token]))
+
+    assert response.status_code == 302 and response["Location"] == reverse("home")
+
+
+def test_signing_in_as_someone_else_after_opening_the_link_shows_why_it_failed(client, org):
+    invitation = InvitationFactory(org=org, email="intended@new.test")
+    UserFactory(email="other@new.test", name="Otto")
+    client.get(reverse("workspace:invitation", args=[invitation.token]))
+
+    client.post(reverse("account_request_login_code"), {"email": "other@new.test"})
+    code = re.search(r"^([A-Z0-9]{4}-[A-Z0-9]{4})$", mail.outbox[-1].body, re.MULTILINE)[1]
+    response = client.post(reverse("account_confirm_login_code"), {"code": code}, follow=True)
+
+    assert response.redirect_chain[-1][0] == reverse(
+        "workspace:invitation", args=[invitation.token]
+    )
+    assert response.status_code == 403
+    assert b"was sent to intended@new.test" in response.content
+    invitation.refresh_from_db()
+    assert invitation.is_pending
 
 
 @pytest.mark.parametrize(

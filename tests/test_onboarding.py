@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 
 from orgs.models import Invitation, Membership, Organization
-from tests.factories import InvitationFactory, UserFactory
+from tests.factories import InvitationFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -69,3 +69,56 @@ def test_expired_or_revoked_invitations_are_not_joined_on_sign_in(client, org):
 
 def test_onboarding_redirects_a_member_home(member_client):
     assert member_client.get(reverse("workspace:onboarding"))["Location"] == "/"
+
+
+def test_a_user_without_a_name_is_asked_for_it_with_the_organization(client):
+    user = UserFactory(email="anon@new.test", name="")
+    client.force_login(user)
+
+    page = client.get(reverse("workspace:onboarding")).content.decode()
+    assert 'name="display_name"' in page and 'name="name"' in page
+
+    response = client.post(
+        reverse("workspace:onboarding"), {"display_name": "  ", "name": "Anon Co"}
+    )
+    assert response.status_code == 200
+    assert b"Tell your team what to call you" in response.content
+    assert not Organization.objects.exists()
+
+    client.post(reverse("workspace:onboarding"), {"display_name": " Ann Onym ", "name": "Anon Co"})
+    user.refresh_from_db()
+    assert user.name == "Ann Onym"
+    assert Membership.objects.get(user=user).org.name == "Anon Co"
+
+
+def test_a_user_with_a_name_is_not_asked_again(client):
+    client.force_login(UserFactory(name="Known Name"))
+    page = client.get(reverse("workspace:onboarding")).content.decode()
+    assert 'name="display_name"' not in page and 'name="name"' in page
+
+
+def test_a_member_without_a_name_is_asked_once_then_welcomed(client, org):
+    user = MembershipFactory(org=org, user__name="").user
+    client.force_login(user)
+
+    page = client.get(reverse("workspace:onboarding")).content.decode()
+    assert "Welcome to Acme Creative" in page and 'name="name"' not in page
+
+    response = client.post(
+        reverse("workspace:onboarding"), {"display_name": "Mia Member"}, follow=True
+    )
+
+    assert [str(m) for m in response.context["messages"]] == [
+        "Welcome to Acme Creative, Mia! You joined as member."
+    ]
+    user.refresh_from_db()
+    assert user.name == "Mia Member"
+    assert client.get(reverse("workspace:onboarding"))["Location"] == "/"  # never asked again
+
+
+def test_the_name_step_only_follows_a_local_next_address(client, org):
+    client.force_login(MembershipFactory(org=org, user__name="").user)
+    evil = client.post(
+        reverse("workspace:onboarding"), {"display_name": "Eve", "next": "https://evil.test/"}
+    )
+    assert evil["Location"] == "/"

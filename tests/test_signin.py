@@ -98,14 +98,21 @@ def test_a_new_google_user_gets_a_profile_and_names_their_organization(client):
     assert not user.has_usable_password()
     assert SocialAccount.objects.get(user=user, provider="google").uid == "1001"
     assert EmailAddress.objects.filter(user=user, email="grace@navy.test", verified=True).exists()
-    assert landed_on(response) == reverse("workspace:onboarding")
+    assert landed_on(response) == f"{reverse('workspace:onboarding')}?next=%2F"
     assert response.wsgi_request.user == user
     assert not Membership.objects.filter(user=user).exists()
+    assert 'value="Grace Hopper"' in response.content.decode()  # asked once, prefilled
 
-    response = client.post(reverse("workspace:onboarding"), {"name": "Navy Labs"}, follow=True)
+    response = client.post(
+        reverse("workspace:onboarding"),
+        {"display_name": "Grace B. Hopper", "name": "Navy Labs"},
+        follow=True,
+    )
 
     membership = Membership.objects.select_related("org").get(user=user)
     assert (membership.org.name, membership.role) == ("Navy Labs", Membership.Role.ADMIN)
+    user.refresh_from_db()
+    assert user.name == "Grace B. Hopper"
     assert landed_on(response) == reverse("workspace:dashboard")
     assert response.status_code == 200
 
@@ -128,8 +135,15 @@ def test_a_google_user_with_a_pending_invitation_joins_that_organization(client,
     invitation.refresh_from_db()
     assert invitation.accepted_at is not None and invitation.accepted_by == user
     assert invitation.status == Invitation.Status.ACCEPTED
+    assert landed_on(response) == f"{reverse('workspace:onboarding')}?next=%2F"
+    assert [str(m) for m in response.context["messages"]] == []  # said once, after the name
+
+    response = client.post(landed_on(response), {"display_name": "Linus", "next": "/"}, follow=True)
+
     assert landed_on(response) == reverse(home)
-    assert response.status_code == 200
+    assert [str(m) for m in response.context["messages"]] == [
+        f"Welcome to Acme Creative, Linus! You joined as {role.label.lower()}."
+    ]
 
 
 def test_an_unverified_google_email_does_not_join_an_invited_organization(client, org):
@@ -144,7 +158,7 @@ def test_an_unverified_google_email_does_not_join_an_invited_organization(client
     assert not EmailAddress.objects.filter(user=user, verified=True).exists()
     invitation.refresh_from_db()
     assert invitation.is_pending
-    assert landed_on(response) == reverse("workspace:onboarding")
+    assert landed_on(response).startswith(reverse("workspace:onboarding"))
 
 
 def test_an_unverified_google_email_does_not_reach_an_existing_account(client, member):
@@ -239,7 +253,20 @@ def test_a_new_email_signs_up_without_a_password_and_names_an_organization(clien
 
     assert response.wsgi_request.user == user
     assert EmailAddress.objects.get(user=user).verified
-    assert landed_on(response) == reverse("workspace:onboarding")
+    assert landed_on(response) == f"{reverse('workspace:onboarding')}?next=%2F"
+    page = response.content.decode()
+    assert 'name="display_name"' in page and 'name="name"' in page
+
+    response = client.post(
+        reverse("workspace:onboarding"),
+        {"display_name": "Newbie Person", "name": "Newbie Co", "next": "/"},
+        follow=True,
+    )
+
+    user.refresh_from_db()
+    assert user.name == "Newbie Person"
+    assert Membership.objects.get(user=user).org.name == "Newbie Co"
+    assert landed_on(response) == reverse("workspace:dashboard")
 
 
 def test_a_code_signup_with_a_pending_invitation_joins_that_organization(client, org):
@@ -252,6 +279,8 @@ def test_a_code_signup_with_a_pending_invitation_joins_that_organization(client,
 
     user = User.objects.get(email="invited@acme.test")
     assert Membership.objects.get(user=user).org == org
+    assert landed_on(response) == f"{reverse('workspace:onboarding')}?next=%2F"
+    response = client.post(landed_on(response), {"display_name": "Ivy", "next": "/"}, follow=True)
     assert landed_on(response) == reverse("generation:generate")
 
 
@@ -274,3 +303,97 @@ def test_the_sign_in_page_hides_the_development_sign_in_when_it_is_off(client, s
 
     assert "Continue with Google" in page
     assert "Development only" not in page
+
+
+def test_signing_in_shows_no_routine_allauth_message(client, admin):
+    client.post(reverse("account_request_login_code"), {"email": "ada@acme.test"})
+    response = client.post(
+        reverse("account_confirm_login_code"), {"code": emailed_code()}, follow=True
+    )
+    assert landed_on(response) == reverse("workspace:dashboard")
+    assert [str(m) for m in response.context["messages"]] == []
+
+
+def test_an_unknown_email_is_told_so_and_offered_an_account_instead_of_an_empty_email(client):
+    response = client.post(reverse("account_request_login_code"), {"email": "nobody@new.test"})
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "No account uses this email yet" in page
+    assert f'action="{reverse("account_signup")}"' in page
+    assert "Create an account with nobody@new.test" in page
+    assert not mail.outbox
+
+
+def test_a_user_without_a_name_is_asked_for_it_after_signing_in_until_given(client, org):
+    user = Membership.objects.create(
+        org=org, user=User.objects.create_user("nameless@acme.test"), role="member"
+    ).user
+    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+
+    client.post(reverse("account_request_login_code"), {"email": user.email})
+    response = client.post(
+        reverse("account_confirm_login_code"), {"code": emailed_code()}, follow=True
+    )
+    assert landed_on(response) == f"{reverse('workspace:onboarding')}?next=%2F"
+
+    client.post(reverse("workspace:onboarding"), {"display_name": "Named Now", "next": "/"})
+    client.logout()
+    client.post(reverse("account_request_login_code"), {"email": user.email})
+    response = client.post(
+        reverse("account_confirm_login_code"), {"code": emailed_code()}, follow=True
+    )
+    assert landed_on(response) == reverse("generation:generate")
+
+
+@pytest.mark.parametrize(
+    ("url_name", "heading"),
+    [
+        ("account_login", "Sign in to NER Studio"),
+        ("account_signup", "Create your NER Studio account"),
+        ("account_request_login_code", "Sign in with an email code"),
+    ],
+)
+def test_the_sign_in_pages_share_the_product_layout(client, url_name, heading):
+    page = client.get(reverse(url_name)).content.decode()
+    assert f"<h1>{heading}</h1>" in page
+    assert 'class="topbar"' in page and 'class="card signin"' in page
+    assert "Menu:" not in page  # allauth's bare fallback layout
+
+
+def test_the_code_and_sign_out_pages_share_the_product_layout(client, admin):
+    client.post(reverse("account_request_login_code"), {"email": "ada@acme.test"})
+    page = client.get(reverse("account_confirm_login_code")).content.decode()
+    assert "<h1>Enter your sign-in code</h1>" in page and 'class="card signin code-entry"' in page
+    assert 'autocomplete="one-time-code"' in page
+
+    client.force_login(admin)
+    page = client.get(reverse("account_logout")).content.decode()
+    assert "<h1>Sign out of NER Studio?</h1>" in page and 'class="topbar"' in page
+
+
+def test_the_sign_up_page_prefills_an_email_from_the_address(client):
+    page = client.get(reverse("account_signup"), {"email": "nora@new.test"}).content.decode()
+    assert 'value="nora@new.test"' in page
+
+
+def test_a_new_google_user_joins_the_invitation_whose_link_they_opened(client, org):
+    invitation = InvitationFactory(org=org, email="gina@acme.test", role="member")
+    page = client.get(reverse("workspace:invitation", args=[invitation.token])).content.decode()
+    assert "Continue with Google" in page and f'action="{reverse("google_login")}' in page
+
+    response = sign_in_with_google(client, sub="6006", email="gina@acme.test", name="Gina Google")
+
+    user = User.objects.get(email="gina@acme.test")
+    invitation.refresh_from_db()
+    assert invitation.accepted_by == user
+    assert landed_on(response) == f"{reverse('workspace:onboarding')}?next=%2F"
+    assert 'value="Gina Google"' in response.content.decode()
+    assert [str(m) for m in response.context["messages"]] == []
+
+
+def test_a_failed_google_sign_in_explains_itself_in_the_product_layout(client):
+    response = client.get(reverse("socialaccount_login_error"))
+    page = response.content.decode()
+    assert "<h1>Sign-in with Google failed</h1>" in page and 'class="topbar"' in page
+    assert f'href="{reverse("account_login")}"' in page

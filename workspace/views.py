@@ -5,10 +5,16 @@ from django.core.handlers.asgi import ASGIRequest
 from django.db.models import Count, Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.http import content_disposition_header
-from django.views.decorators.http import require_POST, require_safe
+from django.urls import reverse
+from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from accounts import first_sign_in
+from accounts.forms import DisplayNameForm
+from accounts.models import User
+from accounts.services import set_display_name
 from credits import exports
+from credits import limits as credit_limits
 from credits import services as credit_services
 from credits.models import CreditAccount, TopUpRequest
 from credits.usage import Period, Usage, period_days, recent_movements, usage_summary
@@ -111,8 +117,8 @@ def request_credits(request):
         else:
             messages.success(
                 request,
-                f"Requested {top_up_request.amount:,} credits. The platform will review it; its "
-                "status is shown below.",
+                f"Requested {credit_limits.credits(top_up_request.amount)}. The platform will "
+                "review it; its status is shown below.",
             )
             return redirect("workspace:dashboard")
     return _render_dashboard(request, form, status=422)
@@ -129,38 +135,79 @@ def withdraw_credit_request(request, public_id):
     except credit_services.TopUpRequestError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Withdrew the request for {top_up_request.amount:,} credits.")
+        messages.success(
+            request,
+            f"Withdrew the request for {credit_limits.credits(top_up_request.amount)}.",
+        )
     return redirect("workspace:dashboard")
 
 
 @login_required
 def onboarding(request):
-    """First sign-in without an invitation: name a new organization and become its admin."""
-    if get_membership(request):
+    """The first sign-in step: the user's display name, asked once (prefilled when Google gave
+    one), and, without an invitation, a new organization to name and administer."""
+    membership = get_membership(request)
+    ask_name = first_sign_in.needs_name(request, request.user)
+    if membership and not ask_name:
         return redirect("home")
-    form = OrganizationForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    data = request.POST if request.method == "POST" else None
+    name_form = DisplayNameForm(data, initial={"display_name": request.user.name})
+    org_form = None if membership else OrganizationForm(data)
+    asked = [f for f in (name_form if ask_name else None, org_form) if f is not None]
+    next_url = _safe_next(request)
+    if data is not None and all([f.is_valid() for f in asked]):  # every form shows its errors
+        if ask_name:
+            set_display_name(user=request.user, name=name_form.cleaned_data["display_name"])
+            first_sign_in.name_given(request)
+        if membership:
+            messages.success(
+                request,
+                f"Welcome to {membership.org}, {request.user.get_short_name()}! You joined as "
+                f"{membership.get_role_display().lower()}.",
+            )
+            return redirect(next_url or "home")
         try:
             org = workspace_services.create_organization(
-                user=request.user, name=form.cleaned_data["name"]
+                user=request.user, name=org_form.cleaned_data["name"]
             )
         except OrgError as exc:
             messages.error(request, str(exc))
             return redirect("home")
         messages.success(request, f"{org} is ready. Invite your team from Members.")
         return redirect("home")
-    return render(request, "workspace/onboarding.html", {"form": form})
+    context = {
+        "name_form": name_form if ask_name else None,
+        "form": org_form,
+        "joined": membership,
+        "next": next_url,
+    }
+    return render(request, "workspace/onboarding.html", context)
+
+
+def _safe_next(request) -> str | None:
+    url = request.POST.get("next") or request.GET.get("next")
+    if url and url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return url
+    return None
 
 
 def invitation(request, token):
-    """The link in an invitation email: explains the invitation, or why it cannot be used."""
+    """The link in an invitation email. A visitor without an account creates one right here
+    (development sign-in code or Google) and someone with one signs in; the token waits in the
+    session and the sign-in accepts exactly this invitation. Signed-in users accept with a
+    button, or read why they cannot."""
     invitation = services.find_invitation(token)
     if invitation is None:
         return render(request, "workspace/invitation.html", {"invalid": True}, status=404)
+    if request.user.is_authenticated and invitation.accepted_by_id == request.user.pk:
+        return redirect("home")  # joined already, e.g. while signing up from this link
     problem = None
     try:
         if not request.user.is_authenticated:
             services.check_invitation_open(invitation)
+            request.session[services.INVITATION_SESSION_KEY] = token
         else:
             services.check_invitation_for(invitation, request.user)
             if request.method == "POST":
@@ -170,12 +217,13 @@ def invitation(request, token):
     except OrgError as exc:
         problem = str(exc)
     status = 200 if problem is None else 410 if not invitation.is_pending else 403
-    return render(
-        request,
-        "workspace/invitation.html",
-        {"invitation": invitation, "problem": problem},
-        status=status,
-    )
+    context = {
+        "invitation": invitation,
+        "problem": problem,
+        "has_account": not request.user.is_authenticated
+        and User.objects.filter(email__iexact=invitation.email).exists(),
+    }
+    return render(request, "workspace/invitation.html", context, status=status)
 
 
 @org_admin_required
@@ -201,9 +249,14 @@ def _render_members(request, invite_form, status=200):
     return render(request, "workspace/members.html", context, status=status)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @org_admin_required
 def invite(request):
+    """A refused invitation is shown in place with what was typed; the address bar reads
+    Members (HX-Replace-Url for the boosted form), and this URL answers a GET (a reload, a
+    bookmark) with the Members page."""
+    if request.method == "GET":
+        return redirect("workspace:members")
     form = InviteForm(request.POST)
     if form.is_valid():
         try:
@@ -215,7 +268,9 @@ def invite(request):
         else:
             messages.success(request, f"Invitation sent to {invitation.email}.")
             return redirect("workspace:members")
-    return _render_members(request, form, status=422)
+    response = _render_members(request, form, status=422)
+    response["HX-Replace-Url"] = reverse("workspace:members")
+    return response
 
 
 @require_POST

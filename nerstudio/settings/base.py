@@ -121,7 +121,21 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "nerstudio"},
+            "CONFIG": {
+                # channels-redis waits for a message with a blocking pop of 5 s; redis-py 8 reads
+                # with a 5 s socket timeout by default, which cut that wait and closed idle
+                # websockets (redis.exceptions.TimeoutError). Read for longer than the pop waits,
+                # and still fail within seconds when Redis is gone.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 15,
+                        "socket_connect_timeout": 5,
+                        "health_check_interval": 30,
+                    }
+                ],
+                "prefix": "nerstudio",
+            },
         }
     }
 else:
@@ -209,6 +223,11 @@ ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*"]
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+# allauth names the site in its emails; without django.contrib.sites that would be the request's
+# host ("[127.0.0.1:8000] Sign-In Code"). The sites framework is left out on purpose: installing it
+# now would make allauth look for a social-app/site table existing databases never created. The
+# body's greeting says the same (templates/account/email/base_message.txt).
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[NER Studio] "
 SOCIALACCOUNT_ADAPTER = "accounts.adapters.SocialAccountAdapter"
 SOCIALACCOUNT_AUTO_SIGNUP = True
 SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True  # link Google to a matching account
@@ -249,6 +268,9 @@ def signin_settings(*, debug: bool, google_configured: bool) -> dict:
             "ACCOUNT_EMAIL_VERIFICATION": "mandatory",
             "ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED": True,
             "SOCIALACCOUNT_EMAIL_VERIFICATION": "none",
+            # Say "no account uses this email" (and offer to create one) rather than email an
+            # "Unknown Account" notice without a code: this sign-in is local development only.
+            "ACCOUNT_PREVENT_ENUMERATION": False,
         }
     return {
         "NERSTUDIO_DEV_SIGNIN": False,
@@ -257,6 +279,7 @@ def signin_settings(*, debug: bool, google_configured: bool) -> dict:
         "ACCOUNT_EMAIL_VERIFICATION": "none",
         "ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED": False,
         "SOCIALACCOUNT_EMAIL_VERIFICATION": "none",
+        "ACCOUNT_PREVENT_ENUMERATION": True,
     }
 
 
@@ -450,7 +473,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     # Callback tokens never reach the logs (lib/log_redaction.py).
-    "filters": {"redact_secrets": {"()": "lib.log_redaction.RedactSecrets"}},
+    "filters": {
+        "redact_secrets": {"()": "lib.log_redaction.RedactSecrets"},
+        # Reconciliation runs every few seconds: it logs only when it did something.
+        "quiet_periodic_tasks": {"()": "lib.log_filters.QuietPeriodicTasks"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
@@ -462,8 +489,13 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django.channels.server": {"propagate": False},  # daphne prints its own access log
-        # Without a broker tasks run in the web process: a line per succeeded task (reconcile
-        # every 5 s) would bury the sign-in codes `make run` prints; failures still show.
-        **({} if REDIS_URL else {"celery.app.trace": {"level": "WARNING"}}),
+        "celery.beat": {"filters": ["quiet_periodic_tasks"]},
+        "celery.worker.strategy": {"filters": ["quiet_periodic_tasks"]},  # "Task … received"
+        # Without a broker tasks run in the web process: a line per succeeded task would bury the
+        # sign-in codes `make run` prints; failures still show.
+        "celery.app.trace": {
+            "filters": ["quiet_periodic_tasks"],
+            **({} if REDIS_URL else {"level": "WARNING"}),
+        },
     },
 }

@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from django import forms
+from django.template.defaultfilters import pluralize
 
 from .answers import (
     VARIANTS_FORMAT,
@@ -109,7 +110,8 @@ def _probe_credits(adapter: ImageAdapter | LLMAdapter) -> str:
         credits = Decimal(str(data))
     except InvalidOperation:
         raise InvalidOutput("kie.ai returned an unreadable credit balance.") from None
-    return f"Key accepted by {adapter.base_url} ({credits.normalize():f} credits left)."
+    left = f"{credits.normalize():f} credit{pluralize(credits)}"
+    return f"Key accepted by {adapter.base_url} ({left} left)."
 
 
 def _auth_headers(adapter: ImageAdapter | LLMAdapter) -> dict[str, str]:

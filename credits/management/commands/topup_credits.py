@@ -2,16 +2,16 @@
 
 Whoever can run manage.py operates the platform, so this is one of the two ways credits are added
 (the other is the superuser-only admin). The ledger records where the top-up came from: its note
-starts with COMMAND_LINE_NOTE, and `--by` names the operator (a superuser) as its actor.
+starts with COMMAND_LINE_NOTE, and `--by` names the operator (a superuser) as its actor; without
+it the actor is none, which the audit log shows as "command line".
+
+    manage.py topup_credits acme-creative 5000 --note "Invoice 2026-014"
 """
 
-import uuid
-
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from credits import services
-from orgs.models import Organization
+from credits import limits, services
+from credits.management.operator import find_operator, find_organization
 
 COMMAND_LINE_NOTE = "[command line]"
 
@@ -20,7 +20,11 @@ class Command(BaseCommand):
     help = "Top up an organization's credits and record it in the ledger."
 
     def add_arguments(self, parser):
-        parser.add_argument("org", help="The organization's public id or exact name.")
+        parser.add_argument(
+            "org",
+            help="The organization: its id, public id, slug or name (any case). When that could "
+            "be more than one, or none, the command stops and lists the candidates.",
+        )
         parser.add_argument("amount", help="Credits to add: a positive whole number.")
         parser.add_argument("--note", default="", help="Why, for the ledger (e.g. an invoice).")
         parser.add_argument(
@@ -38,39 +42,10 @@ class Command(BaseCommand):
         entry = services.top_up(org=organization, amount=credits_to_add, actor=operator, note=note)
         self.stdout.write(
             self.style.SUCCESS(
-                f"Added {credits_to_add} credits to {organization}. "
+                f"Added {limits.credits(credits_to_add)} to {organization} ({organization.slug}). "
                 f"New balance: {entry.balance_after}."
             )
         )
-
-
-def find_organization(ref: str) -> Organization:
-    ref = ref.strip()
-    try:
-        public_id = uuid.UUID(ref)
-    except ValueError:
-        public_id = None
-    if public_id is not None:
-        org = Organization.objects.filter(public_id=public_id).first()
-        if org is None:
-            raise CommandError(f"No organization has the public id {ref}.")
-        return org
-    matches = list(Organization.objects.filter(name=ref).order_by("created_at"))
-    if not matches:
-        raise CommandError(f'No organization is named "{ref}". Use its exact name or public id.')
-    if len(matches) > 1:
-        ids = ", ".join(str(o.public_id) for o in matches)
-        raise CommandError(
-            f'{len(matches)} organizations are named "{ref}"; give the public id instead: {ids}.'
-        )
-    return matches[0]
-
-
-def find_operator(email: str):
-    user = get_user_model().objects.filter(email__iexact=email.strip()).first()
-    if user is None or not services.is_operator(user):
-        raise CommandError(f"--by must be an active superuser's email; {email} is not.")
-    return user
 
 
 def parse_amount(raw: str) -> int:

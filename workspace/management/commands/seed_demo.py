@@ -6,6 +6,7 @@ from django.db import transaction
 
 from accounts.models import User
 from credits import services as credit_services
+from credits.limits import credits
 from orgs.models import Membership, Organization
 from workspace.services import open_organization
 
@@ -43,5 +44,5 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"Demo organization '{org}' is ready: ")
             + ", ".join(f"{email} ({role})" for email, _, role in DEMO_USERS)
-            + f"; {credit_services.balance_of(org)} credits"
+            + f"; {credits(credit_services.balance_of(org))}"
         )

@@ -1,0 +1,166 @@
+"""Invitations in a real browser: a person without an account opens the emailed link, creates
+the account with a sign-in code, gives a name and is generating in the organization within two
+minutes; an invitation to someone in another organization is refused at once, and reloading
+after that refusal is not an error."""
+
+import re
+import time
+import uuid
+
+import pytest
+
+from tests.e2e.flows import WAIT_MS, generate_from_photo
+
+INVITE_LINK = re.compile(r"(http://\S+/invite/\S+/)")
+SCREENSHOTS = "/tmp/e2e-invitation-{}.png"
+
+
+def _fresh_email(who: str) -> str:
+    return f"{who}-{uuid.uuid4().hex[:8]}@new.nerstudio.test"
+
+
+MAKE_ADMIN = """
+from accounts.models import User
+from allauth.account.models import EmailAddress
+from orgs.models import Membership, Organization
+user = User.objects.create_user(email={email!r}, name="Ines Inviter")
+EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+Membership.objects.create(org=Organization.objects.get(name="Demo Studio"), user=user, role="admin")
+"""
+
+
+@pytest.fixture(scope="module")
+def inviter(e2e_server, browser):
+    """A tab signed in (through the code flow) as a Demo Studio admin of this module's own:
+    allauth allows three code requests per email a minute, and the other browser tests
+    already sign in the demo admin."""
+    email = _fresh_email("inviter")
+    e2e_server.manage("shell", "-c", MAKE_ADMIN.format(email=email))
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(f"{e2e_server.url}/accounts/login/")
+    page.fill("input[name=email]", email)
+    before = e2e_server.log_size()
+    page.get_by_role("button", name="Email me a sign-in code").click()
+    page.fill("input[name=code]", e2e_server.sign_in_code(email, before))
+    page.get_by_role("button", name="Confirm").click()
+    page.wait_for_url(f"{e2e_server.url}/dashboard/")
+    yield page
+    context.close()
+
+
+def _invite(page, server, email: str, role: str = "member"):
+    page.goto(f"{server.url}/members/")
+    page.fill("input[name=email]", email)
+    page.select_option("select[name=role]", role)
+    before = server.log_size()
+    page.get_by_role("button", name="Send invitation").click()
+    return before
+
+
+def _invitation_link(server, email: str, after: int, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = server.log_path.read_text(errors="replace")[after:]
+        if f"To: {email}" in text and (match := INVITE_LINK.search(text)):
+            return match.group(1)
+        time.sleep(0.1)
+    raise AssertionError(f"No invitation email to {email}:\n{server.log_text()}")
+
+
+def _messages(page) -> list[str]:
+    return [m.inner_text().strip() for m in page.locator("main .messages .message").all()]
+
+
+def _sign_up_with_a_code(page, server, email: str, button: str) -> None:
+    """From a page offering `button` (which posts `email` to sign-up), through the code page."""
+    before = server.log_size()
+    page.get_by_role("button", name=button).click()
+    page.wait_for_url(f"{server.url}/accounts/confirm-email/")
+    page.fill("input[name=code]", server.sign_in_code(email, before))
+    page.get_by_role("button", name="Confirm").click()
+    page.wait_for_url(re.compile(r"/welcome/\?next="))
+
+
+def test_a_new_person_joins_from_the_link_and_generates_within_two_minutes(
+    e2e_server, inviter, browser, tmp_path
+):
+    email = _fresh_email("nora")
+    after = _invite(inviter, e2e_server, email)
+    link = _invitation_link(e2e_server, email, after)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        started = time.monotonic()
+        page.goto(link)
+        assert page.get_by_role("heading", name="Join Demo Studio").is_visible()
+        page.screenshot(path=SCREENSHOTS.format("link"), full_page=True)
+
+        _sign_up_with_a_code(page, e2e_server, email, "Create my account")
+
+        # The address bar is the name step's, not allauth's code page.
+        assert page.evaluate("location.pathname") == "/welcome/"
+        assert page.get_by_role("heading", name="Welcome to Demo Studio").is_visible()
+        assert _messages(page) == []
+        page.fill("input[name=display_name]", "Nora Lindqvist")
+        page.get_by_role("button", name="Continue to Demo Studio").click()
+        page.wait_for_url(f"{e2e_server.url}/generate/")
+        joined_after = time.monotonic() - started
+
+        assert _messages(page) == ["Welcome to Demo Studio, Nora! You joined as member."]
+        assert "Nora Lindqvist" in page.locator("header .account-name").inner_text()
+
+        generate_from_photo(page, e2e_server, tmp_path, "A blue ceramic mug on linen")
+        page.wait_for_selector('#generation-status[data-status="done"]', timeout=WAIT_MS)
+        generating_after = time.monotonic() - started
+        print(
+            f"\ninvitee joined after {joined_after:.1f} s, "
+            f"first images done after {generating_after:.1f} s"
+        )
+        assert generating_after < 120
+
+        page.goto(link)  # the used link leads home, not to "already used"
+        assert page.evaluate("location.pathname") == "/generate/"
+    except Exception as exc:
+        page.screenshot(path=SCREENSHOTS.format("failure"), full_page=True)
+        pytest.fail(f"{exc}\n\n--- server log ---\n{e2e_server.log_text()}")
+    finally:
+        context.close()
+
+
+def test_someone_in_another_organization_is_refused_and_a_reload_is_no_error(
+    e2e_server, inviter, browser
+):
+    email = _fresh_email("rival")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        # Someone founds their own organization through the ordinary sign-up.
+        page.goto(f"{e2e_server.url}/accounts/signup/?email={email}")
+        _sign_up_with_a_code(page, e2e_server, email, "Create account")
+        page.fill("input[name=display_name]", "Rita Rival")
+        page.fill("input[name=name]", f"Rival {email[6:14]}")
+        page.get_by_role("button", name="Create organization").click()
+        page.wait_for_url(f"{e2e_server.url}/dashboard/")
+
+        _invite(inviter, e2e_server, email, role="admin")
+        error = inviter.locator(".field-error")
+        error.wait_for()
+        assert "already belongs to another organization" in error.inner_text()
+        assert inviter.input_value("input[name=email]") == email
+        assert inviter.input_value("select[name=role]") == "admin"
+        assert inviter.evaluate("location.pathname") == "/members/"
+        assert inviter.locator("tr[id^=invitation-]", has_text=email).count() == 0
+        inviter.screenshot(path=SCREENSHOTS.format("refused"), full_page=True)
+
+        response = inviter.reload()
+        assert response is not None and response.status == 200
+        assert inviter.get_by_role("button", name="Send invitation").is_visible()
+    except Exception as exc:
+        inviter.screenshot(path=SCREENSHOTS.format("failure"), full_page=True)
+        pytest.fail(f"{exc}\n\n--- server log ---\n{e2e_server.log_text()}")
+    finally:
+        context.close()
