@@ -232,7 +232,12 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         "created_at",
     ]
     # The list shows the same columns, the date first, without the image.
-    list_display = ["created_at", *(name for name in fields if name not in ("image", "created_at"))]
+    list_display = [
+        "created_at",
+        "kind",
+        "explained",
+        *(name for name in fields if name not in ("image", "created_at", "kind")),
+    ]
     list_select_related = ["org", "actor", "generation", "provider"]
     search_fields = ["note"]
 
@@ -247,6 +252,10 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         if request.user.is_superuser:
             return self.fields
         return [_tenant_column(name) for name in self.fields]
+
+    @admin.display(description="What happened")
+    def explained(self, obj):
+        return obj.explanation
 
     @admin.display(description="Actor")
     def by(self, obj):

@@ -84,6 +84,20 @@ class LedgerEntry(models.Model):
     def __str__(self):
         return f"{self.get_kind_display()} {self.delta:+d} ({self.org})"
 
+    @property
+    def explanation(self) -> str:
+        """The movement in words. A capture changes no balance (its generation's hold already
+        took the credits), so it says what it spent rather than showing a bare 0."""
+        n = self.amount
+        amount = f"{n:,} credit{'' if n == 1 else 's'}"
+        return {
+            self.Kind.TOPUP: f"Added {amount}",
+            self.Kind.HOLD: f"Held {amount} for a generation",
+            self.Kind.CAPTURE: f"Spent {amount} of the hold: an image arrived",
+            self.Kind.RELEASE: f"Refunded {amount}: an image failed",
+            self.Kind.ADJUSTMENT: f"Adjusted the balance by {self.delta:+,}",
+        }.get(self.kind, self.get_kind_display())
+
 
 class TopUpRequestQuerySet(models.QuerySet):
     def for_org(self, org):

@@ -378,6 +378,25 @@ def test_an_org_admin_sees_only_their_orgs_ledger(admin_client, org, other_admin
     assert admin_client.get(entry_url, follow=True).redirect_chain[-1][0] == reverse("admin:index")
 
 
+def test_the_admin_ledger_says_what_each_movement_did(admin_client, org, admin_membership):
+    credits.top_up(org=org, amount=100)
+    generation = new_generation(admin_membership, count=2, cost=3)
+    credits.hold(generation=generation)
+    first, second = generation.images.order_by("index")
+    credits.capture(image=first)
+    credits.release(image=second)
+
+    page = admin_client.get(reverse("admin:credits_ledgerentry_changelist")).content.decode()
+
+    for words in [
+        "Added 100 credits",
+        "Held 6 credits for a generation",
+        "Spent 3 credits of the hold: an image arrived",
+        "Refunded 3 credits: an image failed",
+    ]:
+        assert words in page
+
+
 def test_a_superuser_sees_every_ledger_and_filters_by_org(
     superuser_client, org, other_admin_membership
 ):
