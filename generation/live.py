@@ -156,22 +156,35 @@ def _card_fragment(generation: Generation, image: GenerationImage) -> str:
     return render_to_string("generation/_card.html", context).strip()
 
 
+def current_state(generation_id: int) -> tuple[Generation | None, list[GenerationImage]]:
+    """The generation and its images in one query: every websocket (re)connect reads them."""
+    images = list(
+        GenerationImage.objects.filter(generation_id=generation_id)
+        .select_related("generation")
+        .order_by("index")
+    )
+    if not images:
+        return Generation.objects.filter(pk=generation_id).first(), []
+    generation = images[0].generation
+    for image in images:
+        image.generation = generation
+    return generation, images
+
+
 def render_generation(generation_id: int) -> str:
     """The status line and every card as out-of-band fragments: the whole current state."""
-    generation = Generation.objects.filter(pk=generation_id).first()
+    generation, images = current_state(generation_id)
     if generation is None:
         return ""
-    images = list(generation.images.order_by("index"))
     cards = [_card_fragment(generation, image) for image in images]
     return "\n".join([_status_fragment(generation, images), *cards])
 
 
 def render_image(generation_id: int, image_id: int) -> str:
     """One card, plus the status line (its counts change with every card)."""
-    generation = Generation.objects.filter(pk=generation_id).first()
+    generation, images = current_state(generation_id)
     if generation is None:
         return ""
-    images = list(generation.images.order_by("index"))
     card = next((i for i in images if i.pk == image_id), None)
     if card is None:
         return ""

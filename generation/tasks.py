@@ -10,7 +10,9 @@ module per step; a step never queues the next one, the tasks here do).
 
 Tasks take ids. A step that must wait (a transient provider error, the organization's share of
 provider calls in use) raises lib.tasks.TryLater; the base Task re-queues it after that wait, the
-one retry policy for every task. The task names are in the beat schedule (settings)."""
+one retry policy for every task. The task names are in the beat schedule and in CELERY_TASK_ROUTES
+(settings), which puts each kind of work on its own queue: run_generation on `pipeline`,
+submit_image on `submit`, collect_result on `results`, reconcile on `maintenance`."""
 
 import logging
 from typing import Any

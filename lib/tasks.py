@@ -1,9 +1,14 @@
 """One way to start background work, with or without a broker.
 
 With REDIS_URL set, tasks go to Celery workers. Without it (the embedded default) the same Celery
-task bodies run on a thread pool inside the web process, so a page never waits for them and results
+task bodies run on thread pools inside the web process, so a page never waits for them and results
 still arrive one by one. Either way the task is sent only after the current transaction commits,
 so a worker never looks for rows that are not there yet.
+
+Tasks go to queues by kind of work (CELERY_TASK_ROUTES in settings, the one place that decides):
+pipeline steps, provider submissions, result collection, the offline renderer, maintenance. With a
+broker each queue has its own worker process (Procfile); without one each has its own thread pool
+here, so in both modes a backlog of renders never delays another generation's submission.
 
 A task that cannot proceed yet (its organization already has its share of provider calls in
 flight) raises `TryLater`: it runs again after a short wait, without holding a worker meanwhile —
@@ -22,20 +27,30 @@ from celery.contrib.django.task import DjangoTask
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
+from lib.request_id import task_headers
+
 logger = logging.getLogger(__name__)
 
-_pool: ThreadPoolExecutor | None = None
+_pools: dict[str, ThreadPoolExecutor] = {}
 _pool_lock = threading.Lock()
 
 
-def _embedded_pool() -> ThreadPoolExecutor:
-    global _pool
+def queue_of(task_name: str) -> str:
+    """The queue Celery routes `task_name` to (settings.CELERY_TASK_ROUTES, else the default)."""
+    return celery.current_app.amqp.router.route({}, task_name)["queue"].name
+
+
+def _embedded_pool(queue: str) -> ThreadPoolExecutor:
+    """The queue's own thread pool (threads start only as work arrives)."""
     with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(
-                max_workers=settings.NERSTUDIO_EMBEDDED_WORKERS, thread_name_prefix="nerstudio-task"
+        if queue not in _pools:
+            size = settings.NERSTUDIO_EMBEDDED_POOL_SIZES.get(
+                queue, settings.NERSTUDIO_EMBEDDED_WORKERS
             )
-        return _pool
+            _pools[queue] = ThreadPoolExecutor(
+                max_workers=size, thread_name_prefix=f"nerstudio-task-{queue}"
+            )
+        return _pools[queue]
 
 
 class TryLater(Exception):
@@ -60,9 +75,12 @@ class Task(DjangoTask):
             raise self.retry(countdown=later.seconds, max_retries=None) from None
 
 
-def _run_embedded(task_name: str, kwargs: dict, retries: int = 0) -> None:
+def _run_embedded(
+    task_name: str, kwargs: dict, retries: int = 0, headers: dict | None = None
+) -> None:
     try:
-        result = celery.current_app.tasks[task_name].apply(kwargs=kwargs, retries=retries)
+        task = celery.current_app.tasks[task_name]
+        result = task.apply(kwargs=kwargs, retries=retries, headers=headers)
         if result.failed():
             logger.error("Task %s failed: %r", task_name, result.result)
     finally:
@@ -72,25 +90,36 @@ def _run_embedded(task_name: str, kwargs: dict, retries: int = 0) -> None:
 def enqueue(task: DjangoTask, /, *, countdown: float = 0, **kwargs: Any) -> None:
     """Run `task(**kwargs)` in the background once the current transaction commits (at once
     outside one), after `countdown` seconds: to the broker with Celery's own on-commit send,
-    or without a broker to the embedded pool."""
+    or without a broker to the embedded pool. The message headers carry the request and
+    generation ids into the task's log lines (lib.request_id)."""
+    headers = task_headers()
     if settings.CELERY_BROKER_URL:
-        task.apply_async_on_commit(kwargs=kwargs, countdown=countdown)  # 0: no ETA at all
+        task.apply_async_on_commit(kwargs=kwargs, countdown=countdown, headers=headers)  # 0: no ETA
     else:
-        transaction.on_commit(partial(submit_embedded, task.name, kwargs, countdown))
+        transaction.on_commit(
+            partial(submit_embedded, task.name, kwargs, countdown, headers=headers)
+        )
 
 
 _timers: set[threading.Timer] = set()
 
 
-def submit_embedded(task_name: str, kwargs: dict, countdown: float = 0, retries: int = 0) -> None:
-    """Run on the pool now, or after `countdown` seconds from a timer: a waiting task never holds
-    one of the pool's threads."""
+def submit_embedded(
+    task_name: str,
+    kwargs: dict,
+    countdown: float = 0,
+    retries: int = 0,
+    headers: dict | None = None,
+) -> None:
+    """Run on the task's queue's pool now, or after `countdown` seconds from a timer: a waiting
+    task never holds one of the pool's threads. `headers` default to the current log ids."""
+    headers = task_headers() if headers is None else headers
     if countdown > 0:
 
         def fire():
             with _pool_lock:
                 _timers.discard(timer)
-            submit_embedded(task_name, kwargs, retries=retries)
+            submit_embedded(task_name, kwargs, retries=retries, headers=headers)
 
         timer = threading.Timer(countdown, fire)
         timer.daemon = True
@@ -98,7 +127,7 @@ def submit_embedded(task_name: str, kwargs: dict, countdown: float = 0, retries:
             _timers.add(timer)
         timer.start()
         return
-    _embedded_pool().submit(_run_embedded, task_name, kwargs, retries)
+    _embedded_pool(queue_of(task_name)).submit(_run_embedded, task_name, kwargs, retries, headers)
 
 
 def cancel_deferred() -> int:
@@ -134,3 +163,10 @@ def _beat_loop() -> None:
             if time.monotonic() >= due[name]:
                 due[name] = time.monotonic() + entry["schedule"]
                 submit_embedded(entry["task"], {})
+
+
+def embedded_backlog() -> dict[str, int]:
+    """Tasks waiting for a thread, per queue, in this process's embedded pools (readyz)."""
+    with _pool_lock:
+        pools = dict(_pools)
+    return {queue: pool._work_queue.qsize() for queue, pool in pools.items()}

@@ -9,11 +9,11 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nerstudio.settings.base")
 django_asgi_app = get_asgi_application()  # before anything imports models
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from lib.consumer_threads import AuthMiddlewareStack  # noqa: E402
 from lib.http_limits import RequestBodyLimit  # noqa: E402
 from nerstudio.urls import websocket_urlpatterns  # noqa: E402
 

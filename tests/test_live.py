@@ -8,13 +8,14 @@ import threading
 import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from generation import live
+from generation import consumers, live
 from generation.models import Generation, GenerationImage
 from nerstudio.asgi import application
 from tests.factories import MembershipFactory
@@ -149,6 +150,81 @@ async def test_the_owner_and_the_org_admin_receive_the_current_state_on_connect(
         assert f'id="image-{card.public_id}"' in html
     assert "The model refused the prompt." in html
     assert "2 credits refunded" in html
+
+
+@pytest.mark.django_db
+def test_the_access_check_is_the_pages_rule_in_one_query(
+    generation, owner_membership, admin, member, other_admin, django_assert_num_queries
+):
+    """The detail page's rule (Generation.objects.visible_to), for everyone who may ask."""
+    from tests.factories import UserFactory
+
+    loner = UserFactory()
+    expected = {owner_membership.user: generation.pk, admin: generation.pk}
+    for user in (owner_membership.user, admin, member, other_admin, loner):
+        with django_assert_num_queries(1):
+            assert consumers.visible_generation_id(user, generation.public_id) == expected.get(user)
+
+
+@pytest.mark.django_db
+def test_the_current_state_is_read_in_one_query(generation, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        html = live.render_generation(generation.pk)
+    assert html.count('hx-swap-oob="true"') == 1 + 3
+    assert live.render_generation(999_999) == ""
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_connect_does_its_database_work_off_the_sync_thread(
+    generation, owner_membership, monkeypatch
+):
+    """Channels runs database work on one thread per process by default, shared with the sync
+    views: connects queued for it behind each other and behind any slow view."""
+    threads = []
+    check, render = consumers.visible_generation_id, live.render_generation
+
+    def spy(fn):
+        def run(*args):
+            threads.append((fn.__name__, threading.current_thread().name))
+            return fn(*args)
+
+        return run
+
+    monkeypatch.setattr(consumers, "visible_generation_id", spy(check))
+    monkeypatch.setattr(live, "render_generation", spy(render))
+
+    communicator, connected = await connect(generation, owner_membership.user)
+    assert connected
+    await communicator.receive_from(timeout=TIMEOUT)
+    await communicator.disconnect()
+
+    assert [name for name, _ in threads] == ["visible_generation_id", "render_generation"]
+    assert all(thread.startswith("consumer-db") for _, thread in threads)
+
+
+needs_redis = pytest.mark.skipif(
+    type(get_channel_layer()).__module__ != "channels_redis.core",
+    reason="the idle wait is channels-redis's (REDIS_URL)",
+)
+
+
+@needs_redis
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_with_redis_an_idle_socket_stays_open_past_the_layers_blocking_pop(
+    generation, owner_membership
+):
+    """Issue 12: with nothing to send, the consumer waits on Redis; redis-py's 5 s read timeout
+    cut that wait and the server closed the socket (1011) every few seconds."""
+    communicator, connected = await connect(generation, owner_membership.user)
+    assert connected
+    await communicator.receive_from(timeout=TIMEOUT)
+
+    assert await communicator.receive_nothing(timeout=get_channel_layer().brpop_timeout + 1)
+    await sync_to_async(live.push_generation)(generation.pk)
+    assert "generation-status" in await communicator.receive_from(timeout=TIMEOUT)
+    await communicator.disconnect()
 
 
 # --- Pushes from the pipeline ---------------------------------------------------------------------

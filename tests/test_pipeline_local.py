@@ -146,7 +146,10 @@ def test_with_redis_a_separate_celery_worker_runs_the_whole_pipeline(studio, set
     settings.CELERY_BROKER_URL = os.environ["REDIS_URL"]
     membership, local = studio
     celery_app.control.purge()  # messages other tests left behind
-    with start_worker(celery_app, pool="threads", concurrency=4, perform_ping_check=False):
+    every_queue = list(celery_app.amqp.queues)  # pipeline, submit, results, render, maintenance…
+    with start_worker(
+        celery_app, pool="threads", concurrency=4, perform_ping_check=False, queues=every_queue
+    ):
         generation = _wait_until_finished(_start(membership, local, count=2))
     assert generation.status == Generation.Status.DONE
     assert credits.balance_of(membership.org) == 50 - 2 * 2

@@ -9,6 +9,11 @@ class WorkspaceConfig(AppConfig):
     default = True
     name = "workspace"
 
+    def ready(self):
+        from workspace import health
+
+        health.connect_signals()  # the workers' heartbeat, for /readyz/
+
 
 class NerStudioAdminConfig(admin_apps.AdminConfig):
     """The Django admin with NER Studio's own site (workspace/admin_site.py), which opens it to

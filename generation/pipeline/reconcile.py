@@ -1,8 +1,16 @@
 """Reconciliation (the periodic reconcile task): poll images whose callback is late, fail those
 past their deadline, and find generations and images whose worker stopped. Safe to run in
 several processes at once: every row it acts on is claimed first. It queues nothing itself; it
-returns what to run again, and the task queues that."""
+returns what to run again, and the task queues that.
 
+Polls follow each image's expected time: the first is due after its model's observed median time
+to a result (submit.first_poll_after), the next ones a quarter of that median apart (at least
+NERSTUDIO_POLL_MIN_SECONDS), doubling up to once a minute. Under overload, when results are late
+everywhere, polls would only add to the load: a round polls at most NERSTUDIO_POLLS_PER_ROUND
+images per model, the longest overdue first, and never one whose callback arrived (its collection
+is queued) or that is being collected."""
+
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -12,9 +20,14 @@ from django.utils import timezone
 
 from generation.models import Generation, GenerationImage
 from generation.pipeline.results import fail_generation, fail_image
+from providers import health
+from providers.models import Provider
 
 Status = Generation.Status
 ImageStatus = GenerationImage.Status
+MAX_POLL_INTERVAL = 60.0
+# After a callback the collection it queued runs; a poll only if that got lost meanwhile.
+CALLBACK_GRACE_SECONDS = 60.0
 
 
 @dataclass
@@ -46,14 +59,7 @@ def reconcile(now: datetime | None = None) -> Reconciled:
         if fail_image(image_id, f"No result within {minutes} minutes."):
             found.timed_out += 1
 
-    due = GenerationImage.objects.filter(status=ImageStatus.GENERATING, next_poll_at__lte=now)
-    for image_id, polls in due.values_list("pk", "polls"):
-        backoff = min(settings.NERSTUDIO_POLL_MIN_SECONDS * 2**polls, 60)
-        claimed = GenerationImage.objects.filter(
-            pk=image_id, status=ImageStatus.GENERATING, next_poll_at__lte=now
-        ).update(next_poll_at=now + timedelta(seconds=backoff), polls=F("polls") + 1)
-        if claimed:  # another reconciler did not take it first
-            found.collect.append(image_id)
+    found.collect = _claim_polls(now)
 
     # Images never submitted although their generation reached the image stage (the worker died
     # between writing the prompts and queueing the submissions): submit them, or give up.
@@ -79,3 +85,47 @@ def reconcile(now: datetime | None = None) -> Reconciled:
     for generation_id in too_late.values_list("pk", flat=True):
         fail_generation(generation_id, "The generation did not start in time.")
     return found
+
+
+def poll_interval(polls: int, expected: float | None) -> float:
+    """Seconds from an image's poll number `polls + 1` to the next, for a model whose median time
+    to a result is `expected` (None: nothing observed yet)."""
+    base = max(float(settings.NERSTUDIO_POLL_MIN_SECONDS), (expected or 0.0) / 4)
+    return min(base * 2 ** min(polls, 10), MAX_POLL_INTERVAL)
+
+
+def _claim_polls(now: datetime) -> list[int]:
+    """The images to poll this round, each claimed (its next poll moved on) so that another
+    reconciler running at the same time does not poll it too."""
+    due = (
+        GenerationImage.objects.filter(status=ImageStatus.GENERATING, next_poll_at__lte=now)
+        .filter(Q(collecting_until__isnull=True) | Q(collecting_until__lt=now))
+        .order_by("next_poll_at", "pk")
+        .values_list("pk", "generation__provider_id", "polls")
+    )
+    chosen: list[tuple[int, int | None, int]] = []
+    per_model: Counter[int | None] = Counter()
+    for image_id, provider_id, polls in due:
+        if per_model[provider_id] < settings.NERSTUDIO_POLLS_PER_ROUND:
+            per_model[provider_id] += 1
+            chosen.append((image_id, provider_id, polls))
+    providers = Provider.objects.in_bulk([p for p in per_model if p is not None])
+    expected = {pk: health.result_latency_p50(provider) for pk, provider in providers.items()}
+
+    claimed_ids = []
+    for pk, model_id, polled in chosen:
+        wait = poll_interval(polled, expected.get(model_id) if model_id else None)
+        claimed = GenerationImage.objects.filter(
+            pk=pk, status=ImageStatus.GENERATING, next_poll_at__lte=now
+        ).update(next_poll_at=now + timedelta(seconds=wait), polls=F("polls") + 1)
+        if claimed:  # another reconciler did not take it first
+            claimed_ids.append(pk)
+    return claimed_ids
+
+
+def callback_received(image_id: int) -> None:
+    """The provider called back and the image's collection is queued: no poll meanwhile (one
+    only if that collection got lost)."""
+    GenerationImage.objects.filter(pk=image_id, status=ImageStatus.GENERATING).update(
+        next_poll_at=timezone.now() + timedelta(seconds=CALLBACK_GRACE_SECONDS)
+    )

@@ -13,6 +13,8 @@ from pathlib import Path
 import environ
 from botocore.config import Config as BotoConfig
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -62,8 +64,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "lib.request_id.RequestIdMiddleware",  # first: every later log line names the request
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -86,6 +90,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.csp",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "orgs.context_processors.membership",
@@ -126,12 +131,18 @@ if REDIS_URL:
                 # with a 5 s socket timeout by default, which cut that wait and closed idle
                 # websockets (redis.exceptions.TimeoutError). Read for longer than the pop waits,
                 # and still fail within seconds when Redis is gone.
+                # driver_info=None: no CLIENT SETINFO per new connection, whose version lookup
+                # (importlib.metadata, ~3 ms) ran on the event loop for every websocket connect.
+                # max_connections: redis-py 8 pools hold 100 and then raise at once ("Too many
+                # connections"); a burst of reconnects joins and leaves groups concurrently.
                 "hosts": [
                     {
                         "address": REDIS_URL,
                         "socket_timeout": 15,
                         "socket_connect_timeout": 5,
                         "health_check_interval": 30,
+                        "driver_info": None,
+                        "max_connections": 1000,
                     }
                 ],
                 "prefix": "nerstudio",
@@ -155,7 +166,28 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Workers log through the root handler configured in LOGGING (with its redaction filter).
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Queues by kind of work, each consumed by its own worker process (Procfile), so a backlog of one
+# kind (the offline renderer's CPU, slow prompt writers) never delays another generation's
+# submission. This is the one place a task's queue is decided; lib.tasks reads it too.
+CELERY_TASK_DEFAULT_QUEUE = "default"
+NERSTUDIO_QUEUES = ("default", "pipeline", "submit", "results", "render", "maintenance")
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in NERSTUDIO_QUEUES]
+CELERY_TASK_ROUTES = {
+    "generation.tasks.run_generation": {"queue": "pipeline"},  # reference descriptions, prompts
+    "generation.tasks.submit_image": {"queue": "submit"},  # one provider call per image
+    "generation.tasks.collect_result": {"queue": "results"},  # after callbacks and polls
+    "providers.local.image.render_local_image": {"queue": "render"},  # the offline provider's CPU
+    "generation.tasks.reconcile": {"queue": "maintenance"},  # beat
+}
+# Without a broker each queue is a thread pool of its own in the web process (lib.tasks): this many
+# threads for each of default, pipeline, submit and results (above NERSTUDIO_ORG_MAX_INFLIGHT, so
+# one organization's hanging provider calls never take a whole pool), and these for the rest.
 NERSTUDIO_EMBEDDED_WORKERS = env.int("NERSTUDIO_EMBEDDED_WORKERS", default=8)
+NERSTUDIO_EMBEDDED_POOL_SIZES = {
+    # Rendering is CPU work under the GIL: more threads than cores only make each render slower.
+    "render": env.int("NERSTUDIO_EMBEDDED_RENDER_WORKERS", default=2),
+    "maintenance": 1,
+}
 
 # --- Storage: local media by default, Cloudflare R2 / any S3 endpoint when a bucket is set --------
 MEDIA_URL = "/media/"  # no route serves it: files go out through gallery/media.py only
@@ -356,8 +388,10 @@ def _check_platform_urls(accounts: dict, *, allow_loopback: bool) -> None:
 
 
 _check_platform_urls(NERSTUDIO_PLATFORM_ACCOUNTS, allow_loopback=NERSTUDIO_EGRESS_ALLOW_LOOPBACK)
-# How often a process re-checks whether an org's provider configuration changed (seconds).
-NERSTUDIO_PROVIDER_REFRESH_SECONDS = env.float("NERSTUDIO_PROVIDER_REFRESH_SECONDS", default=0.5)
+# Provider changes are pushed to every process (providers.changes); this is the safety net: how
+# often a process re-checks an org's config_version while pushes are heard (seconds). Without them
+# (no Redis, or Redis unreachable) it re-checks at least every 0.5 s.
+NERSTUDIO_PROVIDER_REFRESH_SECONDS = env.float("NERSTUDIO_PROVIDER_REFRESH_SECONDS", default=5.0)
 # Total time the prompt-writer fallback chain may take (PRD §6: under 30 s).
 NERSTUDIO_LLM_CHAIN_DEADLINE = env.float("NERSTUDIO_LLM_CHAIN_DEADLINE", default=30.0)
 
@@ -369,6 +403,9 @@ NERSTUDIO_IMAGE_DEADLINE_SECONDS = env.int("NERSTUDIO_IMAGE_DEADLINE_SECONDS", d
 # the first poll before anything was observed.
 NERSTUDIO_POLL_MIN_SECONDS = env.int("NERSTUDIO_POLL_MIN_SECONDS", default=5)
 NERSTUDIO_POLL_AFTER_SECONDS = env.int("NERSTUDIO_POLL_AFTER_SECONDS", default=20)
+# Under overload (many results late at once) polls add to the load: at most this many per image
+# model per reconcile round (every 5 s), the longest-overdue first; the rest wait for a later round.
+NERSTUDIO_POLLS_PER_ROUND = env.int("NERSTUDIO_POLLS_PER_ROUND", default=20)
 # A generation stuck before image submission this long is resumed (its worker died).
 NERSTUDIO_STALLED_AFTER_SECONDS = env.int("NERSTUDIO_STALLED_AFTER_SECONDS", default=120)
 # Fair share: provider calls one organization may have in flight at once (keep it well below the
@@ -402,7 +439,12 @@ NERSTUDIO_EMBEDDED_BEAT = env.bool("NERSTUDIO_EMBEDDED_BEAT", default=not REDIS_
 CELERY_BEAT_SCHEDULE = {
     # Often enough for a poll due a few seconds after submission (first polls follow the
     # provider's observed latency); each run is a few indexed queries.
-    "reconcile-images": {"task": "generation.tasks.reconcile", "schedule": 5.0},
+    # A round the maintenance worker could not start within two periods is dropped, not piled up.
+    "reconcile-images": {
+        "task": "generation.tasks.reconcile",
+        "schedule": 5.0,
+        "options": {"expires": 10.0},
+    },
 }
 
 # --- Email ----------------------------------------------------------------------------------------
@@ -440,10 +482,51 @@ SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+
+
+def content_security_policy(*, public_url: str, media_endpoint: str, google: bool) -> dict:
+    """One policy for development and production alike, so a violation shows up in development
+    (and fails the browser tests) before it reaches users. Scripts and styles come from our own
+    static files; an inline one needs the request's nonce. Images may redirect to the media
+    bucket (presigned URLs); Google avatars come from Google; websockets go back to this host."""
+    from urllib.parse import urlsplit
+
+    def origin(url: str) -> str:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+    public = urlsplit(public_url)
+    sockets = [f"{'wss' if public.scheme == 'https' else 'ws'}://{public.netloc}"]
+    return {
+        "default-src": [CSP.SELF],
+        "script-src": [CSP.SELF, CSP.NONCE],
+        "style-src": [CSP.SELF, CSP.NONCE],
+        "img-src": [
+            CSP.SELF,
+            "data:",
+            "blob:",  # Generate's previews of the chosen files
+            "https://*.googleusercontent.com",  # avatars from Google sign-in
+            *filter(None, [origin(media_endpoint)]),
+        ],
+        "connect-src": [CSP.SELF, *sockets],  # 'self' covers same-host ws(s) in CSP 3 browsers
+        "object-src": [CSP.NONE],
+        "base-uri": [CSP.NONE],
+        "frame-ancestors": [CSP.NONE],
+        # Chromium checks form-action on the redirect after a POST too: Google's sign-in starts
+        # with a POST to allauth that redirects to Google.
+        "form-action": [CSP.SELF, *(["https://accounts.google.com"] if google else [])],
+    }
+
+
+SECURE_CSP = content_security_policy(
+    public_url=NERSTUDIO_PUBLIC_URL,
+    media_endpoint=env("NERSTUDIO_S3_ENDPOINT_URL", default="") if NERSTUDIO_S3_BUCKET else "",
+    google=bool(NERSTUDIO_GOOGLE_CLIENT_ID),
+)
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("NERSTUDIO_SSL_REDIRECT", default=True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz/$", r"^readyz/$"]  # probes speak plain HTTP
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("NERSTUDIO_HSTS_SECONDS", default=60 * 60 * 24 * 365)
@@ -468,21 +551,37 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- Operations: probes and logs ------------------------------------------------------------------
+# /readyz/ (workspace/health.py): each check's time limit in seconds, and the age in seconds after
+# which the workers' heartbeat (written as they finish tasks; reconcile runs every 5 s) is stale.
+NERSTUDIO_READYZ_TIMEOUT = env.float("NERSTUDIO_READYZ_TIMEOUT", default=2.0)
+NERSTUDIO_HEARTBEAT_MAX_AGE = env.int("NERSTUDIO_HEARTBEAT_MAX_AGE", default=60)
+# "json": one JSON object per line, for a log pipeline (the production default); "text": readable
+# lines (the default with DEBUG on). Both carry the request id and generation id where known.
+NERSTUDIO_LOG_FORMAT = env.str("NERSTUDIO_LOG_FORMAT", default="text" if DEBUG else "json")
+if NERSTUDIO_LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured("NERSTUDIO_LOG_FORMAT must be json or text.")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "lib.log_json.JsonFormatter", "fmt": "%(levelname)s %(name)s %(message)s"},
+    },
     # Callback tokens never reach the logs (lib/log_redaction.py).
     "filters": {
         "redact_secrets": {"()": "lib.log_redaction.RedactSecrets"},
+        # request_id, generation_id, image_id, task on every record (lib/request_id.py).
+        "log_context": {"()": "lib.request_id.LogContext"},
         # Reconciliation runs every few seconds: it logs only when it did something.
         "quiet_periodic_tasks": {"()": "lib.log_filters.QuietPeriodicTasks"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["redact_secrets"],
+            "formatter": NERSTUDIO_LOG_FORMAT,
+            "filters": ["log_context", "redact_secrets"],
         }
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},

@@ -128,7 +128,8 @@ def render_local_image(
     max_side: int,
     callback_url: str,
 ) -> None:
-    """What the local provider's worker does for one job."""
+    """What the local provider's worker does for one job: CPU work, on the `render` queue
+    (settings.CELERY_TASK_ROUTES) so it never holds up the pipeline's own queues."""
     products = []
     for url in image_urls:
         response = requests.get(url, timeout=(5, 30))

@@ -1,6 +1,10 @@
 """Real-browser tests: the real server (runserver + daphne) in a subprocess in the embedded
 default mode (SQLite, in-memory channel layer, background tasks on the web process's threads,
-local providers), driven by Debian's Chromium through Playwright's sync API."""
+local providers), driven by Debian's Chromium through Playwright's sync API.
+
+Every browser context is watched for Content Security Policy violations: a test during which any
+page reported one fails. A failing test leaves a screenshot of each page it had open in
+test-artifacts/e2e/ (the path is printed with the failure)."""
 
 import os
 import re
@@ -22,6 +26,109 @@ ROOT = Path(__file__).resolve().parents[2]
 ADMIN_EMAIL = "admin@demo.nerstudio.test"
 SERVER_START_SECONDS = 60
 SIGN_IN_CODE = re.compile(r"^([A-Z0-9]{4}-[A-Z0-9]{4})$", re.MULTILINE)
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+
+# Reports each violation to Python through an exposed binding, so nothing is lost when the page
+# navigates away right after it.
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  const where = `${e.sourceFile || e.documentURI}:${e.lineNumber}`;
+  window.e2eReportCsp(`${e.effectiveDirective} refused ${e.blockedURI || "inline"} at ${where}` +
+    (e.sample ? ` (${e.sample})` : ""));
+}, true);
+"""
+
+
+class WatchedBrowser:
+    """The browser, whose every new context records CSP violations: `securitypolicyviolation`
+    events in its pages and console errors that mention the Content Security Policy (which also
+    covers what the event does not reach)."""
+
+    def __init__(self, browser):
+        self._browser = browser
+        self.contexts = []
+        self.violations: list[str] = []
+
+    def __getattr__(self, name):
+        return getattr(self._browser, name)
+
+    def new_context(self, **kwargs):
+        context = self._browser.new_context(**kwargs)
+        context.expose_binding("e2eReportCsp", self._reported)
+        context.add_init_script(CSP_LISTENER)
+        context.on("console", self._console)
+        self.contexts.append(context)
+        return context
+
+    def _reported(self, source, text: str) -> None:
+        self.violations.append(f"{source['page'].url}: {text}")
+
+    def _console(self, message) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            self.violations.append(f"{message.page.url if message.page else ''}: {message.text}")
+
+    def open_pages(self) -> list:
+        pages = []
+        for context in self.contexts:
+            try:
+                pages.extend(page for page in context.pages if not page.is_closed())
+            except Exception:  # a closed context
+                continue
+        return pages
+
+    def take_violations(self) -> list[str]:
+        for page in self.open_pages():  # let reports of what already happened arrive (they are
+            try:  # queued as tasks: wait one out)
+                page.evaluate("() => new Promise((resolve) => setTimeout(resolve, 20))")
+            except Exception:  # a page navigating or closing
+                continue
+        taken, self.violations[:] = list(self.violations), []
+        return taken
+
+
+_watched: WatchedBrowser | None = None
+
+
+def _fail_on_violations(when: str) -> None:
+    if _watched and (violations := _watched.take_violations()):
+        pytest.fail(
+            f"Content Security Policy violations {when}:\n" + "\n".join(violations), pytrace=False
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    result = yield
+    if "browser" in getattr(item, "fixturenames", ()):
+        _fail_on_violations("during the test")
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed and report.when == "call" and _watched:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for number, page in enumerate(_watched.open_pages(), start=1):
+            path = ARTIFACTS / f"{item.name}-{number}.png"
+            try:
+                page.screenshot(path=str(path), full_page=True)
+            except Exception:  # a page that cannot be captured
+                continue
+            paths.append(str(path))
+        if paths:
+            report.sections.append(("e2e screenshots", "\n".join(paths)))
+            print(f"\nScreenshots of {item.nodeid}: {', '.join(paths)}")
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _no_csp_violations_after(request):
+    """Violations reported while fixtures tear down (a page's last navigation) fail the test too."""
+    yield
+    if "browser" in request.fixturenames:
+        _fail_on_violations("while the test finished")
 
 
 def _free_port() -> int:
@@ -38,6 +145,7 @@ class Server:
         self.log_path = tmp / "server.log"
         self.env = self._env()
         self.process: subprocess.Popen | None = None
+        self.admin_state: dict | None = None  # the signed-in admin's cookies (admin_page)
 
     def _env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NERSTUDIO_", "DJANGO_"))}
@@ -67,6 +175,11 @@ class Server:
         if result.returncode:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr[-3000:]}")
         return result.stdout
+
+    def shell(self, code: str) -> str:
+        """Run Python in a Django shell on the server's database (set-up a test needs that no page
+        offers, such as a platform operator's catalogue entry); returns what it printed."""
+        return self.manage("shell", "--no-imports", "-c", code)
 
     def sign_in_code(self, email: str, after: int, timeout: float = 20) -> str:
         """The sign-in code the server emailed `email` (the console mailer prints it) after log
@@ -154,23 +267,35 @@ def browser():  # stop it with the e2e module, before any asyncio test elsewhere
                 "--no-first-run",
             ],
         )
-        yield browser
-        browser.close()
+        global _watched
+        _watched = WatchedBrowser(browser)
+        try:
+            yield _watched
+        finally:
+            _watched = None
+            browser.close()
 
 
 @pytest.fixture
 def admin_page(e2e_server, browser):
-    """A browser tab signed in as the demo organization's admin, through the real development
-    sign-in: the email form, the code the server "emails" (prints), the confirmation."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    """A browser tab signed in as the demo organization's admin, on the dashboard. The first one
+    signs in through the real development sign-in (the email form, the code the server "emails"
+    (prints), the confirmation); later ones reuse its session, as a returning browser would:
+    allauth allows only a few codes a minute per address."""
+    state = e2e_server.admin_state
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, storage_state=state)
     page = context.new_page()
     page.set_default_timeout(60_000)
-    page.goto(f"{e2e_server.url}/accounts/login/")
-    page.fill("input[name=email]", ADMIN_EMAIL)
-    before = e2e_server.log_size()
-    page.get_by_role("button", name="Email me a sign-in code").click()
-    page.fill("input[name=code]", e2e_server.sign_in_code(ADMIN_EMAIL, before))
-    page.get_by_role("button", name="Confirm").click()
-    page.wait_for_url(f"{e2e_server.url}/dashboard/")
+    if state:
+        page.goto(f"{e2e_server.url}/dashboard/")
+    else:
+        page.goto(f"{e2e_server.url}/accounts/login/")
+        page.fill("input[name=email]", ADMIN_EMAIL)
+        before = e2e_server.log_size()
+        page.get_by_role("button", name="Email me a sign-in code").click()
+        page.fill("input[name=code]", e2e_server.sign_in_code(ADMIN_EMAIL, before))
+        page.get_by_role("button", name="Confirm").click()
+        page.wait_for_url(f"{e2e_server.url}/dashboard/")
+        e2e_server.admin_state = context.storage_state()
     yield page
     context.close()
