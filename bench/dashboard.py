@@ -30,9 +30,9 @@ import statistics
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from stack import recreate_database, setup_django
+
 DATABASE = os.environ.get(
     "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/nerstudio_bench_dashboard"
 )
@@ -42,27 +42,6 @@ GOAL_MS = 50.0
 PER_GENERATION = 4
 HISTORY_DAYS = 365
 NEIGHBOUR_IMAGES = 10_000
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    name = DATABASE.rsplit("/", 1)[1]
-    server = DATABASE.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def setup_django() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ["DATABASE_URL"] = DATABASE
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nerstudio.settings.base")
-    os.environ.setdefault("DEBUG", "true")
-    os.environ.pop("REDIS_URL", None)
-    import django
-
-    django.setup()
 
 
 def seed(org, members, models, upto: int, start: int) -> None:
@@ -217,8 +196,8 @@ def report(label: str, times: list[float], goal: bool) -> bool:
 
 
 def main() -> None:
-    recreate_database()
-    setup_django()
+    recreate_database(DATABASE)
+    setup_django(DATABASE)
     from django.core.management import call_command
     from django.db import connection
     from django.test import Client

@@ -23,12 +23,11 @@ Goal (issue 10): p95 ≤ 50 ms at 100,000 images for the first, a deep and a fil
 import os
 import random
 import statistics
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from stack import recreate_database, setup_django
+
 DATABASE = os.environ.get(
     "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/nerstudio_bench_gallery"
 )
@@ -36,27 +35,6 @@ SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "10000,100000").split(","
 RUNS = int(os.environ.get("BENCH_RUNS", 40))
 GOAL_MS = 50.0
 PER_GENERATION = 4
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    name = DATABASE.rsplit("/", 1)[1]
-    server = DATABASE.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def setup_django() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ["DATABASE_URL"] = DATABASE
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nerstudio.settings.base")
-    os.environ.setdefault("DEBUG", "true")
-    os.environ.pop("REDIS_URL", None)
-    import django
-
-    django.setup()
 
 
 def seed(org, members, models, upto: int, start: int) -> None:
@@ -144,8 +122,8 @@ def report(label: str, times: list[float], goal: bool) -> None:
 
 
 def main() -> None:
-    recreate_database()
-    setup_django()
+    recreate_database(DATABASE)
+    setup_django(DATABASE)
     from django.core.management import call_command
     from django.db import connection
     from django.test import Client

@@ -39,7 +39,6 @@ import os
 import random
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,12 +48,10 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-# bench/websockets.py has the client library's name: keep this folder off the path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import requests  # noqa: E402
-from websockets.asyncio.client import connect  # noqa: E402
-from websockets.exceptions import ConnectionClosed  # noqa: E402
+import requests
+import stack
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/nerstudio_bench_load")
@@ -70,13 +67,7 @@ QUEUES = ("default", "pipeline", "submit", "results", "render", "maintenance")
 PAGE_GOAL_MS = 300.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-PORT = free_port()
+PORT = stack.free_port()
 URL = f"http://127.0.0.1:{PORT}"
 
 
@@ -107,17 +98,9 @@ def server_env(tmp: Path) -> dict:
 
 
 def recreate_database() -> None:
-    import psycopg
     import redis
 
-    name = DATABASE.rsplit("/", 1)[1]
-    server = DATABASE.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name]
-        )
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    stack.recreate_database(DATABASE)
     redis.Redis.from_url(REDIS).flushdb()
 
 

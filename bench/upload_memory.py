@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+import stack
 
 ROOT = Path(__file__).resolve().parent.parent
 PARALLEL = int(os.environ.get("BENCH_PARALLEL", 6))
@@ -74,7 +75,7 @@ def picture(scenario: Scenario, index: int) -> bytes:
 
 class Server:
     def __init__(self, env: dict, log_path: Path):
-        self.port = _free_port()
+        self.port = stack.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115
@@ -149,12 +150,6 @@ class Sampler(threading.Thread):
         self.running = False
         self.join()
         return self.peak
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- The organization and the browser -------------------------------------------------------------

@@ -19,8 +19,8 @@ images, and then, with the `websockets` client library:
 
 Celery is not started: the pushes come from this process, as they would from a worker.
 
-    .venv/bin/python bench/websockets.py     # PostgreSQL 127.0.0.1:5432 (trust), Redis 6379
-    BENCH_SOAK_SECONDS=120 .venv/bin/python bench/websockets.py
+    .venv/bin/python bench/live_sockets.py   # PostgreSQL 127.0.0.1:5432 (trust), Redis 6379
+    BENCH_SOAK_SECONDS=120 .venv/bin/python bench/live_sockets.py
 """
 
 import asyncio
@@ -35,13 +35,11 @@ import tempfile
 import time
 from pathlib import Path
 
-# This file has the client library's name: take its folder off the path before importing it.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import requests  # noqa: E402
-from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
-from websockets.exceptions import ConnectionClosed  # noqa: E402
-from websockets.frames import Opcode  # noqa: E402
+import requests
+import stack
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Opcode
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = os.environ.get(
@@ -77,14 +75,9 @@ def server_env() -> dict:
 
 
 def recreate_database() -> None:
-    import psycopg
     import redis
 
-    name = DATABASE.rsplit("/", 1)[1]
-    server = DATABASE.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    stack.recreate_database(DATABASE)
     redis.Redis.from_url(REDIS).flushdb()
 
 
