@@ -35,7 +35,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
 import stack
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -152,27 +151,14 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/healthz/", timeout=1).status_code == 200:
-                    return
-            except (requests.ConnectionError, requests.Timeout):
-                time.sleep(0.2)
+        if stack.wait_until_healthy(self.url, 60):
+            return
         self.stop()
         raise RuntimeError(f"the server did not start; see {log_path}")
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the web workers so far (the children of gunicorn's master)."""
-        ticks = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.process.pid:  # the parent's pid
-                ticks += int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return stack.cpu_seconds(parents={self.process.pid})
 
     def log_text(self) -> str:
         if not self.log.closed:

@@ -215,17 +215,9 @@ class Stack:
         commands = procfile_commands(self.tmp)
         for name, args in commands.items():
             self.start(name, args)
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if requests.get(f"{URL}/healthz/", timeout=1).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the web server did not start; see {self.logs['web']}")
-            time.sleep(0.3)
+        deadline = time.monotonic() + 90  # for the web server and the workers together
+        if not stack.wait_until_healthy(URL, 90, alive=self.check_alive):
+            raise RuntimeError(f"the web server did not start; see {self.logs['web']}")
         from nerstudio.celery import app
 
         wanted = {
@@ -246,16 +238,7 @@ class Stack:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of every process in the stack's process groups so far."""
-        groups = {p.pid for p in self.processes.values()}
-        ticks = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) in groups:  # the process group
-                ticks += int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return stack.cpu_seconds(groups={p.pid for p in self.processes.values()})
 
     def stop(self) -> None:
         for process in self.processes.values():

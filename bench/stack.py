@@ -3,6 +3,7 @@
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,3 +39,39 @@ def setup_django(database_url: str) -> None:
     import django
 
     django.setup()
+
+
+def healthy(url: str) -> bool:
+    """Whether the server at `url` answers its liveness probe."""
+    import requests
+
+    try:
+        return requests.get(f"{url}/healthz/", timeout=1).status_code == 200
+    except (requests.ConnectionError, requests.Timeout):
+        return False
+
+
+def wait_until_healthy(url: str, seconds: float, alive=lambda: None) -> bool:
+    """Poll the liveness probe until it answers or `seconds` pass; `alive()` may raise when a
+    process it watches has died."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if healthy(url):
+            return True
+        alive()
+        time.sleep(0.2)
+    return False
+
+
+def cpu_seconds(*, parents: set[int] = frozenset(), groups: set[int] = frozenset()) -> float:
+    """User + system CPU so far of the processes whose parent is in `parents` or whose process
+    group is in `groups` (from /proc)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) in parents or int(fields[2]) in groups:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")

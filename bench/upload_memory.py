@@ -97,14 +97,8 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/healthz/", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError(f"the server did not start; see {log_path}")
+        if not stack.wait_until_healthy(self.url, 60):
+            raise RuntimeError(f"the server did not start; see {log_path}")
 
     def status(self, field: str) -> int:
         """A /proc/<pid>/status memory field (VmRSS, VmHWM) in bytes."""
