@@ -6,16 +6,16 @@ from django.contrib import admin
 from django.utils.html import format_html_join
 
 from audit.models import AuditEvent
+from orgs.admin import ReadOnly
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ["created_at", "actor_label", "action", "org", "target_label", "changes"]
     list_filter = ["action", "org"]
     search_fields = ["actor_label", "target_label"]
     list_select_related = ["org"]
     date_hierarchy = "created_at"
-    actions = None
     fields = [
         "created_at",
         "org",
@@ -42,15 +42,6 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_superuser
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Change")
     def changes(self, obj):

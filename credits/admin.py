@@ -19,7 +19,7 @@ from django.utils.html import format_html
 
 from credits import services
 from credits.models import CreditAccount, LedgerEntry, TopUpRequest
-from orgs.admin import OrgScopedAdmin
+from orgs.admin import OrgScopedAdmin, ReadOnly
 
 
 class TopUpForm(forms.Form):
@@ -49,19 +49,8 @@ class AdjustmentForm(forms.Form):
         return delta
 
 
-class ReadOnlyAdmin(OrgScopedAdmin):
+class ReadOnlyAdmin(ReadOnly, OrgScopedAdmin):
     """Viewable by superusers and the organization's admins; changed by no one."""
-
-    actions = None
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(CreditAccount)

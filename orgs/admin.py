@@ -11,6 +11,21 @@ from orgs.access import get_membership
 from orgs.models import Invitation, Membership, Organization, OrgError
 
 
+class ReadOnly:
+    """A ModelAdmin mixin: rows are viewed, never added, changed or deleted here."""
+
+    actions = None
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class OrgScopedAdmin(admin.ModelAdmin):
     """A ModelAdmin that organization admins may use, limited to their own organization's rows.
 
