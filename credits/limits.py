@@ -139,19 +139,21 @@ def set_monthly_limit(*, membership: Membership, limit: int | None, actor) -> Me
     return membership
 
 
-def watch_low_balance(org_id: int, balance: int) -> None:
-    """After a movement: arm, fire or re-arm the organization's low-balance warning. Runs inside
-    the movement's transaction; the email goes after it commits."""
-    now = timezone.now()
-    crossed = Organization.objects.filter(
-        pk=org_id, low_balance_warned_at__isnull=True, low_balance_threshold__gt=balance
-    ).update(low_balance_warned_at=now)
-    if crossed:
-        transaction.on_commit(lambda: _email_admins(org_id, balance))
-        return
-    Organization.objects.filter(
-        pk=org_id, low_balance_warned_at__isnull=False, low_balance_threshold__lte=balance
-    ).update(low_balance_warned_at=None)
+def watch_low_balance(org_id: int, balance: int, delta: int) -> None:
+    """After a movement of `delta` to `balance`: fire the organization's low-balance warning when
+    the balance fell below the threshold, re-arm it when it rose back to it. One conditional
+    UPDATE, none for a capture (delta 0, the commonest movement). Runs inside the movement's
+    transaction; the email goes after it commits."""
+    if delta < 0:
+        crossed = Organization.objects.filter(
+            pk=org_id, low_balance_warned_at__isnull=True, low_balance_threshold__gt=balance
+        ).update(low_balance_warned_at=timezone.now())
+        if crossed:
+            transaction.on_commit(lambda: _email_admins(org_id, balance))
+    elif delta > 0:
+        Organization.objects.filter(
+            pk=org_id, low_balance_warned_at__isnull=False, low_balance_threshold__lte=balance
+        ).update(low_balance_warned_at=None)
 
 
 def _email_admins(org_id: int, balance: int) -> None:

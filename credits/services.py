@@ -56,7 +56,7 @@ def _post(*, org_id: int, kind: str, delta: int, amount: int, **refs) -> LedgerE
     CreditAccount.objects.filter(pk=account.pk).update(
         balance=new_balance, updated_at=timezone.now()
     )
-    limits.watch_low_balance(org_id, new_balance)
+    limits.watch_low_balance(org_id, new_balance, delta)
     return entry
 
 

@@ -7,7 +7,9 @@ import zoneinfo
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -272,6 +274,19 @@ def test_the_warning_re_arms_once_the_balance_is_back_above_the_threshold(
         start(member_membership, local_model, count=8)  # 59 → 51: above
         credits.adjust(org=warned_org, delta=-45, actor=None, note="Correction")  # below again
     assert len(mail.outbox) == 2
+
+
+def test_an_arriving_image_leaves_the_organization_row_alone(
+    warned_org, member_membership, local_model
+):
+    """A capture moves no balance, so the warning has nothing to check: the commonest ledger
+    movement adds no write to the organization row."""
+    generation = start(member_membership, local_model, count=2)
+    image = generation.images.order_by("index").first()
+    with CaptureQueriesContext(connection) as captured:
+        credits.capture(image=image)
+    assert not [q for q in captured if 'UPDATE "orgs_organization"' in q["sql"]]
+    assert any('"credits_ledgerentry"' in q["sql"] for q in captured)
 
 
 def test_admins_see_a_low_balance_banner_and_members_do_not(
