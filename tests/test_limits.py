@@ -195,6 +195,38 @@ def test_an_unknown_time_zone_is_refused(admin_client, org):
     assert org.time_zone == "UTC"
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("default_monthly_limit", str(10**30)),
+        ("default_monthly_limit", "-5"),
+        ("low_balance_threshold", "1e9"),
+        ("low_balance_threshold", "ten"),
+        ("name", "x" * 10_000),
+    ],
+)
+def test_hostile_settings_are_refused_with_nothing_changed(admin_client, org, field, value):
+    data = {"name": org.name, "time_zone": "UTC", field: value}
+    response = admin_client.post(SETTINGS, data)
+    assert response.status_code == 422
+    org.refresh_from_db()
+    assert (org.default_monthly_limit, org.low_balance_threshold) == (None, None)
+    assert not AuditEvent.objects.filter(action="org.settings_changed").exists()
+
+
+@pytest.mark.parametrize("value", [str(10**30), "-1", "1.5", "lots"])
+def test_a_hostile_member_limit_is_refused_with_nothing_changed(
+    admin_client, member_membership, value
+):
+    url = reverse("workspace:set-monthly-limit", args=[member_membership.public_id])
+    response = admin_client.post(url, {"monthly_limit": value}, follow=True)
+    assert response.redirect_chain[-1][0] == SETTINGS
+    assert "message-error" in response.content.decode()
+    member_membership.refresh_from_db()
+    assert member_membership.monthly_limit is None
+    assert not AuditEvent.objects.filter(action="member.limit_changed").exists()
+
+
 def test_members_cannot_open_or_change_the_settings(member_client, member_membership, org):
     assert member_client.get(SETTINGS).status_code == 403
     url = reverse("workspace:set-monthly-limit", args=[member_membership.public_id])
