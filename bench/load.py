@@ -236,9 +236,12 @@ class Stack:
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited ({process.returncode}); see {self.logs[name]}")
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU of every process in the stack's process groups so far."""
-        return stack.cpu_seconds(groups={p.pid for p in self.processes.values()})
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU so far of each process group of the stack (a Procfile line)."""
+        return {
+            name: stack.cpu_seconds(groups={process.pid})
+            for name, process in self.processes.items()
+        }
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -616,7 +619,7 @@ def verdict(ok: bool) -> str:
 PAGES = ("GET generate", "detail", "gallery", "history", "image", "thumbnail")
 
 
-def report(stats: Stats, still_open: int, cpu: float, wall: float) -> bool:
+def report(stats: Stats, still_open: int, cpu: dict[str, float], wall: float) -> bool:
     print(
         f"{'endpoint':<14} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} errors"
     )
@@ -650,9 +653,12 @@ def report(stats: Stats, still_open: int, cpu: float, wall: float) -> bool:
         + ", ".join(f"{q} {stats.queue_max[q]}" for q in QUEUES)
         + f"; taken by workers, unacknowledged (HLEN unacked): {stats.queue_max['unacked']}"
     )
+    total = sum(cpu.values())
     print(
-        f"stack CPU: {cpu:.0f} s over {wall:.0f} s = "
-        f"{100 * cpu / wall / os.cpu_count():.0f} % of {os.cpu_count()} CPUs"
+        f"stack CPU: {total:.0f} s over {wall:.0f} s = "
+        f"{100 * total / wall / os.cpu_count():.0f} % of {os.cpu_count()} CPUs ("
+        + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in cpu.items())
+        + ")"
     )
 
     ok = True
@@ -712,7 +718,8 @@ def main() -> int:
         stats = Stats()
         cpu, wall, mine = stack.cpu_seconds(), time.monotonic(), os.times()
         asyncio.run(load(keys, form, stats))
-        cpu, wall = stack.cpu_seconds() - cpu, time.monotonic() - wall
+        cpu = {name: seconds - cpu[name] for name, seconds in stack.cpu_seconds().items()}
+        wall = time.monotonic() - wall
         mine = os.times().user + os.times().system - mine.user - mine.system
         load_after = os.getloadavg()
         still_open = wait_settled(30)

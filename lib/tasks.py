@@ -65,6 +65,10 @@ class Task(DjangoTask):
     """Our tasks' base (Celery's task for Django, which sends on commit): `TryLater` re-queues
     the task instead of failing or blocking it."""
 
+    # However often: each step bounds its own waiting (an image's deadline, a generation's).
+    # Celery's default (3) turned a fourth "try later" under load into a failed task.
+    max_retries = None
+
     def __call__(self, *args, **kwargs):
         try:
             return super().__call__(*args, **kwargs)
@@ -72,7 +76,7 @@ class Task(DjangoTask):
             if self.request.is_eager:  # the embedded runner: back on the pool after a timer
                 submit_embedded(self.name, kwargs, later.seconds, self.request.retries + 1)
                 return None
-            raise self.retry(countdown=later.seconds, max_retries=None) from None
+            raise self.retry(countdown=later.seconds) from None
 
 
 def _run_embedded(

@@ -64,6 +64,32 @@ def test_with_redis_each_task_lands_on_its_queue():
         client.delete(*queues)
 
 
+@needs_redis
+def test_a_task_told_to_try_later_goes_back_on_its_queue_however_often_it_did_before():
+    """Celery's default cap (3 retries) once failed a fourth "try later" (fair share under load)."""
+    import json
+
+    import redis
+    from celery.exceptions import Retry
+
+    from tests.tasks_for_tests import always_busy
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.delete("default")
+    always_busy.push_request(id=str(uuid.uuid4()), retries=25, called_directly=False)
+    try:
+        with pytest.raises(Retry) as retried:
+            always_busy()
+        assert retried.value.when == 0.5
+        assert client.llen("default") == 1
+        message = json.loads(client.lpop("default"))
+        assert message["headers"]["task"] == "tests.always_busy"
+        assert message["headers"]["retries"] == 26
+    finally:
+        always_busy.pop_request()
+        client.delete("default")
+
+
 # --- The embedded mode: a thread pool per queue ---------------------------------------------------
 
 
