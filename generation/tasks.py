@@ -3,6 +3,7 @@ module per step; a step never queues the next one, the tasks here do).
 
     generate (web request)  start.start_generation → queue run_generation
     run_generation          prompts.write_prompts → queue submit_image for every image
+    stage_products          submit.stage_products (meanwhile: product photos to the provider)
     submit_image            submit.submit_image (the provider calls back, or reconcile polls)
     collect_result          results.collect_result (queued by the callback view or reconcile)
     reconcile (periodic)    reconcile.reconcile → queue what it found: collect_result,
@@ -12,7 +13,8 @@ Tasks take ids. A step that must wait (a transient provider error, the organizat
 provider calls in use) raises lib.tasks.TryLater; the base Task re-queues it after that wait, the
 one retry policy for every task. The task names are in the beat schedule and in CELERY_TASK_ROUTES
 (settings), which puts each kind of work on its own queue: run_generation on `pipeline`,
-submit_image on `submit`, collect_result on `results`, reconcile on `maintenance`."""
+stage_products and submit_image on `submit`, collect_result on `results`, reconcile on
+`maintenance`."""
 
 import logging
 from typing import Any
@@ -30,10 +32,17 @@ logger = logging.getLogger(__name__)
 def generate(**request: Any) -> Generation:
     """Start a generation (start.start_generation: its arguments and errors) and run the rest of
     its pipeline in the background once that has committed. Should this process stop in between,
-    reconcile finds the generation queued and runs it."""
+    reconcile finds the generation queued and runs it. The product photos go to the image
+    provider meanwhile (stage_products), so no image's submission waits for that upload."""
     generation = start.start_generation(**request)
     enqueue(run_generation, generation_id=generation.pk)
+    enqueue(stage_products, generation_id=generation.pk)
     return generation
+
+
+@shared_task(base=Task, acks_late=True)
+def stage_products(generation_id: int) -> None:
+    submit.stage_products(generation_id)
 
 
 @shared_task(base=Task, acks_late=True)

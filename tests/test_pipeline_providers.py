@@ -232,6 +232,34 @@ def test_the_pipeline_with_kie_and_openai_delivers_and_captures(client, fake, ki
     assert ledger_agrees(membership.org)
 
 
+def test_a_product_photo_is_uploaded_once_ahead_of_the_prompts_for_every_image(fake, kie_org):
+    membership, seedream = kie_org
+    generation = start.start_generation(
+        membership=membership,
+        provider=seedream,
+        prompt="A ceramic mug",
+        count=3,
+        aspect_ratio="1:1",
+        quality="basic",
+        products=[validated()],
+        references=[],
+    )
+    submit.stage_products(generation.pk)
+    assert [c.request.url for c in fake.calls] == [UPLOAD]
+
+    prompts.write_prompts(generation.pk)
+    for image in generation.images.all():
+        submit.submit_image(image.pk)
+
+    created = [
+        json.loads(c.request.body) for c in fake.calls if c.request.url.endswith("/createTask")
+    ]
+    assert [c["input"]["image_urls"] for c in created] == [
+        ["https://tempfile.redpandaai.co/p.png"]
+    ] * 3
+    assert [c.request.url for c in fake.calls].count(UPLOAD) == 1
+
+
 def test_a_failed_image_is_refunded_and_the_rest_captured(client, fake, kie_org):
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=2)

@@ -29,6 +29,7 @@ needs_redis = pytest.mark.skipif(not REDIS_URL, reason="needs REDIS_URL (CI sets
 ROUTES = {
     "generation.tasks.run_generation": "pipeline",
     "generation.tasks.submit_image": "submit",
+    "generation.tasks.stage_products": "submit",
     "generation.tasks.collect_result": "results",
     "providers.local.image.render_local_image": "render",
     "generation.tasks.reconcile": "maintenance",

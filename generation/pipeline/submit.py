@@ -2,11 +2,14 @@
 per-image callback URL. A transient provider error puts the image back to waiting and raises
 lib.tasks.TryLater with a backoff, for as long as the image's deadline allows."""
 
+import hashlib
+import logging
 import random
 import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.urls import reverse
@@ -25,8 +28,12 @@ from providers.adapters.types import ImageJobRequest
 from providers.fairshare import provider_slot
 from providers.models import Provider
 
+logger = logging.getLogger(__name__)
+
 ImageStatus = GenerationImage.Status
 RETRY_BACKOFF_CAP = 60.0
+# A provider upload's URL is reused this long (kie.ai keeps uploads for 3 days).
+UPLOAD_REUSE_SECONDS = 24 * 3600
 
 
 def submit_image(image_id: int) -> None:
@@ -143,8 +150,59 @@ def _reference_palette(generation: Generation) -> tuple[str, ...]:
 def _product_url(adapter, source: SourceImage) -> str:
     """A URL the provider can fetch: a short-lived presigned URL with a bucket (R2/S3); without
     one, the provider's own upload API when it has one (this server may not be reachable from
-    it), otherwise a short-lived URL signed for this one file."""
-    if fetch_urls.storage_presigns() or not hasattr(adapter, "upload_file"):
+    it), otherwise a short-lived URL signed for this one file. An upload is reused (cached) for
+    the next images of the generation, and the next generations using the same photo."""
+    if not _uploads_to_provider(adapter):
         return fetch_urls.fetch_url(source.file.name or "")
+    key = _upload_key(adapter, source)
+    if url := cache.get(key):
+        return url
     with source.file.open("rb") as fh:
-        return adapter.upload_file(fh.read(), f"{source.sha256}.{source.format.lower()}")
+        url = adapter.upload_file(fh.read(), f"{source.sha256}.{source.format.lower()}")
+    cache.set(key, url, UPLOAD_REUSE_SECONDS)
+    return url
+
+
+def _uploads_to_provider(adapter) -> bool:
+    return not fetch_urls.storage_presigns() and hasattr(adapter, "upload_file")
+
+
+def _upload_key(adapter, source: SourceImage) -> str:
+    """Per upload host and API key (an upload made with one account is not assumed to exist for
+    another), per content."""
+    host = getattr(adapter, "upload_base_url", "")
+    api_key = getattr(getattr(adapter, "config", None), "api_key", "")
+    account = hashlib.sha256(f"{host}|{api_key}".encode()).hexdigest()[:24]
+    return f"nerstudio:provider-upload:{account}:{source.sha256}"
+
+
+def stage_products(generation_id: int) -> None:
+    """Upload the generation's product photos to its image provider (when it takes uploads)
+    while the reference and prompt stage waits on other providers: each image's submission then
+    finds the URL cached instead of uploading the same photo again, N times at once. Best effort
+    and never waited for: whatever is not staged in time is uploaded by the submission."""
+    generation = (
+        Generation.objects.select_related("provider__catalogue")
+        .filter(pk=generation_id)
+        .exclude(status__in=[Generation.Status.DONE, Generation.Status.FAILED])
+        .first()
+    )
+    if generation is None or generation.provider is None:
+        return
+    try:
+        adapter = generation.provider.build()
+    except Exception:  # an unusable model fails at submission, with its reason
+        return
+    if not _uploads_to_provider(adapter):
+        return
+    sources = [s for s in generation.products.all() if not cache.get(_upload_key(adapter, s))]
+    if not sources:
+        return
+    try:
+        with provider_slot(generation.org_id):  # an upload is a provider call like any other
+            for source in sources:
+                _product_url(adapter, source)
+    except TryLater:
+        return  # the organization's calls are all in use: the submissions upload
+    except Exception:
+        logger.info("Product photos not staged for the provider", exc_info=True)
