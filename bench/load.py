@@ -6,8 +6,11 @@ concurrency read from the Procfile) and beat — on PostgreSQL (a fresh database
 database number, flushed at start). One organization with BENCH_USERS members and plenty of
 credits; the image model is the offline renderer ("local-image") with `delay_seconds` =
 BENCH_PROVIDER_LATENCY (its own option, jittered ×0.6–1.4 by the adapter, max 60) to stand in for
-a remote provider. Its CPU cost is set by the quality asked for (BENCH_QUALITY: draft = 512 px,
-standard = 768 px long side); the adapter has no other CPU knob.
+a remote provider. Its CPU cost: with BENCH_RENDER=reuse (the default) it draws each size once per
+render process and sends copies (its `reuse_renders` option) — a remote provider's CPU is not this
+machine's; BENCH_RENDER=draw draws every image, at the quality asked for (BENCH_QUALITY: draft =
+512 px, standard = 768 px long side). Either way the pipeline stores, thumbnails and serves real
+PNG results.
 
 Each simulated member loops for BENCH_SECONDS: opens Generate, POSTs a generation (multipart, a
 small product PNG, 2–4 images, the form's CSRF token), follows the redirect to the generation page,
@@ -23,9 +26,9 @@ done p50/p95; the largest Redis queue depths seen (LLEN per Celery queue, sample
 then the ledger checks (every hold settled once per image, balance = ledger sum) and the issue's
 goals (pages p95 ≤ 300 ms, 0 errors, POST → done p95 ≤ 2 × provider latency).
 
-Deviations from a real deployment: DEBUG is on, because the pipeline downloads the offline
-renderer's results from this server over http://127.0.0.1, which the egress policy allows only
-with NERSTUDIO_EGRESS_ALLOW_LOOPBACK (a DEBUG-only setting). The generate rate limits are lifted
+DEBUG is off, as in production. The members speak plain HTTP to gunicorn with the header a
+TLS-terminating proxy adds (X-Forwarded-Proto: https), so secure cookies, CSRF's origin checks and
+HSTS behave as behind one. Deviation from a real deployment: the generate rate limits are lifted
 (BENCH_KEEP_RATE_LIMITS=1 keeps them) so the simulated members are never refused.
 
     .venv/bin/python bench/load.py                  # 10 users, 60 s, 10 s provider
@@ -60,6 +63,7 @@ USERS = int(os.environ.get("BENCH_USERS", 10))
 SECONDS = float(os.environ.get("BENCH_SECONDS", 60))
 LATENCY = float(os.environ.get("BENCH_PROVIDER_LATENCY", 10))
 QUALITY = os.environ.get("BENCH_QUALITY", "standard")
+RENDER = os.environ.get("BENCH_RENDER", "reuse")  # or "draw"
 GRACE = float(os.environ.get("BENCH_GRACE", max(60.0, 6 * LATENCY)))
 THINK = (1.0, 4.0)  # seconds between page views
 WEB_WORKERS = int(os.environ.get("WEB_CONCURRENCY", 2))
@@ -69,6 +73,7 @@ PAGE_GOAL_MS = 300.0
 
 PORT = stack.free_port()
 URL = f"http://127.0.0.1:{PORT}"
+HTTPS = f"https://127.0.0.1:{PORT}"  # what the app is told it is served as
 
 
 def server_env(tmp: Path) -> dict:
@@ -76,8 +81,7 @@ def server_env(tmp: Path) -> dict:
 
     env = {
         **os.environ,
-        "DEBUG": "true",  # see the docstring: loopback egress for the offline renderer's results
-        "NERSTUDIO_EGRESS_ALLOW_LOOPBACK": "true",
+        "DEBUG": "false",
         "SECRET_KEY": "bench-load-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz-0123",
         "NERSTUDIO_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "EMAIL_URL": "consolemail://",
@@ -118,11 +122,10 @@ def seed() -> tuple[list[str], str, str, str]:
     from workspace.services import open_organization
 
     # An organization's catalogue row always takes its options from the catalogue entry.
-    CatalogueEntry.objects.filter(adapter="local-image").update(options={"delay_seconds": LATENCY})
+    options = {"delay_seconds": LATENCY, "reuse_renders": RENDER == "reuse"}
+    CatalogueEntry.objects.filter(adapter="local-image").update(options=options)
     org = open_organization(name="Bench load")
-    Provider.objects.filter(org=org, adapter="local-image").update(
-        options={"delay_seconds": LATENCY}
-    )
+    Provider.objects.filter(org=org, adapter="local-image").update(options=options)
     provider = org.providers.get(adapter="local-image")
     assert provider.enabled, "the offline renderer is not enabled (a platform key is set?)"
     credit_services.top_up(org=org, amount=1_000_000)
@@ -335,6 +338,8 @@ class Member:
         self.stop_at, self.end_at = stop_at, end_at
         self.http = requests.Session()
         self.http.cookies.set("sessionid", key, domain="127.0.0.1", path="/")
+        # As behind a TLS-terminating proxy: the app sees https (secure cookies, CSRF origins).
+        self.http.headers.update({"X-Forwarded-Proto": "https", "Referer": f"{HTTPS}/"})
         self.generations: list[str] = []
         self.images: list[str] = []
 
@@ -352,6 +357,8 @@ class Member:
             self.stats.error(endpoint, repr(exc))
             return None
         self.stats.times[endpoint].append((time.perf_counter() - start) * 1000)
+        for cookie in response.cookies:  # Secure cookies, which requests keeps for https URLs
+            self.http.cookies.set(cookie.name, cookie.value, domain="127.0.0.1", path="/")
         if response.status_code not in ok:
             self.stats.error(endpoint, f"HTTP {response.status_code} {path}")
             return None
@@ -697,6 +704,7 @@ def main() -> int:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)  # a deploy's build step
     keys, model, aspect_ratio, quality = seed()
     form = (model, aspect_ratio, quality, product_png())
 
@@ -711,7 +719,8 @@ def main() -> int:
         )
         print(
             f"{USERS} members for {SECONDS:g} s (+ up to {GRACE:g} s to finish), offline renderer "
-            f"{LATENCY:g} s, quality {quality}, 2–4 images per generation; {os.cpu_count()} CPUs, "
+            f"{LATENCY:g} s ({RENDER}), quality {quality}, 2–4 images per generation; "
+            f"{os.cpu_count()} CPUs, "
             "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg()),
             flush=True,
         )

@@ -2,17 +2,19 @@
 
 The URL a provider reports goes through the egress policy (lib.egress: https only, no private or
 reserved addresses, the vetted address pinned, no redirects). On top: a size cap while streaming,
-a total time limit, and the bytes must decode as an image.
+a total time limit, and the bytes must decode as an image. Our own signed URLs (the local
+provider's results) are read from storage under the same cap: no request to ourselves.
 """
 
 import io
 import time
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from PIL import Image
 from requests import RequestException
 
-from lib import egress
+from lib import egress, fetch_urls
 from library.uploads import ALLOWED_FORMATS
 
 CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_SECONDS = 5, 30, 60
@@ -24,6 +26,8 @@ class DownloadError(Exception):
 
 def download_image(url: str) -> bytes:
     limit = settings.NERSTUDIO_RESULT_MAX_BYTES
+    if (name := fetch_urls.own_file(url)) is not None:
+        return _checked(_read_stored(name, limit))
     started = time.monotonic()
     try:
         egress.check_url(url)
@@ -45,7 +49,21 @@ def download_image(url: str) -> bytes:
                 chunks.append(chunk)
     except RequestException as exc:
         raise DownloadError(egress.describe(exc)) from None
-    data = b"".join(chunks)
+    return _checked(b"".join(chunks))
+
+
+def _read_stored(name: str, limit: int) -> bytes:
+    try:
+        with default_storage.open(name, "rb") as stored:
+            data = stored.read(limit + 1)
+    except OSError:
+        raise DownloadError("the result file is missing") from None
+    if len(data) > limit:
+        raise DownloadError("the result is larger than allowed")
+    return data
+
+
+def _checked(data: bytes) -> bytes:
     try:
         with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
             image.verify()

@@ -2,7 +2,12 @@
 pipeline downloading the local provider's result) may GET one stored file, and nothing else, until
 the URL expires. With a bucket (R2/S3) this is a presigned URL; without one, a URL to the
 `gallery:signed-file` view whose token is signed over the exact storage name and its lifetime —
-the local equivalent of a presigned URL."""
+the local equivalent of a presigned URL.
+
+When such a URL comes back to us (the local provider reporting its result), `own_file` names the
+file so it is read from storage instead of fetched from ourselves over HTTP."""
+
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import signing
@@ -43,3 +48,19 @@ def fetched_name(token: str) -> str:
         return claim["name"]
     except (KeyError, TypeError):
         raise signing.BadSignature("The token names no file.") from None
+
+
+def own_file(url: str) -> str | None:
+    """The storage name behind one of our own signed `fetch_url`s that is still valid, else None
+    (anything else, including a forged, tampered or expired token, is an ordinary URL)."""
+    if not url.startswith(settings.NERSTUDIO_PUBLIC_URL + "/"):
+        return None
+    prefix = urlsplit(reverse("gallery:signed-file", args=["-"])).path.removesuffix("-/")
+    path = urlsplit(url).path
+    if not path.startswith(prefix) or urlsplit(url).query:
+        return None
+    token = path.removeprefix(prefix).removesuffix("/")
+    try:
+        return fetched_name(token)
+    except signing.BadSignature:
+        return None

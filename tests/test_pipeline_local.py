@@ -5,6 +5,7 @@ downloaded from it and stored."""
 import io
 import os
 import time
+from unittest import mock
 
 import pytest
 import requests
@@ -17,6 +18,7 @@ from generation import tasks
 from generation.models import Generation
 from generation.pipeline import submit
 from library.models import ReferenceAnalysis
+from providers.local import image as local_image
 from providers.models import ProviderAttempt
 from providers.org_registry import clear_registry
 from tests.images import validated
@@ -134,6 +136,29 @@ def test_the_local_provider_reads_products_and_publishes_results_through_signed_
         assert url.startswith(f"{embedded.url}/files/")
         with default_storage.open(name) as fh:
             assert requests.get(url, timeout=5).content == fh.read()
+
+
+def test_with_reuse_renders_the_local_provider_draws_each_size_once(studio):
+    membership, local = studio
+    entry = local.catalogue
+    entry.options = {"delay_seconds": 0.2, "reuse_renders": True}
+    entry.save()
+    local.refresh_from_db()
+    drawn = []
+    original = local_image.render_image
+
+    def counting(*args, **kwargs):
+        drawn.append(args[3])  # the aspect ratio
+        return original(*args, **kwargs)
+
+    local_image._rendered.clear()
+    with mock.patch.object(local_image, "render_image", counting):
+        generation = _wait_until_finished(_start(membership, local, count=3))
+
+    assert drawn == ["4:5"]
+    assert set(generation.images.values_list("status", flat=True)) == {"done"}
+    stored = [default_storage.open(i.file.name).read() for i in generation.images.all()]
+    assert len(set(stored)) == 1  # copies of the one drawing
 
 
 @pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL (CI sets it)")

@@ -8,8 +8,10 @@ download path as kie.ai.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import threading
 import time
 import uuid
 from typing import ClassVar
@@ -42,6 +44,11 @@ class LocalImageOptions(AdapterOptions):
         required=False,
         help_text=f"Seconds before an image arrives, as a remote provider's wait would be, 0 to "
         f"60. Blank: {DEFAULT_DELAY_SECONDS:g}.",
+    )
+    reuse_renders = forms.BooleanField(
+        required=False,
+        help_text="Render each size once and send copies: a load test's stand-in for a remote "
+        "provider, whose CPU is not this machine's. Off: every image is drawn.",
     )
 
 
@@ -90,6 +97,7 @@ class LocalImageAdapter(ImageAdapter):
             aspect_ratio=request.aspect_ratio or self.default_aspect_ratio,
             max_side=self.max_side(request.quality),
             callback_url=request.callback_url or "",
+            reuse=bool(self.options.get("reuse_renders")),
         )
         return ImageJobSubmitted(task_id)
 
@@ -127,22 +135,37 @@ def render_local_image(
     aspect_ratio: str,
     max_side: int,
     callback_url: str,
+    reuse: bool = False,
 ) -> None:
     """What the local provider's worker does for one job: CPU work, on the `render` queue
-    (settings.CELERY_TASK_ROUTES) so it never holds up the pipeline's own queues."""
-    products = []
-    for url in image_urls:
-        response = requests.get(url, timeout=(5, 30))
-        response.raise_for_status()
-        products.append(response.content)
+    (settings.CELERY_TASK_ROUTES) so it never holds up the pipeline's own queues. With `reuse`
+    (the `reuse_renders` option) each worker process draws each size once and stores copies."""
     started = time.monotonic()
-    seed = int(task_id[-8:], 16)
-    png = render_image(prompt, products, palette, aspect_ratio, seed=seed, max_side=max_side)
+    with _reusing if reuse else contextlib.nullcontext():
+        png = _rendered.get((aspect_ratio, max_side)) if reuse else None
+        if png is None:
+            png = _render(task_id, prompt, image_urls, palette, aspect_ratio, max_side)
+        if reuse:
+            _rendered[(aspect_ratio, max_side)] = png
     name = default_storage.save(_result_name(task_id), ContentFile(png))
     logger.info("Local provider rendered %s in %.2f s", name, time.monotonic() - started)
     if callback_url:
         body = {"taskId": task_id, "state": "success", "resultUrls": [absolute_url(name)]}
         requests.post(callback_url, json=body, timeout=(5, 10)).raise_for_status()
+
+
+_rendered: dict[tuple[str, int], bytes] = {}  # reuse_renders: one image per size and process
+_reusing = threading.Lock()
+
+
+def _render(task_id, prompt, image_urls, palette, aspect_ratio, max_side) -> bytes:
+    products = []
+    for url in image_urls:
+        response = requests.get(url, timeout=(5, 30))
+        response.raise_for_status()
+        products.append(response.content)
+    seed = int(task_id[-8:], 16)
+    return render_image(prompt, products, palette, aspect_ratio, seed=seed, max_side=max_side)
 
 
 def _result_name(task_id: str) -> str:

@@ -179,6 +179,54 @@ def test_a_result_redirect_to_an_internal_address_is_not_followed(
     assert second_listener.requests == []
 
 
+def test_our_own_signed_url_is_read_from_storage_without_a_request(settings, media_root):
+    """The local provider's result: no loopback allowance needed, no request to ourselves."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from lib.fetch_urls import fetch_url
+    from tests.factories import image_bytes
+
+    settings.NERSTUDIO_PUBLIC_URL = "http://127.0.0.1:9"  # nothing listens: a request would fail
+    data = image_bytes()
+    name = default_storage.save("local-provider/r.png", ContentFile(data))
+
+    assert download_image(fetch_url(name)) == data
+
+
+def test_a_tampered_or_expired_own_url_is_an_ordinary_url_and_refused(settings, media_root):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from lib.fetch_urls import fetch_url
+    from tests.factories import image_bytes
+
+    settings.NERSTUDIO_PUBLIC_URL = "http://127.0.0.1:9"
+    name = default_storage.save("local-provider/r.png", ContentFile(image_bytes()))
+    url = fetch_url(name)
+    tampered = url.replace("/files/", "/files/x")
+    expired = fetch_url(name, expires=-1)
+
+    for other in (tampered, expired):
+        with pytest.raises(DownloadError, match="Only https"):  # egress refuses plain http
+            download_image(other)
+
+
+def test_an_own_stored_result_over_the_size_cap_is_refused(settings, media_root):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from lib.fetch_urls import fetch_url
+    from tests.factories import image_bytes
+
+    data = image_bytes()
+    settings.NERSTUDIO_RESULT_MAX_BYTES = len(data) - 1
+    name = default_storage.save("local-provider/r.png", ContentFile(data))
+
+    with pytest.raises(DownloadError, match="larger than allowed"):
+        download_image(fetch_url(name))
+
+
 # --- What a hostile endpoint can make the admin pages say ----------------------------------------
 
 
