@@ -238,11 +238,10 @@ def test_a_new_adapter_keeps_the_options_it_shares_and_drops_the_others(admin_cl
     assert response.status_code == 302, response.content.decode()[:3000]
     provider.refresh_from_db()
     assert provider.adapter == "kie-nano-banana-2"
-    # The new adapter's form cleaned what it also has; google_search, unseen, is off.
+    # The new adapter's form cleaned what it also has; google_search, unseen, is off (unstored).
     assert provider.options == {
         "output_format": "png",
         "upload_base_url": "https://uploads.example",
-        "google_search": False,
     }
 
 

@@ -50,8 +50,8 @@ class BaseURLField(forms.URLField):
 
 
 def clean_options(form_class: type[AdapterOptions], options: Mapping[str, Any] | None) -> dict:
-    """Stored options cleaned by the adapter's form, blank ones dropped; ValueError names the
-    first option that is unknown or invalid (the admin shows the message)."""
+    """Stored options cleaned by the adapter's form, blank ones (and unticked boxes) dropped;
+    ValueError names the first option that is unknown or invalid (the admin shows it)."""
     options = dict(options or {})
     if not options:
         return {}
@@ -67,5 +67,5 @@ def clean_options(form_class: type[AdapterOptions], options: Mapping[str, Any] |
     return {
         name: value
         for name, value in form.cleaned_data.items()
-        if name in options and value is not None and value != ""
+        if name in options and value is not None and value != "" and value is not False
     }
