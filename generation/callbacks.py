@@ -8,7 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from generation import tasks
-from generation.pipeline.reconcile import callback_received
+from generation.pipeline.reconcile import adopt_task, callback_received
 from generation.pipeline.results import find_image_for_callback
 from lib.tasks import enqueue
 from providers.adapters.errors import ProviderError
@@ -39,7 +39,11 @@ def image_callback(request, public_id, token):
         return JsonResponse({"error": "Unreadable callback body."}, status=400)
     if image.provider_task_id and reported.task_id and reported.task_id != image.provider_task_id:
         return JsonResponse({"error": "Task does not match."}, status=400)
-    if image.status == image.Status.GENERATING:
+    if image.status == image.Status.SUBMITTING and adopt_task(image.pk, reported.task_id):
+        # The callback came before the submission recorded its task (the createTask reply is
+        # still on its way, or the worker sending it died): the task is this image's.
+        enqueue(tasks.collect_result, image_id=image.pk)
+    elif image.status == image.Status.GENERATING:
         callback_received(image.pk)  # no poll while its collection is queued
         enqueue(tasks.collect_result, image_id=image.pk)
     return HttpResponse(status=204)  # duplicates and late callbacks change nothing

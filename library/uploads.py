@@ -200,7 +200,7 @@ def _reencode(upload: CheckedUpload) -> ValidatedImage:
                 options["transparency"] = transparency  # PNG's tRNS: part of the pixels
             pixels.save(out, upload.format, **options)
             width, height = pixels.size
-            thumbnail = _thumbnail(pixels)
+            thumbnail = webp_thumbnail(pixels)
     except ValidationError:
         out.close()
         raise
@@ -217,8 +217,12 @@ def _reencode(upload: CheckedUpload) -> ValidatedImage:
     )
 
 
-def _thumbnail(image: Image.Image) -> bytes:
-    """A WebP at most NERSTUDIO_THUMBNAIL_SIDE on its long side; only the small copy is made."""
+def webp_thumbnail(image: Image.Image) -> bytes:
+    """A WebP at most NERSTUDIO_THUMBNAIL_SIDE on its long side; only the small copy is made.
+    (Uploads and generated images alike.) Lanczos after a box reduction by the whole factor
+    (reducing_gap 1): a third of plain Lanczos's CPU on a 1024 px image, the same to the eye at
+    384 px; libwebp's method 2 costs about half of its default's CPU for a few percent more
+    bytes."""
     side = settings.NERSTUDIO_THUMBNAIL_SIDE
     small = image.copy() if max(image.size) <= side else None
     if small is None:
@@ -228,10 +232,10 @@ def _thumbnail(image: Image.Image) -> bytes:
         if image.mode not in ("RGB", "RGBA", "L", "LA"):  # palette or 1-bit: no Lanczos on those
             double = (min(image.width, size[0] * 2), min(image.height, size[1] * 2))
             source = image.resize(double, Image.Resampling.NEAREST).convert("RGBA")
-        small = source.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        small = source.resize(size, Image.Resampling.LANCZOS, reducing_gap=1.0)
     out = io.BytesIO()
     small.convert("RGBA" if "A" in small.mode or "transparency" in small.info else "RGB").save(
-        out, "WEBP", quality=80
+        out, "WEBP", quality=80, method=2
     )
     return out.getvalue()
 

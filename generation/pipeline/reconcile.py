@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from generation.models import Generation, GenerationImage
@@ -55,8 +56,7 @@ def reconcile(now: datetime | None = None) -> Reconciled:
         deadline_at__lt=now,
     ).values_list("pk", flat=True)
     for image_id in overdue:
-        minutes = settings.NERSTUDIO_IMAGE_DEADLINE_SECONDS // 60
-        if fail_image(image_id, f"No result within {minutes} minutes."):
+        if fail_image(image_id, f"No result within {deadline_wording()}."):
             found.timed_out += 1
 
     found.collect = _claim_polls(now)
@@ -76,6 +76,8 @@ def reconcile(now: datetime | None = None) -> Reconciled:
         elif fail_image(image_id, "The image was never submitted."):
             found.timed_out += 1
 
+    found.submit += _put_back_stopped_submissions(now)
+
     unprompted = [Status.QUEUED, Status.ANALYSING, Status.WRITING]
     stalled = Generation.objects.filter(status__in=unprompted, updated_at__lt=stalled_since)
     for generation_id in stalled.values_list("pk", flat=True):
@@ -85,6 +87,42 @@ def reconcile(now: datetime | None = None) -> Reconciled:
     for generation_id in too_late.values_list("pk", flat=True):
         fail_generation(generation_id, "The generation did not start in time.")
     return found
+
+
+def _put_back_stopped_submissions(now: datetime) -> list[int]:
+    """Images whose submission stopped half-way, to submit again: claimed for submission but
+    neither handed over to the provider nor put back to waiting, because the worker died or the
+    task failed on a lost database connection. A live submission makes one call per product
+    photo (the upload) and createTask, each bounded by the model's timeout; past that (and
+    NERSTUDIO_STALLED_AFTER_SECONDS) none is running any more. If the provider did accept the
+    first job, its callback adopted it meanwhile (callbacks.py), or it stays an orphan there:
+    the member is charged once either way. Images past their deadline were failed before."""
+    stalled_since = now - timedelta(seconds=settings.NERSTUDIO_STALLED_AFTER_SECONDS)
+    stopped = (
+        GenerationImage.objects.filter(
+            status=ImageStatus.SUBMITTING, provider_task_id="", submitted_at__lt=stalled_since
+        )
+        .annotate(products=Count("generation__products"))
+        .values_list("pk", "submitted_at", "generation__provider__timeout_seconds", "products")
+    )
+    put_back = []
+    for pk, submitted_at, timeout, products in stopped:
+        longest = timedelta(seconds=(products + 1) * (timeout or 0))
+        if submitted_at is None or submitted_at >= stalled_since - longest:
+            continue  # it may still be talking to the provider
+        if GenerationImage.objects.filter(
+            pk=pk, status=ImageStatus.SUBMITTING, provider_task_id="", submitted_at=submitted_at
+        ).update(status=ImageStatus.WAITING):
+            put_back.append(pk)
+    return put_back
+
+
+def deadline_wording() -> str:
+    """NERSTUDIO_IMAGE_DEADLINE_SECONDS as a member reads it: "10 minutes", "90 seconds"."""
+    seconds = settings.NERSTUDIO_IMAGE_DEADLINE_SECONDS
+    if seconds % 60:
+        return f"{seconds} second{pluralize(seconds)}"
+    return f"{seconds // 60} minute{pluralize(seconds // 60)}"
 
 
 def poll_interval(polls: int, expected: float | None) -> float:
@@ -128,4 +166,24 @@ def callback_received(image_id: int) -> None:
     only if that collection got lost)."""
     GenerationImage.objects.filter(pk=image_id, status=ImageStatus.GENERATING).update(
         next_poll_at=timezone.now() + timedelta(seconds=CALLBACK_GRACE_SECONDS)
+    )
+
+
+def adopt_task(image_id: int, task_id: str) -> bool:
+    """The provider called back for an image whose submission never recorded its task: the
+    submit call has not returned yet, or its worker died after the provider accepted the job.
+    The callback URL's token was made for this very submission, so the task is this image's:
+    record it and treat the image as generating (the result is still confirmed with the
+    provider before it counts). False if the submission recorded a task or moved on meanwhile."""
+    if not task_id:
+        return False
+    return bool(
+        GenerationImage.objects.filter(
+            pk=image_id, status=ImageStatus.SUBMITTING, provider_task_id=""
+        ).update(
+            status=ImageStatus.GENERATING,
+            provider_task_id=task_id,
+            polls=0,
+            next_poll_at=timezone.now() + timedelta(seconds=CALLBACK_GRACE_SECONDS),
+        )
     )

@@ -6,7 +6,6 @@ import io
 import time
 from datetime import timedelta
 
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -16,16 +15,20 @@ from PIL import Image
 
 from credits import services as credit_services
 from generation import live
+from generation.downloads import TOTAL_SECONDS as DOWNLOAD_SECONDS
 from generation.downloads import DownloadError, download_image
 from generation.models import Generation, GenerationImage
 from lib.tokens import hash_token
+from library.uploads import webp_thumbnail
 from providers import attempts
 from providers.adapters.errors import GenerationFailed, ProviderError
 from providers.fairshare import provider_slot
 
 Status = Generation.Status
 ImageStatus = GenerationImage.Status
-COLLECT_LEASE_SECONDS = 300  # a poll and a download, each bounded well below this
+# A collection's lease: the poll (the model's timeout), the download (downloads.TOTAL_SECONDS)
+# and storing the result. A worker that dies mid-collection holds the image no longer than this.
+STORE_SECONDS = 30
 
 
 def find_image_for_callback(public_id, token: str) -> GenerationImage | None:
@@ -45,19 +48,21 @@ def collect_result(image_id: int) -> None:
     slot is held for the provider calls (the poll and the download) only: decoding, thumbnailing
     and storing the result is our own work, and holding a slot through it made the images beyond
     NERSTUDIO_ORG_MAX_INFLIGHT wait for a slot and be sent back (TryLater) for up to a second."""
-    org_id = (
+    row = (
         GenerationImage.objects.filter(pk=image_id, status=ImageStatus.GENERATING)
-        .values_list("generation__org_id", flat=True)
+        .values_list("generation__org_id", "generation__provider__timeout_seconds")
         .first()
     )
-    if org_id is None:
+    if row is None:
         return  # finished before: a duplicate or late callback
+    org_id, timeout = row
+    lease = timedelta(seconds=(timeout or 0) + DOWNLOAD_SECONDS + STORE_SECONDS)
     with provider_slot(org_id):
         now = timezone.now()
         claimed = (
             GenerationImage.objects.filter(pk=image_id, status=ImageStatus.GENERATING)
             .filter(Q(collecting_until__isnull=True) | Q(collecting_until__lt=now))
-            .update(collecting_until=now + timedelta(seconds=COLLECT_LEASE_SECONDS))
+            .update(collecting_until=now + lease)
         )
         if not claimed:
             return  # another worker is collecting it right now
@@ -133,18 +138,11 @@ def _store_result(image: GenerationImage, data: bytes) -> bool:
         im.load()
         width, height = im.size
         ext = (im.format or "PNG").lower().replace("jpeg", "jpg")
-        # In place when already RGB (no copy of the full image); libwebp's method 2 costs about
-        # half of its default's CPU for a few percent more bytes on a 384 px thumbnail.
-        thumb = im if im.mode == "RGB" else im.convert("RGB")
-        thumb.thumbnail((settings.NERSTUDIO_THUMBNAIL_SIDE,) * 2)
-        thumb_bytes = io.BytesIO()
-        thumb.save(thumb_bytes, "WEBP", quality=82, method=2)
+        thumbnail = webp_thumbnail(im)
     digest = hashlib.sha256(data).hexdigest()
     folder = f"generated/{image.generation.org.public_id}"
     name = default_storage.save(f"{folder}/{digest}.{ext}", ContentFile(data))
-    thumb_name = default_storage.save(
-        f"{folder}/thumbs/{digest}.webp", ContentFile(thumb_bytes.getvalue())
-    )
+    thumb_name = default_storage.save(f"{folder}/thumbs/{digest}.webp", ContentFile(thumbnail))
     with transaction.atomic():
         done = GenerationImage.objects.filter(pk=image.pk, status=ImageStatus.GENERATING).update(
             status=ImageStatus.DONE,

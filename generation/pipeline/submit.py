@@ -101,6 +101,13 @@ def _submit_image(image_id: int) -> None:
             raise TryLater(wait) from None
         fail_image(image.pk, member_reason(exc))
         return
+    except BaseException:
+        # Anything else (a lost database connection, the task's time limit): back to waiting,
+        # for reconcile to submit again, rather than "submitting" until the deadline.
+        GenerationImage.objects.filter(
+            pk=image.pk, status=ImageStatus.SUBMITTING, provider_task_id=""
+        ).update(status=ImageStatus.WAITING)
+        raise
     attempts.record_attempt(
         provider, "image", None, latency_ms=ms_since(started), generation_id=generation.pk
     )

@@ -101,16 +101,21 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------------------------
+# psycopg's pool, per process (PostgreSQL only; NERSTUDIO_DB_POOL=false turns it off).
+NERSTUDIO_DB_POOL_OPTIONS = {
+    "min_size": env.int("NERSTUDIO_DB_POOL_MIN", default=1),
+    "max_size": env.int("NERSTUDIO_DB_POOL_MAX", default=10),
+    "timeout": 10,
+}
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Under ASGI every request may run on a different thread: a pool, not persistent connections.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # With the pool: a connection the database dropped (a restart, a failover) is replaced when
+    # it is taken from the pool, not handed to a task that then fails (bench/faults.py).
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     if env.bool("NERSTUDIO_DB_POOL", default=True):
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": env.int("NERSTUDIO_DB_POOL_MIN", default=1),
-            "max_size": env.int("NERSTUDIO_DB_POOL_MAX", default=10),
-            "timeout": 10,
-        }
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = NERSTUDIO_DB_POOL_OPTIONS
 else:
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
@@ -123,6 +128,10 @@ if REDIS_URL:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
     }
+    # Sessions are read from Redis (every request and websocket connect) and written through to
+    # the database, which stays the durable copy: a cache miss or a flushed Redis reads it there.
+    # Only with Redis: a per-process cache would keep a signed-out session alive in the others.
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -175,6 +184,7 @@ CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in NERSTUDIO_QUEUES
 CELERY_TASK_ROUTES = {
     "generation.tasks.run_generation": {"queue": "pipeline"},  # reference descriptions, prompts
     "generation.tasks.submit_image": {"queue": "submit"},  # one provider call per image
+    "generation.tasks.stage_products": {"queue": "submit"},  # product photos, while prompts run
     "generation.tasks.collect_result": {"queue": "results"},  # after callbacks and polls
     "providers.local.image.render_local_image": {"queue": "render"},  # the offline provider's CPU
     "generation.tasks.reconcile": {"queue": "maintenance"},  # beat
