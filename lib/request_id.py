@@ -7,11 +7,16 @@ context variable: `RequestIdMiddleware` binds the request's, Celery's task signa
 (its generation or image id from its arguments, and the request id the enqueuing code passed in
 the message headers: `task_headers`, lib.tasks.enqueue), and the `LogContext` filter, installed
 on the log handlers (nerstudio/settings: LOGGING), copies them onto each record.
+
+The middleware also writes one access line per request (logger `nerstudio.access`, INFO in
+production): method, the matched route's pattern (never the path itself, which may carry a
+callback token), status and milliseconds until the response was ready, for latency by route.
 """
 
 import contextlib
 import logging
 import re
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar, Token
@@ -28,6 +33,7 @@ _SANE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=+-]{0,127}")
 FIELDS = ("request_id", "generation_id", "image_id", "task", "task_id")
 _HEADER_PREFIX = "nerstudio_"  # Celery message headers: nerstudio_request_id, …
 _PROPAGATED = ("request_id", "generation_id")  # what a task passes on to the tasks it enqueues
+access_log = logging.getLogger("nerstudio.access")
 
 _context: ContextVar[Mapping[str, Any]] = ContextVar(
     "nerstudio_log_context", default=MappingProxyType({})
@@ -83,18 +89,20 @@ class RequestIdMiddleware:
     def __call__(self, request):
         if iscoroutinefunction(self):
             return self.__acall__(request)
-        token = self._start(request)
+        token, started = self._start(request), time.perf_counter()
         try:
             response = self.get_response(request)
+            _log_access(request, response, started)
         finally:
             unbind(token)
         response[HEADER] = request.request_id
         return response
 
     async def __acall__(self, request):
-        token = self._start(request)
+        token, started = self._start(request), time.perf_counter()
         try:
             response = await self.get_response(request)
+            _log_access(request, response, started)
         finally:
             unbind(token)
         response[HEADER] = request.request_id
@@ -104,6 +112,22 @@ class RequestIdMiddleware:
     def _start(request) -> Token:
         request.request_id = accept(request.headers.get(HEADER))
         return _context.set({"request_id": request.request_id})
+
+
+def _log_access(request, response, started: float) -> None:
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    match = getattr(request, "resolver_match", None)
+    route = f"/{match.route}" if match else "(no route)"
+    ms = round((time.perf_counter() - started) * 1000, 1)
+    access_log.info(
+        "%s %s %s %.1f ms",
+        request.method,
+        route,
+        response.status_code,
+        ms,
+        extra={"method": request.method, "route": route, "status": response.status_code, "ms": ms},
+    )
 
 
 # --- Tasks ----------------------------------------------------------------------------------------

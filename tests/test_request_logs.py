@@ -115,3 +115,26 @@ def test_callback_tokens_are_redacted_from_json_lines(json_lines):
     assert "tok-SECRET-123" not in json.dumps(line)
     assert line["message"].endswith("/[redacted]/")
     assert line["path"].endswith("/[redacted]/")
+
+
+@pytest.mark.django_db
+def test_each_request_writes_one_access_line_with_its_route_status_and_time(
+    client, json_lines, caplog
+):
+    caplog.set_level(logging.INFO, logger="nerstudio.access")  # production's level
+    url = "/callbacks/images/0b7e6a1c-0000-4000-8000-000000000000/tok-SECRET-123/"
+
+    client.get("/healthz/", HTTP_X_REQUEST_ID="req-ok")
+    client.post(url, data="{}", content_type="application/json", HTTP_X_REQUEST_ID="req-cb")
+    client.get("/no-such-page/", HTTP_X_REQUEST_ID="req-none")
+
+    lines = {
+        line["request_id"]: line for line in json_lines() if line["logger"] == "nerstudio.access"
+    }
+    assert lines["req-ok"]["route"] == "/healthz/"
+    assert (lines["req-ok"]["method"], lines["req-ok"]["status"]) == ("GET", 200)
+    assert 0 < lines["req-ok"]["ms"] < 10_000
+    assert lines["req-cb"]["route"] == "/callbacks/images/<uuid:public_id>/<str:token>/"
+    assert lines["req-cb"]["status"] == 404  # no such image
+    assert "tok-SECRET-123" not in json.dumps(lines["req-cb"])
+    assert (lines["req-none"]["route"], lines["req-none"]["status"]) == ("(no route)", 404)

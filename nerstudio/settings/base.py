@@ -597,6 +597,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # One line per request with its route, status and time (lib.request_id); runserver prints
+        # its own in development.
+        "nerstudio.access": {"level": "WARNING" if DEBUG else "INFO"},
         "django.channels.server": {"propagate": False},  # daphne prints its own access log
         "celery.beat": {"filters": ["quiet_periodic_tasks"]},
         "celery.worker.strategy": {"filters": ["quiet_periodic_tasks"]},  # "Task … received"
