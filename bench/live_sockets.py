@@ -10,17 +10,20 @@ images, and then, with the `websockets` client library:
       consumer has checked the session and the generation's visibility); "first state" is the
       time until the generation's current state has arrived. Goal: accept p95 ≤ 100 ms in every
       round. Also printed: the web workers' CPU per connect (from /proc, less sensitive to the
-      machine's other load than latency), and first a floor — the same gunicorn and client with
-      an ASGI app that accepts at once — so the application's share can be told from the rest.
+      machine's other load than latency) and this client's (it shares the cores with the
+      server), and first a floor — the same gunicorn and client with an ASGI app that accepts
+      at once — so the application's share can be told from the rest.
   (b) a soak: BENCH_SOCKETS sockets held idle for BENCH_SOAK_SECONDS (default 600, the issue's 10
-      minutes). The client sends nothing, not even pings, so only the server's keepalive pings
-      cross the wire. Counts sockets closed by the server (goal 0) and the pings received, then
-      pushes a live update to every generation and counts the sockets it reaches (goal all).
+      minutes; 0 skips it). The client sends nothing, not even pings, so only the server's
+      keepalive pings cross the wire. Counts sockets closed by the server (goal 0) and the
+      pings received, then pushes a live update to every generation and counts the sockets it
+      reaches (goal all).
 
 Celery is not started: the pushes come from this process, as they would from a worker.
 
     .venv/bin/python bench/live_sockets.py   # PostgreSQL 127.0.0.1:5432 (trust), Redis 6379
     BENCH_SOAK_SECONDS=120 .venv/bin/python bench/live_sockets.py
+    BENCH_SOAK_SECONDS=0 .venv/bin/python bench/live_sockets.py    # the connects only
 """
 
 import asyncio
@@ -83,8 +86,10 @@ def recreate_database() -> None:
 def seed() -> list[tuple[str, str, int]]:
     """USERS members (the first an admin) of one organization, each with a generation of 4
     images in progress. Returns (session key, websocket path, generation id) per user."""
+    from importlib import import_module
+
+    from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
 
     from accounts.models import User
     from generation.models import Generation, GenerationImage
@@ -111,7 +116,7 @@ def seed() -> list[tuple[str, str, int]]:
             status=Generation.Status.GENERATING,
         )
         GenerationImage.objects.bulk_create(generation.new_images(4))
-        session = SessionStore()
+        session = import_module(settings.SESSION_ENGINE).SessionStore()  # as a sign-in does
         session[SESSION_KEY] = str(user.pk)
         session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
@@ -211,14 +216,16 @@ def tabs(sessions):
 
 
 async def connect_round(server, sessions):
-    cpu = server.cpu_seconds()
+    """Accept and first-state times (ms) of SOCKETS connects at once, and the CPU seconds they
+    cost the web workers and this client (which shares the machine's cores with them)."""
+    cpu, client_cpu = server.cpu_seconds(), time.process_time()
     start = time.perf_counter()
     results = await asyncio.gather(
         *(timed_connect(server, key, path, start) for key, path, _ in tabs(sessions))
     )
-    cpu = server.cpu_seconds() - cpu
+    cpu, client_cpu = server.cpu_seconds() - cpu, time.process_time() - client_cpu
     await asyncio.gather(*(ws.close() for ws, _, _ in results))
-    return [r[1] * 1000 for r in results], [r[2] * 1000 for r in results], cpu
+    return [r[1] * 1000 for r in results], [r[2] * 1000 for r in results], cpu, client_cpu
 
 
 def quantiles(values: list[float]) -> tuple[float, float, float]:
@@ -295,8 +302,8 @@ async def floor_rounds(server) -> list[tuple[float, ...]]:
         await ws.close()
     out = []
     for _ in range(ROUNDS):
-        accepted, _, cpu = await connect_round(server, sessions)
-        out.append((*quantiles(accepted), 1000 * cpu / SOCKETS))
+        accepted, _, cpu, client_cpu = await connect_round(server, sessions)
+        out.append((*quantiles(accepted), 1000 * cpu / SOCKETS, 1000 * client_cpu / SOCKETS))
         await asyncio.sleep(1)
     return out
 
@@ -325,7 +332,7 @@ async def run(server, sessions, push, pings: PingCounter) -> bool:
 
     print(f"(a) {SOCKETS} concurrent connects, {ROUNDS} rounds (ms from dialling)")
     for n in range(ROUNDS):
-        accepted, first, cpu = await connect_round(server, sessions)
+        accepted, first, cpu, client_cpu = await connect_round(server, sessions)
         p50, p95, top = quantiles(accepted)
         s50, s95, stop = quantiles(first)
         met = p95 <= GOAL_P95_MS
@@ -336,9 +343,14 @@ async def run(server, sessions, push, pings: PingCounter) -> bool:
         )
         print(
             f"           first state p50 {s50:6.1f}  p95 {s95:6.1f}  max {stop:6.1f}   "
-            f"web CPU {1000 * cpu / SOCKETS:.1f} ms per connect"
+            f"CPU per connect: web {1000 * cpu / SOCKETS:.1f} ms, "
+            f"client {1000 * client_cpu / SOCKETS:.1f} ms"
         )
         await asyncio.sleep(1)
+
+    if SOAK_SECONDS <= 0:
+        print("(b) soak: skipped (BENCH_SOAK_SECONDS=0)")
+        return ok
 
     print(f"(b) soak: {SOCKETS} idle sockets for {SOAK_SECONDS:g} s (client sends no pings)")
     # Only now: a socket logs its frames if DEBUG was on when it opened, which costs client CPU.
@@ -401,7 +413,10 @@ def main():
     )
     print(
         "floor: the same server and client with an ASGI app that accepts at once (accept ms): "
-        + "; ".join(f"p50 {a:.1f} p95 {b:.1f} max {c:.1f} (CPU {d:.1f} ms)" for a, b, c, d in floor)
+        + "; ".join(
+            f"p50 {a:.1f} p95 {b:.1f} max {c:.1f} (CPU web {d:.1f}, client {e:.1f} ms)"
+            for a, b, c, d, e in floor
+        )
     )
     try:
         ok = asyncio.run(run(server, sessions, push, pings))

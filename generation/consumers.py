@@ -1,10 +1,14 @@
 """The websocket behind a generation's page: joins the generation's group and forwards its
 cards and status as HTML fragments for the htmx `ws` extension to swap in out-of-band.
 
-Connect cost: the database work (the session's user, the access check, the current state) runs
-on the consumers' own threads, not the process's single sync thread (lib/consumer_threads.py); the
-access check is one query and the current state one more; the socket is accepted as soon as the
-access check has passed, and joining the group and rendering the state follow.
+Connect cost (a burst of reconnects after a deploy runs this for every open page at once): the
+database work runs on the consumers' own threads, not the process's single sync thread
+(lib/consumer_threads.py), in two hops: one for everything that decides the accept (the
+session's user, resolved on first use, and the access check, one query), then — after the
+accept and joining the group — one for the current state (one query). Both queries are
+hand-written SQL: the ORM spent more CPU building them than the database spent answering. And
+Channels' own hop to the sync thread before every message (closing stale connections) is skipped:
+this consumer touches the database only through `off_the_sync_thread`, which closes its own.
 
 Keeping idle sockets up is the server's and the channel layer's job, not this consumer's: the web
 server pings every socket (uvicorn's ws_ping_interval, 20 s by default), which keeps proxies from
@@ -13,10 +17,12 @@ timing an idle socket out, and channels-redis reads with a socket timeout above 
 with a jittered backoff, and every (re)connect starts with the whole current state.
 """
 
+import functools
 import uuid
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.db.models import Q
+from django.db import connection
 
 from generation import live
 from generation.models import Generation
@@ -24,32 +30,63 @@ from lib.consumer_threads import off_the_sync_thread
 from orgs.models import Membership
 
 
+@functools.cache
+def _visible_sql(vendor: str) -> str:
+    quote = connection.ops.quote_name
+    g, m = Generation._meta, Membership._meta
+
+    def col(model, name):
+        return quote(model.get_field(name).column)
+
+    # Quoted names of the models' tables and columns; every value is a parameter.
+    return (
+        f"SELECT g.{col(g, 'id')} FROM {quote(g.db_table)} g"  # noqa: S608
+        f" INNER JOIN {quote(m.db_table)} m ON m.{col(m, 'org')} = g.{col(g, 'org')}"
+        f" WHERE g.{col(g, 'public_id')} = %s AND m.{col(m, 'user')} = %s"
+        f" AND (g.{col(g, 'user')} = %s OR m.{col(m, 'role')} = %s)"
+    )
+
+
 def visible_generation_id(user, public_id: uuid.UUID) -> int | None:
     """The same rule as the page (`Generation.objects.visible_to(membership)`), in one query:
     admins see their organization's generations, members their own; anything else, and anyone
-    without an organization, is as if it did not exist."""
-    membership = Membership.objects.filter(user_id=user.pk)
-    admin_of = membership.filter(role=Membership.Role.ADMIN).values("org_id")
-    return (
-        Generation.objects.filter(public_id=public_id, org_id__in=membership.values("org_id"))
-        .filter(Q(user_id=user.pk) | Q(org_id__in=admin_of))
-        .values_list("pk", flat=True)
-        .first()
-    )
+    without an organization, is as if it did not exist. (A user has at most one membership.)"""
+    public_id = Generation._meta.get_field("public_id").get_db_prep_value(public_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _visible_sql(connection.vendor),
+            [public_id, user.pk, user.pk, Membership.Role.ADMIN.value],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def authorize(user, public_id: uuid.UUID) -> int | None:
+    """The generation's id if `user` (the scope's, read from the session here on first use) may
+    watch it, else None: everything that decides the accept, on one consumer thread hop."""
+    if user is None or not user.is_authenticated:
+        return None
+    return visible_generation_id(user, public_id)
 
 
 class GenerationConsumer(AsyncWebsocketConsumer):
     group = None
     generation_id = None
 
+    async def dispatch(self, message):
+        """Channels' dispatch without its hop to the sync thread before every message to close
+        stale database connections: this consumer uses the database only inside
+        `off_the_sync_thread`, which closes them itself."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self):
         live.remember_server_loop()
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close()
-            return
         public_id = self.scope["url_route"]["kwargs"]["public_id"]
-        self.generation_id = await off_the_sync_thread(visible_generation_id)(user, public_id)
+        user = self.scope.get("user")
+        self.generation_id = await off_the_sync_thread(authorize)(user, public_id)
         if self.generation_id is None:
             await self.close()
             return

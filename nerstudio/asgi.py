@@ -12,10 +12,19 @@ django_asgi_app = get_asgi_application()  # before anything imports models
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
+from django.core.cache import caches  # noqa: E402
 
 from lib.consumer_threads import AuthMiddlewareStack  # noqa: E402
 from lib.http_limits import RequestBodyLimit  # noqa: E402
 from nerstudio.urls import websocket_urlpatterns  # noqa: E402
+
+# Django keeps a cache object per thread and async context, and each Redis cache object opens a
+# connection pool of its own (and redis-py 8 reads its version from the package metadata for it):
+# the session cache (cached_db) first touched in a websocket connect's task was made anew for
+# every connect, which then opened a fresh Redis connection. Made here, on the thread that will
+# run the event loop and before the loop starts, one object is inherited by every task on the
+# loop, and its connection pool (thread-safe) is shared with the threads that read through it.
+caches[settings.SESSION_CACHE_ALIAS]
 
 application = ProtocolTypeRouter(
     {

@@ -253,7 +253,8 @@ def test_a_valid_submission_holds_credits_stores_the_files_and_opens_the_generat
     generation = Generation.objects.get()
     assert response.status_code == 302
     assert response.url == reverse("generation:detail", args=[generation.public_id])
-    assert len(callbacks) == 1  # the pipeline was sent to the broker once, after commit
+    # The pipeline and the product photos' staging, each sent to the broker once, after commit.
+    assert len(callbacks) == 2
     assert (generation.org, generation.user, generation.provider) == (org, admin, seedream)
     assert (generation.count, generation.credit_cost) == (4, 3)
     assert (generation.aspect_ratio, generation.quality) == ("9:16", "standard")

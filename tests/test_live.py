@@ -57,12 +57,13 @@ def session_cookie(user) -> str:
     return client.cookies["sessionid"].value
 
 
-async def connect(generation, user=None):
+async def connect(generation, user=None, *, session_key=None):
     """A browser's websocket to the generation's page, through the real ASGI stack."""
     headers = [(b"origin", b"http://testserver")]
     if user is not None:
-        key = await database_sync_to_async(session_cookie)(user)
-        headers.append((b"cookie", f"sessionid={key}".encode()))
+        session_key = await database_sync_to_async(session_cookie)(user)
+    if session_key is not None:
+        headers.append((b"cookie", f"sessionid={session_key}".encode()))
     communicator = WebsocketCommunicator(
         application, f"/ws/generations/{generation.public_id}/", headers=headers
     )
@@ -128,6 +129,81 @@ async def test_a_user_without_organization_is_refused(generation):
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
+async def test_an_owner_who_left_the_organization_is_refused(generation, owner_membership):
+    await owner_membership.adelete()
+    communicator, connected = await connect(generation, owner_membership.user)
+    assert not connected
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_password_change_signs_the_socket_out(generation, owner_membership):
+    """The session's auth hash is verified on every connect: a session from before a password
+    change (a stolen cookie, say) is refused, as it is by the pages."""
+    user = owner_membership.user
+    key = await database_sync_to_async(session_cookie)(user)
+    communicator, connected = await connect(generation, session_key=key)
+    assert connected
+    await communicator.disconnect()
+
+    def change_password():
+        user.set_password("a completely new password")
+        user.save()
+
+    await database_sync_to_async(change_password)()
+    communicator, connected = await connect(generation, session_key=key)
+    assert not connected
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_signed_out_session_is_refused(generation, owner_membership):
+    """Sessions are read through the cache in production (cached_db): signing out removes the
+    session from the cache as well as the database."""
+
+    def signed_out_key():
+        client = Client()
+        client.force_login(owner_membership.user)
+        key = client.cookies["sessionid"].value
+        client.logout()
+        return key
+
+    communicator, connected = await connect(
+        generation, session_key=await sync_to_async(signed_out_key)()
+    )
+    assert not connected
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_the_sessions_user_is_read_on_a_consumer_thread_never_on_the_event_loop():
+    """The user is resolved on first use (beside the access check, on the same thread hop);
+    touching it on the event loop, where the session and database reads would block every
+    other socket, is an error."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.core.exceptions import SynchronousOnlyOperation
+
+    from lib.consumer_threads import SessionAuthMiddleware, off_the_sync_thread
+
+    seen = {}
+
+    async def inner(scope, receive, send):
+        seen["user"] = scope["user"]
+
+    session = import_module(settings.SESSION_ENGINE).SessionStore(None)
+    await SessionAuthMiddleware(inner)({"type": "websocket", "session": session}, None, None)
+
+    with pytest.raises(SynchronousOnlyOperation):
+        _ = seen["user"].is_authenticated
+    assert await off_the_sync_thread(lambda: seen["user"].is_authenticated)() is False
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("who", ["owner", "admin"])
 async def test_the_owner_and_the_org_admin_receive_the_current_state_on_connect(
     who, generation, owner_membership, admin
@@ -174,6 +250,37 @@ def test_the_current_state_is_read_in_one_query(generation, django_assert_num_qu
     assert live.render_generation(999_999) == ""
 
 
+@pytest.mark.django_db
+def test_the_current_state_reads_every_field_as_the_orm_does(
+    generation, owner_membership, django_assert_num_queries
+):
+    """The state's query is hand-written: its rows must come back as the ORM's would (JSON
+    decoded, UUIDs and datetimes converted), images in order, with no query per image."""
+    Generation.objects.filter(pk=generation.pk).update(notices=["The prompt writer was busy."])
+    first = generation.images.get(index=0)
+    finish_image(first, "done", file="generated/a.png", prompt="A mug, top-down")
+
+    with django_assert_num_queries(1):
+        state, images = live.current_state(generation.pk)
+        assert [image.generation is state for image in images] == [True] * 3
+
+    expected = Generation.objects.get(pk=generation.pk)
+    for field in Generation._meta.concrete_fields:
+        assert getattr(state, field.attname) == getattr(expected, field.attname), field.name
+    for image, orm in zip(images, generation.images.order_by("index"), strict=True):
+        for field in GenerationImage._meta.concrete_fields:
+            assert getattr(image, field.attname) == getattr(orm, field.attname), field.name
+    assert "The prompt writer was busy." in live.render_generation(generation.pk)
+
+
+@pytest.mark.django_db
+def test_the_current_state_of_a_generation_without_images(owner_membership):
+    empty = make_generation(owner_membership, count=0, status=Generation.Status.QUEUED)
+    state, images = live.current_state(empty.pk)
+    assert (state.pk, images) == (empty.pk, [])
+    assert live.render_generation(empty.pk).count('hx-swap-oob="true"') == 1
+
+
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_a_connect_does_its_database_work_off_the_sync_thread(
@@ -181,8 +288,11 @@ async def test_a_connect_does_its_database_work_off_the_sync_thread(
 ):
     """Channels runs database work on one thread per process by default, shared with the sync
     views: connects queued for it behind each other and behind any slow view."""
+    from lib import consumer_threads
+
     threads = []
     check, render = consumers.visible_generation_id, live.render_generation
+    session_user = consumer_threads._session_user
 
     def spy(fn):
         def run(*args):
@@ -193,14 +303,21 @@ async def test_a_connect_does_its_database_work_off_the_sync_thread(
 
     monkeypatch.setattr(consumers, "visible_generation_id", spy(check))
     monkeypatch.setattr(live, "render_generation", spy(render))
+    monkeypatch.setattr(consumer_threads, "_session_user", spy(session_user))
 
     communicator, connected = await connect(generation, owner_membership.user)
     assert connected
     await communicator.receive_from(timeout=TIMEOUT)
     await communicator.disconnect()
 
-    assert [name for name, _ in threads] == ["visible_generation_id", "render_generation"]
+    assert [name for name, _ in threads] == [
+        "_session_user",
+        "visible_generation_id",
+        "render_generation",
+    ]
     assert all(thread.startswith("consumer-db") for _, thread in threads)
+    # Everything that decides the accept is one hop: the session's user and the access check.
+    assert threads[0][1] == threads[1][1]
 
 
 needs_redis = pytest.mark.skipif(
