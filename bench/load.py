@@ -160,19 +160,20 @@ def product_png() -> bytes:
 
 
 def procfile_commands(tmp: Path) -> dict[str, list[str]]:
-    """The Procfile's worker-* and beat lines, ${VAR:-default} expanded, celery run by this
-    interpreter; beat keeps its schedule file in `tmp`."""
+    """The Procfile's web, worker-* and beat lines, ${VAR:-default} expanded (the web server on
+    127.0.0.1:PORT), run by this interpreter; beat keeps its schedule file in `tmp`."""
     out = {}
+    variables = {**os.environ, "PORT": str(PORT)}
     for line in (ROOT / "Procfile").read_text().splitlines():
         name, _, command = line.partition(":")
-        if not (name.startswith("worker") or name == "beat"):
+        if not (name == "web" or name.startswith("worker") or name == "beat"):
             continue
         command = re.sub(
-            r"\$\{(\w+):-([^}]*)\}", lambda m: os.environ.get(m[1], m[2]), command.strip()
+            r"\$\{(\w+):-([^}]*)\}", lambda m: variables.get(m[1], m[2]), command.strip()
         )
-        args = command.split()
-        assert args[0] == "celery", line
-        args = [sys.executable, "-m", "celery", *args[1:]]
+        args = command.replace("0.0.0.0:", "127.0.0.1:").split()
+        assert args[0] in ("celery", "gunicorn"), line
+        args = [sys.executable, "-m", *args]
         if name == "beat":
             args += ["--schedule", str(tmp / "celerybeat-schedule")]
         out[name] = args
@@ -198,23 +199,6 @@ class Stack:
             )
 
     def up(self) -> list[str]:
-        self.start(
-            "web",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "nerstudio.asgi:application",
-                "-k",
-                "uvicorn_worker.UvicornWorker",
-                "--bind",
-                f"127.0.0.1:{PORT}",
-                "--workers",
-                str(WEB_WORKERS),
-                "--timeout",
-                "60",
-            ],
-        )
         commands = procfile_commands(self.tmp)
         for name, args in commands.items():
             self.start(name, args)
