@@ -264,6 +264,7 @@ class Stats:
         self.ws_messages = 0
         self.ws_closed_early = 0
         self.queue_max: dict[str, int] = defaultdict(int)
+        self.db_connections = 0
 
     def error(self, endpoint: str, what: str) -> None:
         self.errors[endpoint] += 1
@@ -478,6 +479,28 @@ async def sample_queues(stats: Stats) -> None:
         await client.aclose()
 
 
+async def sample_connections(stats: Stats, executor) -> None:
+    """The most PostgreSQL connections the stack held at once (pg_stat_activity, every second;
+    this client's own one included)."""
+
+    def count() -> int:
+        from django.db import close_old_connections, connection
+
+        close_old_connections()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            )
+            return cursor.fetchone()[0]
+
+    loop = asyncio.get_running_loop()
+    while True:
+        stats.db_connections = max(
+            stats.db_connections, await loop.run_in_executor(executor, count)
+        )
+        await asyncio.sleep(1)
+
+
 async def load(keys, form, stats: Stats) -> None:
     executor = ThreadPoolExecutor(max_workers=USERS + 4)
     loop = asyncio.get_running_loop()
@@ -486,6 +509,7 @@ async def load(keys, form, stats: Stats) -> None:
     background = [
         asyncio.create_task(watcher.run(ThreadPoolExecutor(max_workers=1))),
         asyncio.create_task(sample_queues(stats)),
+        asyncio.create_task(sample_connections(stats, ThreadPoolExecutor(max_workers=1))),
     ]
     now = time.monotonic()
     stop_at, end_at = now + SECONDS, now + SECONDS + GRACE
@@ -644,6 +668,7 @@ def report(stats: Stats, still_open: int, cpu: dict[str, float], wall: float) ->
         + ", ".join(f"{q} {stats.queue_max[q]}" for q in QUEUES)
         + f"; taken by workers, unacknowledged (HLEN unacked): {stats.queue_max['unacked']}"
     )
+    print(f"most PostgreSQL connections at once: {stats.db_connections}")
     total = sum(cpu.values())
     print(
         f"stack CPU: {total:.0f} s over {wall:.0f} s = "

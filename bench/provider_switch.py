@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import stack
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = int(os.environ.get("BENCH_WORKERS", 3))
 SWITCHES = int(os.environ.get("BENCH_SWITCHES", 100))
@@ -56,6 +58,8 @@ def watch(org_id, ready, stop, seen_queue):
 def main():
     if "DATABASE_URL" not in os.environ:
         os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
+    elif os.environ["DATABASE_URL"].startswith("postgres"):
+        stack.recreate_database(os.environ["DATABASE_URL"])  # a fresh database, as every bench
     setup_django()
     from django.conf import settings
     from django.core.management import call_command

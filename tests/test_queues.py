@@ -240,3 +240,30 @@ def test_an_image_whose_callback_arrived_is_not_polled(
     # Should that collection get lost, a poll still comes, a minute later.
     a_minute_on = timezone.now() + timedelta(seconds=reconcile.CALLBACK_GRACE_SECONDS + 1)
     assert reported.pk in reconcile.reconcile(now=a_minute_on).collect
+
+
+def test_workers_run_at_a_lower_cpu_priority_than_the_web_processes(settings):
+    """In a process of its own: a niceness, once raised, cannot be lowered again."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import os, django; django.setup(); import nerstudio.celery;"
+        " from celery.signals import worker_init; before = os.nice(0);"
+        " worker_init.send(sender=None); print(before, os.nice(0))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "nerstudio.settings.test"}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+
+    before, after = int(out[0]), int(out[1])
+    assert after == min(19, before + settings.NERSTUDIO_WORKER_NICENESS)
+    assert settings.NERSTUDIO_WORKER_NICENESS == 10

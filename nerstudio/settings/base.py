@@ -189,6 +189,9 @@ CELERY_TASK_ROUTES = {
     "providers.local.image.render_local_image": {"queue": "render"},  # the offline provider's CPU
     "generation.tasks.reconcile": {"queue": "maintenance"},  # beat
 }
+# Celery workers' CPU priority (nice, 0–19): on a box shared with the web processes, pages go
+# first (nerstudio/celery.py).
+NERSTUDIO_WORKER_NICENESS = env.int("NERSTUDIO_WORKER_NICENESS", default=10)
 # Without a broker each queue is a thread pool of its own in the web process (lib.tasks): this many
 # threads for each of default, pipeline, submit and results (above NERSTUDIO_ORG_MAX_INFLIGHT, so
 # one organization's hanging provider calls never take a whole pool), and these for the rest.
