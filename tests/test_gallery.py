@@ -3,6 +3,7 @@ collections, and Reuse/Vary."""
 
 import html
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -1010,3 +1011,17 @@ def test_reuse_and_vary_of_an_image_the_person_cannot_see_are_404(
     image = _image(admin_membership)
     for name in ("gallery:reuse", "gallery:vary"):
         assert member_client.get(reverse(name, args=[image.public_id])).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "name", ["gallery:image", "gallery:image-file", "gallery:image-thumbnail", "gallery:vary"]
+)
+def test_a_cached_uuid_url_is_the_url_reverse_gives(name):
+    from django.urls import reverse
+
+    from lib.urls import uuid_url
+
+    value = uuid.uuid4()
+
+    assert uuid_url(name, value) == reverse(name, args=[value])
+    assert uuid_url(name, str(value)) == reverse(name, args=[value])

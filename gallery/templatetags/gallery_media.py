@@ -1,6 +1,7 @@
 from django import template
 
 from gallery.models import Collection
+from lib.urls import uuid_url
 
 register = template.Library()
 
@@ -26,3 +27,10 @@ def duration(start, end) -> str:
         return f"{seconds:.1f} s"
     minutes, rest = divmod(round(seconds), 60)
     return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+
+
+@register.simple_tag
+def url_for(name: str, public_id) -> str:
+    """`{% url name public_id %}` for a URL taking one UUID, without resolving the URLconf each
+    time (lib.urls): for markup repeated per image."""
+    return uuid_url(name, public_id)
