@@ -56,14 +56,14 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import load
 import requests
 import stack
-from fakes import completion
+from fakes import FakeHandler, completion
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "postgres://postgres@127.0.0.1:5432/nerstudio_bench_faults"
@@ -91,11 +91,10 @@ RESULT_PNG = png_bytes()
 MARKER = re.compile(r"\[fault:([a-z0-9-]+)\]")
 
 
-class FakeKie(BaseHTTPRequestHandler):
+class FakeKie(FakeHandler):
     """kie.ai as PROVIDERS.md §1 describes it; a task's behaviour comes from the marker in its
     prompt. Class attributes are the scenario's knobs and the record of what happened."""
 
-    protocol_version = "HTTP/1.1"
     base = ""
     lock = threading.Lock()
     tasks: dict[str, dict] = {}
@@ -105,16 +104,6 @@ class FakeKie(BaseHTTPRequestHandler):
     submit_delay = 0.0
     download_delay = 0.0
     release = threading.Event()  # set at the end of a scenario: hanging handlers give up
-
-    def log_message(self, *args):
-        pass
-
-    def reply(self, body: bytes, content_type="application/json", status=200):
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def envelope(self, data) -> None:
         self.reply(json.dumps({"code": 200, "msg": "success", "data": data}).encode())

@@ -46,14 +46,14 @@ import sys
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from urllib.parse import parse_qs, urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import requests
-from fakes import completion
+from fakes import FakeHandler, completion
 
 ROOT = Path(__file__).resolve().parent.parent
 L = float(os.environ.get("BENCH_LATENCY", 1.0))
@@ -106,10 +106,9 @@ def upload_photo(base, run: int) -> bytes:
 # --- The fake providers ---------------------------------------------------------------------------
 
 
-class Fake(BaseHTTPRequestHandler):
+class Fake(FakeHandler):
     """kie.ai and OpenAI as far as a generation uses them; every request is timestamped."""
 
-    protocol_version = "HTTP/1.1"
     base = ""
     results: list[bytes] = []
     events: list[tuple[str, float]] = []
@@ -122,16 +121,6 @@ class Fake(BaseHTTPRequestHandler):
         with cls.lock:
             cls.events.append((kind, time.time()))
 
-    def log_message(self, *args):
-        pass
-
-    def _reply(self, body: bytes, content_type="application/json", status=200):
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def do_POST(self):
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         path = urlsplit(self.path).path
@@ -140,17 +129,17 @@ class Fake(BaseHTTPRequestHandler):
             time.sleep(L)
             variants = [f"Variant {i}: the product in scene {i}" for i in range(self.variants)]
             self.note("prompt answer")
-            return self._reply(completion({"variants": variants}))
+            return self.reply(completion({"variants": variants}))
         if path.endswith("/chat/completions"):  # OpenAI: the vision step
             self.note("vision request")
             time.sleep(L)
             self.note("vision answer")
-            return self._reply(completion({"description": "Warm, soft light.", "palette": []}))
+            return self.reply(completion({"description": "Warm, soft light.", "palette": []}))
         if path.endswith("-upload"):  # kie's file upload (base64 or stream)
             self.note("upload")
             url = f"{self.base}/uploads/{hashlib.sha256(raw).hexdigest()[:16]}.jpg"
             body = {"success": True, "code": 200, "msg": "ok", "data": {"downloadUrl": url}}
-            return self._reply(json.dumps(body).encode())
+            return self.reply(json.dumps(body).encode())
         if path.endswith("/jobs/createTask"):
             self.note("createTask")
             body = json.loads(raw)
@@ -159,8 +148,8 @@ class Fake(BaseHTTPRequestHandler):
                 self.created[task_id] = time.monotonic()
             threading.Thread(target=self._call_back, args=(task_id, body["callBackUrl"])).start()
             reply = {"code": 200, "msg": "success", "data": {"taskId": task_id}}
-            return self._reply(json.dumps(reply).encode())
-        self._reply(b"{}", status=404)
+            return self.reply(json.dumps(reply).encode())
+        self.reply(b"{}", status=404)
 
     def do_GET(self):
         parts = urlsplit(self.path)
@@ -168,12 +157,12 @@ class Fake(BaseHTTPRequestHandler):
             self.note("recordInfo")
             task_id = parse_qs(parts.query)["taskId"][0]
             done = time.monotonic() - self.created[task_id] >= L
-            return self._reply(json.dumps(self._record(task_id, done)).encode())
+            return self.reply(json.dumps(self._record(task_id, done)).encode())
         if parts.path.startswith("/results/"):
             self.note("result download")
             number = int(parts.path.split("_")[1])
-            return self._reply(self.results[number % len(self.results)], "image/png")
-        self._reply(b"{}", status=404)
+            return self.reply(self.results[number % len(self.results)], "image/png")
+        self.reply(b"{}", status=404)
 
     def _record(self, task_id, done):
         data = {

@@ -139,6 +139,18 @@ def media_root(settings, tmp_path):
 
 
 @pytest.fixture
+def provider_pipeline(settings, media_root):
+    """For pipeline tests against faked provider HTTP: files in the test's folder, the public URL
+    providers call back on, and the organizations' provider registry empty before and after."""
+    from providers.org_registry import clear_registry
+
+    settings.NERSTUDIO_PUBLIC_URL = "https://studio.example.com"
+    clear_registry()
+    yield
+    clear_registry()
+
+
+@pytest.fixture
 def generate_page(settings, media_root, memory_broker):
     """For tests of the Generate page: files in the test's folder, pipeline tasks sent to a broker
     where none runs, provider changes seen at once."""

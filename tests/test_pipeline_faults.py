@@ -10,7 +10,6 @@ from datetime import timedelta
 import pytest
 import responses
 from django.conf import settings
-from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,21 +18,12 @@ from credits.models import LedgerEntry
 from generation.models import GenerationImage
 from generation.pipeline import reconcile, results, start
 from lib.tokens import hash_token, new_token
-from providers.org_registry import clear_registry
 from tests.images import png_bytes, validated
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("provider_pipeline")]
 
 KIE = "https://api.kie.ai"
 RESULT = "https://tempfile.aiquickdraw.com/faults.png"
-
-
-@pytest.fixture(autouse=True)
-def _fresh(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.NERSTUDIO_PUBLIC_URL = "https://studio.example.com"
-    clear_registry()
-    cache.clear()
 
 
 @pytest.fixture

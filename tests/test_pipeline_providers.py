@@ -27,7 +27,7 @@ from providers.models import ProviderAttempt
 from providers.org_registry import clear_registry
 from tests.images import png_bytes, validated
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("provider_pipeline")]
 
 KIE = "https://api.kie.ai"
 OPENAI_CHAT = "https://api.openai.com/v1/chat/completions"
@@ -74,14 +74,6 @@ def callback_body(task_id, state="success"):
     body = record(task_id, state, ["https://tempfile.aiquickdraw.com/r.png"])
     body["msg"] = "Playground task completed successfully."
     return body
-
-
-@pytest.fixture(autouse=True)
-def _fresh(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.NERSTUDIO_PUBLIC_URL = "https://studio.example.com"
-    clear_registry()
-    cache.clear()
 
 
 @pytest.fixture
