@@ -164,6 +164,8 @@ else:
 
 # Without a broker, tasks run on a thread pool inside the web process (see lib.tasks).
 CELERY_BROKER_URL = REDIS_URL or None
+# kombu's Redis transport, made to survive Redis going away under a waiting worker (lib.broker).
+CELERY_BROKER_TRANSPORT = "lib.broker:Transport" if REDIS_URL else None
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
