@@ -6,6 +6,7 @@ under a minute. kie.ai is faked at the HTTP seam with its real shapes (PROVIDERS
 
 import json
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 import responses
@@ -265,10 +266,32 @@ def test_a_pooled_connection_the_database_dropped_is_replaced_not_handed_out():
         with pool.connection() as conn:
             pid = conn.info.backend_pid
         with psycopg.connect(**params, autocommit=True) as other:
-            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+            other.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])  # waits for its exit
 
         with pool.connection() as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
             assert conn.info.backend_pid != pid
     finally:
         wrapper.close_pool()
+
+
+@pytest.mark.skipif(
+    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+    reason="needs PostgreSQL (CI sets it)",
+)
+def test_the_pools_check_of_a_live_connection_sends_nothing_to_the_database():
+    import psycopg
+    from django.db import connection
+
+    from lib.db_pool import check_connection
+
+    params = {k: v for k, v in connection.get_connection_params().items() if k != "context"}
+    with psycopg.connect(**params, autocommit=True) as conn:
+        with mock.patch.object(conn, "execute", wraps=conn.execute) as execute:
+            check_connection(conn)
+        assert not execute.called  # alive: no query, no round trip
+
+        with psycopg.connect(**params, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s, 5000)", [conn.info.backend_pid])
+        with pytest.raises(psycopg.OperationalError):
+            check_connection(conn)  # dropped: the real check runs, and fails
