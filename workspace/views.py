@@ -1,5 +1,7 @@
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.handlers.asgi import ASGIRequest
 from django.db.models import Count, Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -82,11 +84,22 @@ def _export(request, what, rows):
     if not form.is_valid():
         return _render_dashboard(request, TopUpRequestForm(), status=400, export_form=form)
     chunks = exports.csv_chunks(rows(request.org, form.period))
-    response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(
+        _aiter(chunks) if isinstance(request, ASGIRequest) else chunks,
+        content_type="text/csv; charset=utf-8",
+    )
     name = exports.filename(request.org, what, form.period)
     response["Content-Disposition"] = content_disposition_header(True, name)
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+async def _aiter(chunks):
+    """Under ASGI, Django buffers a synchronous iterator whole before sending it: hand it an
+    asynchronous one that pulls each chunk on the request's database thread instead."""
+    pull = sync_to_async(next, thread_sensitive=True)
+    while (chunk := await pull(chunks, None)) is not None:
+        yield chunk
 
 
 @require_POST

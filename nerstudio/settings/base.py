@@ -67,7 +67,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "lib.request_id.RequestIdMiddleware",  # first: every later log line names the request
-    "lib.streaming.AsyncStreamingMiddleware",  # files, zips and exports stay streamed (ASGI)
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
