@@ -85,17 +85,17 @@ def memory_broker(settings):
     the app back on the configured broker afterwards (its producer pool outlives settings)."""
     from nerstudio.celery import app
 
-    def use(url):
-        settings.CELERY_BROKER_URL = url
-        app.conf.broker_url = url
+    def use(url, transport):
+        settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT = url, transport
+        app.conf.broker_url, app.conf.broker_transport = url, transport  # lib.broker with Redis
         app._pool = None
         if "amqp" in app.__dict__:
             app.amqp._producer_pool = None
 
-    configured = app.conf.broker_url
-    use("memory://")
+    configured = app.conf.broker_url, app.conf.broker_transport
+    use("memory://", None)
     yield
-    use(configured)
+    use(*configured)
 
 
 @pytest.fixture
