@@ -10,20 +10,21 @@ object has no attribute 'hostname')". Here a failed read of the pending reply is
 Redis is back. Selected with CELERY_BROKER_TRANSPORT.
 """
 
+import contextlib
+from queue import Empty
+
 from kombu.transport import redis
+
+# kombu's redis Channel has no type stubs for its internals (_in_poll, _brpop_read).
 
 
 class Channel(redis.Channel):
     def close(self) -> None:
-        if self._in_poll:
-            try:
-                self._brpop_read()
-            except redis.Empty:
-                pass
-            except self.connection_errors:
-                pass  # _brpop_read has dropped the socket and left _in_poll unset
-            except AttributeError:
-                pass  # the socket was already dropped (client.connection is None)
+        if self._in_poll:  # type: ignore[has-type]
+            # The reply is gone with the server: _brpop_read drops the socket and raises one of
+            # the connection errors, or AttributeError when the socket was dropped already.
+            with contextlib.suppress(Empty, AttributeError, *self.connection.connection_errors):
+                self._brpop_read()  # type: ignore[attr-defined]
             self._in_poll = None
         super().close()
 
