@@ -18,6 +18,7 @@ with a jittered backoff, and every (re)connect starts with the whole current sta
 """
 
 import functools
+import time
 import uuid
 
 from channels.consumer import get_handler_name
@@ -27,6 +28,7 @@ from django.db import connection
 from generation import live
 from generation.models import Generation
 from lib.consumer_threads import off_the_sync_thread
+from lib.request_id import log_socket
 from orgs.models import Membership
 
 
@@ -70,6 +72,7 @@ def authorize(user, public_id: uuid.UUID) -> int | None:
 
 
 class GenerationConsumer(AsyncWebsocketConsumer):
+    route = "/ws/generations/<uuid:public_id>/"  # nerstudio/urls.py routes it; the access line
     group = None
     generation_id = None
 
@@ -83,14 +86,17 @@ class GenerationConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def connect(self):
+        started = time.perf_counter()
         live.remember_server_loop()
         public_id = self.scope["url_route"]["kwargs"]["public_id"]
         user = self.scope.get("user")
         self.generation_id = await off_the_sync_thread(authorize)(user, public_id)
         if self.generation_id is None:
             await self.close()
+            log_socket(self.route, accepted=False, started=started)
             return
         await self.accept()
+        log_socket(self.route, accepted=True, started=started)
         # Join before reading the state, so a change made meanwhile still arrives afterwards.
         self.group = live.group_name(public_id)
         await self.channel_layer.group_add(self.group, self.channel_name)

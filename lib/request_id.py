@@ -115,18 +115,29 @@ class RequestIdMiddleware:
 
 
 def _log_access(request, response, started: float) -> None:
-    if not access_log.isEnabledFor(logging.INFO):
-        return
     match = getattr(request, "resolver_match", None)
     route = f"/{match.route}" if match else "(no route)"
+    _access(request.method, route, response.status_code, started)
+
+
+def log_socket(route: str, *, accepted: bool, started: float) -> None:
+    """A websocket connect's access line: WS, its route's pattern, 101 (accepted) or 403
+    (refused), and the time until it was decided. (The web server's own per-socket lines are
+    off: see LOGGING.)"""
+    _access("WS", route, 101 if accepted else 403, started)
+
+
+def _access(method: str, route: str, status: int, started: float) -> None:
+    if not access_log.isEnabledFor(logging.INFO):
+        return
     ms = round((time.perf_counter() - started) * 1000, 1)
     access_log.info(
         "%s %s %s %.1f ms",
-        request.method,
+        method,
         route,
-        response.status_code,
+        status,
         ms,
-        extra={"method": request.method, "route": route, "status": response.status_code, "ms": ms},
+        extra={"method": method, "route": route, "status": status, "ms": ms},
     )
 
 

@@ -23,5 +23,5 @@ urlpatterns = [
 
 # Websocket routes (nerstudio/asgi.py): each app that pushes live updates adds its consumer here.
 websocket_urlpatterns = [
-    path("ws/generations/<uuid:public_id>/", GenerationConsumer.as_asgi()),
+    path(GenerationConsumer.route.removeprefix("/"), GenerationConsumer.as_asgi()),
 ]

@@ -3,6 +3,7 @@ and pushes from the pipeline's sync code reaching the browser. Runs on the in-me
 layer by default and on channels-redis when REDIS_URL is set (as in CI)."""
 
 import asyncio
+import logging
 import threading
 
 import pytest
@@ -114,6 +115,24 @@ async def test_another_organizations_admin_is_refused(generation, other_admin):
     communicator, connected = await connect(generation, other_admin)
     assert not connected
     await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_each_connect_writes_one_access_line_with_the_route_not_the_path(
+    generation, owner_membership, other_admin, caplog
+):
+    caplog.set_level(logging.INFO, logger="nerstudio.access")  # production's level
+    for user in (owner_membership.user, other_admin):
+        communicator, _ = await connect(generation, user)
+        await communicator.disconnect()
+
+    lines = [r for r in caplog.records if r.name == "nerstudio.access"]
+    assert [(r.method, r.route, r.status) for r in lines] == [
+        ("WS", "/ws/generations/<uuid:public_id>/", 101),  # the owner
+        ("WS", "/ws/generations/<uuid:public_id>/", 403),  # another organization's admin
+    ]
+    assert all(str(generation.public_id) not in r.getMessage() for r in lines)
 
 
 @pytest.mark.asyncio

@@ -608,6 +608,10 @@ LOGGING = {
         # its own in development.
         "nerstudio.access": {"level": "WARNING" if DEBUG else "INFO"},
         "django.channels.server": {"propagate": False},  # daphne prints its own access log
+        # Under gunicorn, uvicorn prints plain-text lines for every websocket ("connection open",
+        # "[accepted]", "connection closed"); the JSON access line (lib.request_id.log_socket)
+        # says the same once. Its warnings and errors still come, as JSON.
+        "uvicorn.error": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         "celery.beat": {"filters": ["quiet_periodic_tasks"]},
         "celery.worker.strategy": {"filters": ["quiet_periodic_tasks"]},  # "Task … received"
         # Without a broker tasks run in the web process: a line per succeeded task would bury the
