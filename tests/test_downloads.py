@@ -4,20 +4,24 @@ the person may not see is a 404, for the whole request."""
 
 import io
 import itertools
+import os
 import uuid
+import warnings
 import zipfile
 
 import pytest
+from asgiref.sync import async_to_sync, sync_to_async
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.http import StreamingHttpResponse
-from django.test import Client
+from django.test import AsyncClient, Client
 from django.urls import reverse
 from django.utils import timezone
 
 from gallery.media import MAX_ZIP_IMAGES
 from gallery.models import Collection, CollectionItem
 from generation.models import Generation, GenerationImage
+from lib.streaming import FILE_CHUNK
 from tests.factories import GenerationFactory, MembershipFactory, finished_image, image_bytes
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
@@ -337,3 +341,76 @@ def test_a_member_may_zip_another_members_image_once_it_is_in_a_collection(
         "acme-creative-mine-1.png": stored(mine.file.name),
         "acme-creative-theirs-1.png": stored(theirs.file.name),
     }
+
+
+# --- Under ASGI (the web server's protocol): streamed, never read whole first -------------------
+
+
+def get_over_asgi(user, url) -> tuple:
+    """The response to a GET through Django's ASGI handler, and its body's chunks as sent. Fails
+    if Django had to read a synchronous body whole into memory first (it warns then)."""
+    client = AsyncClient()
+    client.force_login(user)
+
+    async def get():
+        response = await client.get(url)
+        return response, [chunk async for chunk in response.streaming_content]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return async_to_sync(get)()
+
+
+def test_under_asgi_an_image_is_sent_in_large_chunks_as_it_is_read(member_membership):
+    image = finished_image(member_membership)
+    data = os.urandom(2 * FILE_CHUNK + 1000)  # a 0.5 MB result
+    default_storage.delete(image.file.name)
+    default_storage.save(image.file.name, ContentFile(data))
+
+    url = reverse("gallery:image-file", args=[image.public_id])
+    response, chunks = get_over_asgi(member_membership.user, url)
+
+    assert response.status_code == 200 and response.is_async
+    assert [len(chunk) for chunk in chunks] == [FILE_CHUNK, FILE_CHUNK, 1000]
+    assert b"".join(chunks) == data
+    assert response["Content-Length"] == str(len(data))
+
+
+def test_under_asgi_a_zip_is_streamed_not_built_in_memory(member_membership):
+    first = finished_image(member_membership, prompt="A ceramic mug on linen")
+    second = add_image(first.generation, 1)
+
+    url = reverse("gallery:download-generation", args=[first.generation.public_id])
+    response, chunks = get_over_asgi(member_membership.user, url)
+
+    assert response.status_code == 200 and response.is_async
+    assert len(chunks) > 2  # the archive's parts as they are made, not one buffer
+    with zipfile.ZipFile(io.BytesIO(b"".join(chunks))) as archive:
+        assert sorted(archive.read(i) for i in archive.infolist()) == sorted(
+            [stored(first.file.name), stored(second.file.name)]
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_under_asgi_the_database_connection_is_handed_back_before_the_file_is_sent(
+    member_membership, media_root
+):
+    """A slow reader must not hold a pooled connection; and Django's own close at the end of the
+    response may run on another thread than the view's (lib/streaming.py)."""
+    from django.db import connection
+
+    image = finished_image(member_membership)
+    client = AsyncClient()
+    client.force_login(member_membership.user)
+    url = reverse("gallery:image-file", args=[image.public_id])
+
+    async def get():
+        response = await client.get(url)
+        # On the thread the view ran on (this test's: async_to_sync lends it to sync code).
+        held = await sync_to_async(lambda: connection.connection is not None)()
+        return held, b"".join([chunk async for chunk in response.streaming_content])
+
+    held, body = async_to_sync(get)()
+
+    assert not held
+    assert body == stored(image.file.name)

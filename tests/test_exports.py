@@ -4,13 +4,14 @@ organization's own rows only, admins only."""
 
 import csv
 import io
+import warnings
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.http import StreamingHttpResponse
-from django.test import AsyncRequestFactory
+from django.test import AsyncClient
 from django.urls import reverse
 from django.utils import timezone
 
@@ -18,7 +19,6 @@ from credits import exports
 from credits import services as credits
 from tests.factories import UserFactory
 from tests.usage_history import LOCAL, SEEDREAM, at, move, rival_spending, week_of_history
-from workspace import views
 
 pytestmark = pytest.mark.django_db
 
@@ -213,15 +213,21 @@ def test_a_long_export_is_written_a_chunk_at_a_time(admin_client, history, monke
     assert b"".join(chunks).decode().count("\r\n") == 15
 
 
-def test_under_asgi_the_export_streams_asynchronously(admin_membership, history):
-    request = AsyncRequestFactory().get(LEDGER, week(history))
-    request.user = admin_membership.user
+def test_under_asgi_the_export_streams_a_chunk_at_a_time(admin_membership, history, monkeypatch):
+    """Through the ASGI stack (lib.streaming), never read whole into memory first."""
+    monkeypatch.setattr(exports, "ROWS_PER_CHUNK", 4)
+    client = AsyncClient()
+    client.force_login(admin_membership.user)
 
-    response = views.export_ledger(request)
+    async def get():
+        response = await client.get(LEDGER, week(history))
+        return response, [chunk async for chunk in response.streaming_content]
 
-    async def body():
-        return b"".join([chunk async for chunk in response.streaming_content])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Django warns when it buffers a synchronous iterator
+        response, chunks = async_to_sync(get)()
 
     assert response.is_async
-    rows = list(csv.reader(io.StringIO(async_to_sync(body)().decode())))
+    assert len(chunks) == 4
+    rows = list(csv.reader(io.StringIO(b"".join(chunks).decode())))
     assert rows[0] == exports.LEDGER_HEADER and len(rows) == 1 + 14
