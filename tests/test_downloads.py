@@ -357,7 +357,7 @@ def get_over_asgi(user, url) -> tuple:
         return response, [chunk async for chunk in response.streaming_content]
 
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.filterwarnings("error", message="StreamingHttpResponse must consume")
         return async_to_sync(get)()
 
 

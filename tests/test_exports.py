@@ -224,7 +224,7 @@ def test_under_asgi_the_export_streams_a_chunk_at_a_time(admin_membership, histo
         return response, [chunk async for chunk in response.streaming_content]
 
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # Django warns when it buffers a synchronous iterator
+        warnings.filterwarnings("error", message="StreamingHttpResponse must consume")
         response, chunks = async_to_sync(get)()
 
     assert response.is_async
