@@ -39,6 +39,10 @@ def async_streaming_middleware(get_response):
 
 async def pulled(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
     """`chunks`, one `next()` per hop to a worker thread (any: it needs no database)."""
-    pull = sync_to_async(next, thread_sensitive=False)
-    while (chunk := await pull(chunks, None)) is not None:
+    pull = sync_to_async(_next_or_none, thread_sensitive=False)
+    while (chunk := await pull(chunks)) is not None:
         yield chunk
+
+
+def _next_or_none(chunks: Iterator[bytes]) -> bytes | None:
+    return next(chunks, None)
