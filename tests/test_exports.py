@@ -213,6 +213,7 @@ def test_a_long_export_is_written_a_chunk_at_a_time(admin_client, history, monke
     assert b"".join(chunks).decode().count("\r\n") == 15
 
 
+@pytest.mark.django_db(transaction=True)  # the export reads on a thread (and connection) of its own
 def test_under_asgi_the_export_streams_a_chunk_at_a_time(admin_membership, history, monkeypatch):
     """Through the ASGI stack (lib.streaming), never read whole into memory first."""
     monkeypatch.setattr(exports, "ROWS_PER_CHUNK", 4)
@@ -231,3 +232,32 @@ def test_under_asgi_the_export_streams_a_chunk_at_a_time(admin_membership, histo
     assert len(chunks) == 4
     rows = list(csv.reader(io.StringIO(b"".join(chunks).decode())))
     assert rows[0] == exports.LEDGER_HEADER and len(rows) == 1 + 14
+
+
+@pytest.mark.django_db(transaction=True)
+def test_under_asgi_the_exports_own_connection_is_closed_when_it_ends(admin_membership, history):
+    """The export reads on a thread of its own; its connection goes back when the body ends, and
+    the view's before the body starts (lib.streaming)."""
+    from django.db.backends.signals import connection_created
+
+    opened = []
+
+    def remember(sender, connection, **kwargs):
+        opened.append(connection)
+
+    connection_created.connect(remember)
+    client = AsyncClient()
+    client.force_login(admin_membership.user)
+
+    async def get():
+        response = await client.get(LEDGER, week(history))
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    try:
+        body = async_to_sync(get)()
+    finally:
+        connection_created.disconnect(remember)
+
+    assert body.decode().count("\r\n") == 1 + 14
+    assert opened  # the export's thread opened one of its own
+    assert all(wrapper.connection is None for wrapper in opened)

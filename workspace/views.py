@@ -1,4 +1,3 @@
-from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
@@ -18,6 +17,7 @@ from credits import limits as credit_limits
 from credits import services as credit_services
 from credits.models import CreditAccount, TopUpRequest
 from credits.usage import Period, Usage, period_days, recent_movements, usage_summary
+from lib.streaming import on_its_own_thread
 from orgs import services
 from orgs.access import get_membership, org_admin_required, org_member_required
 from orgs.models import Invitation, Membership, OrgError
@@ -85,21 +85,13 @@ def _export(request, what, rows):
         return _render_dashboard(request, TopUpRequestForm(), status=400, export_form=form)
     chunks = exports.csv_chunks(rows(request.org, form.period))
     response = StreamingHttpResponse(
-        _aiter(chunks) if isinstance(request, ASGIRequest) else chunks,
+        on_its_own_thread(chunks) if isinstance(request, ASGIRequest) else chunks,
         content_type="text/csv; charset=utf-8",
     )
     name = exports.filename(request.org, what, form.period)
     response["Content-Disposition"] = content_disposition_header(True, name)
     response["Cache-Control"] = "private, no-store"
     return response
-
-
-async def _aiter(chunks):
-    """Under ASGI, Django buffers a synchronous iterator whole before sending it: hand it an
-    asynchronous one that pulls each chunk on the request's database thread instead."""
-    pull = sync_to_async(next, thread_sensitive=True)
-    while (chunk := await pull(chunks, None)) is not None:
-        yield chunk
 
 
 @require_POST

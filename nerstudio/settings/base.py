@@ -67,7 +67,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "lib.request_id.RequestIdMiddleware",  # first: every later log line names the request
-    "lib.streaming.async_streaming_middleware",  # files and zips stay streamed (ASGI)
+    "lib.streaming.async_streaming_middleware",  # streamed bodies stay streamed (ASGI)
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
