@@ -57,8 +57,10 @@ async def on_its_own_thread(chunks: Iterator[str]) -> AsyncIterator[str]:
         while (chunk := await pull(chunks)) is not None:
             yield chunk
     finally:
-        await sync_to_async(_close, thread_sensitive=False, executor=thread)(chunks)
-        thread.shutdown(wait=False)
+        try:  # the close runs on the thread even if this wait is cancelled (a client gone)
+            await sync_to_async(_close, thread_sensitive=False, executor=thread)(chunks)
+        finally:
+            thread.shutdown(wait=False)  # after the close it has queued
 
 
 def _next_or_none[T](chunks: Iterator[T]) -> T | None:

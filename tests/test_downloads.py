@@ -414,3 +414,18 @@ def test_under_asgi_the_database_connection_is_handed_back_before_the_file_is_se
 
     assert not held
     assert body == stored(image.file.name)
+
+
+def test_under_asgi_another_organizations_image_and_zip_are_404(
+    member_membership, other_admin_membership
+):
+    image = finished_image(member_membership)
+    client = AsyncClient()
+    client.force_login(other_admin_membership.user)
+    for url in (
+        reverse("gallery:image-file", args=[image.public_id]),
+        reverse("gallery:download-generation", args=[image.generation.public_id]),
+    ):
+        response = async_to_sync(client.get)(url)
+        assert response.status_code == 404
+        assert not response.streaming
