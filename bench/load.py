@@ -231,10 +231,12 @@ class Stack:
         }
 
     def stop(self) -> None:
+        """As a deploy stops the stack: SIGTERM to each Procfile process (a Celery worker then
+        finishes the tasks it is running, gunicorn its requests), SIGKILL after 20 s."""
         for process in self.processes.values():
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
+                    process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 20
         for process in self.processes.values():
             with contextlib.suppress(subprocess.TimeoutExpired):

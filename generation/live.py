@@ -59,51 +59,36 @@ def group_name(public_id: uuid.UUID) -> str:
 # --- Pushing (sync code: pipeline threads, Celery workers) ---------------------------------------
 
 
-def push_generation(generation_id: int) -> None:
+def push_generation(generation: Generation) -> None:
     """Send the generation's current status (header + every image card) to its viewers."""
     _push_after_commit(
-        lambda: _send(
-            Generation.objects.filter(pk=generation_id).values_list("public_id", flat=True).first(),
-            {"type": "generation.changed", "generation_id": generation_id},
-        )
+        generation.public_id, {"type": "generation.changed", "generation_id": generation.pk}
     )
 
 
-def push_image(image_id: int) -> None:
-    """Send one image card's current state to the generation's viewers."""
-
-    def send():
-        row = (
-            GenerationImage.objects.filter(pk=image_id)
-            .values_list("generation_id", "generation__public_id")
-            .first()
-        )
-        if row:
-            generation_id, public_id = row
-            _send(
-                public_id,
-                {"type": "image.changed", "generation_id": generation_id, "image_id": image_id},
-            )
-
-    _push_after_commit(send)
+def push_image(image: GenerationImage) -> None:
+    """Send one image card's current state to the generation's viewers. (Its generation is
+    read for the group's name: load it with the image.)"""
+    _push_after_commit(
+        image.generation.public_id,
+        {"type": "image.changed", "generation_id": image.generation_id, "image_id": image.pk},
+    )
 
 
-def _push_after_commit(send) -> None:
+def _push_after_commit(public_id: uuid.UUID, message: dict) -> None:
     """Viewers read the database when the event arrives, so send only once the change is
     visible to them (immediately outside a transaction)."""
 
     def best_effort():
         try:
-            send()
+            _send(public_id, message)
         except TRANSPORT_ERRORS:
             logger.warning("Live update not sent", exc_info=True)
 
     transaction.on_commit(best_effort)
 
 
-def _send(public_id: uuid.UUID | None, message: dict) -> None:
-    if public_id is None:
-        return
+def _send(public_id: uuid.UUID, message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return

@@ -35,9 +35,16 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
 from django.template.defaultfilters import filesizeformat
-from PIL import Image, ImageOps
+from PIL import (
+    Image,
+    ImageOps,
+    WebPImagePlugin,  # noqa: F401  registered up front: see below
+)
 
 # The image formats read here and from providers' results (generation/downloads.py).
+# Pillow registers five formats (JPEG and PNG among them) until one outside them is opened or
+# saved, and then imports its every plugin: some 50 modules, 50 ms and more, again in every
+# worker process a pool starts. With WebP registered by the import above, that never happens.
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 ACCEPT = "image/jpeg,image/png,image/webp"  # for <input accept>; a hint, never trusted
 # Re-encoding: PNG stays lossless; JPEG and WebP are written at quality 90 (visually lossless for

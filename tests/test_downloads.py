@@ -126,6 +126,25 @@ def test_the_thumbnail_is_named_as_the_images_thumbnail(member_client, member_me
     assert body(response) == stored(image.thumbnail.name)
 
 
+def test_until_its_thumbnail_is_made_an_image_is_its_own_thumbnail_and_not_cached(
+    member_client, member_membership
+):
+    image = finished_image(member_membership, prompt="A ceramic mug on linen")
+    thumbnail = image.thumbnail.name
+    GenerationImage.objects.filter(pk=image.pk).update(thumbnail="")
+    url = reverse("gallery:image-thumbnail", args=[image.public_id])
+
+    response = member_client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert body(response) == stored(image.file.name)
+    assert response["Cache-Control"] == "private, no-store"  # the browser asks again later
+
+    GenerationImage.objects.filter(pk=image.pk).update(thumbnail=thumbnail)
+    response = member_client.get(url)
+    assert body(response) == stored(thumbnail)
+    assert "max-age" in response["Cache-Control"]
+
+
 def test_a_long_prompt_is_cut_in_the_file_name(member_client, member_membership):
     image = finished_image(member_membership, prompt="word " * 40)
     response = member_client.get(

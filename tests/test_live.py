@@ -358,7 +358,7 @@ async def test_with_redis_an_idle_socket_stays_open_past_the_layers_blocking_pop
     await communicator.receive_from(timeout=TIMEOUT)
 
     assert await communicator.receive_nothing(timeout=get_channel_layer().brpop_timeout + 1)
-    await sync_to_async(live.push_generation)(generation.pk)
+    await sync_to_async(live.push_generation)(generation)
     assert "generation-status" in await communicator.receive_from(timeout=TIMEOUT)
     await communicator.disconnect()
 
@@ -372,12 +372,12 @@ async def test_a_push_from_sync_code_reaches_the_connected_browser(generation, o
     communicator, connected = await connect(generation, owner_membership.user)
     assert connected
     await communicator.receive_from(timeout=TIMEOUT)  # the initial state
-    image = await generation.images.aget(index=0)
+    image = await generation.images.select_related("generation").aget(index=0)
     await database_sync_to_async(finish_image)(
         image, GenerationImage.Status.DONE, file="generated/a.png", thumbnail="generated/t/a.webp"
     )
 
-    await sync_to_async(live.push_image)(image.pk)
+    await sync_to_async(live.push_image)(image)
     html = await communicator.receive_from(timeout=TIMEOUT)
     await communicator.disconnect()
 
@@ -401,8 +401,8 @@ async def test_pushes_from_a_plain_worker_thread_arrive_in_order(generation, own
         Generation.objects.filter(pk=generation.pk).update(status=Generation.Status.FAILED)
         for image in generation.images.all():
             finish_image(image, GenerationImage.Status.FAILED, error="Provider is down.")
-            live.push_image(image.pk)
-        live.push_generation(generation.pk)
+            live.push_image(image)
+        live.push_generation(generation)
 
     await in_a_pipeline_thread(pipeline)
     messages = [await communicator.receive_from(timeout=TIMEOUT) for _ in range(4)]
@@ -424,9 +424,9 @@ async def test_viewers_receive_only_the_generations_they_are_connected_to(
     await mine_ws.receive_from(timeout=TIMEOUT)
     await theirs_ws.receive_from(timeout=TIMEOUT)
 
-    their_image = await theirs.images.aget()
-    await sync_to_async(live.push_image)(their_image.pk)
-    await sync_to_async(live.push_generation)(theirs.pk)
+    their_image = await theirs.images.select_related("generation").aget()
+    await sync_to_async(live.push_image)(their_image)
+    await sync_to_async(live.push_generation)(theirs)
 
     assert f"image-{their_image.public_id}" in await theirs_ws.receive_from(timeout=TIMEOUT)
     assert "generation-status" in await theirs_ws.receive_from(timeout=TIMEOUT)
@@ -436,11 +436,9 @@ async def test_viewers_receive_only_the_generations_they_are_connected_to(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_pushing_with_nobody_connected_or_for_a_missing_row_is_no_failure(generation, caplog):
-    live.push_generation(generation.pk)
-    live.push_image(generation.images.first().pk)
-    live.push_generation(999_999)
-    live.push_image(999_999)
+def test_pushing_with_nobody_connected_is_no_failure(generation, caplog):
+    live.push_generation(generation)
+    live.push_image(generation.images.first())
 
     assert [r.getMessage() for r in caplog.records if r.name == "generation.live"] == []
 
@@ -460,8 +458,8 @@ def test_a_push_the_transport_cannot_take_is_logged_not_raised(generation, monke
     layer = UnreachableLayer(RedisConnectionError("Error 111 connecting to redis:6379."))
     monkeypatch.setattr(live, "get_channel_layer", lambda: layer)
 
-    live.push_generation(generation.pk)  # the pipeline carries on
-    live.push_image(generation.images.first().pk)
+    live.push_generation(generation)  # the pipeline carries on
+    live.push_image(generation.images.first())
 
     failures = [r for r in caplog.records if r.name == "generation.live"]
     assert [r.getMessage() for r in failures] == ["Live update not sent"] * 2
@@ -474,7 +472,7 @@ def test_a_push_failing_for_another_reason_is_a_bug_and_raised(generation, monke
     monkeypatch.setattr(live, "get_channel_layer", lambda: layer)
 
     with pytest.raises(TypeError):
-        live.push_generation(generation.pk)
+        live.push_generation(generation)
 
 
 @pytest.mark.django_db
@@ -484,7 +482,7 @@ def test_a_push_inside_a_transaction_waits_for_the_commit(
     sent = []
     monkeypatch.setattr(live, "_send", lambda public_id, message: sent.append(message))
     with django_capture_on_commit_callbacks(execute=True):
-        live.push_image(generation.images.first().pk)
+        live.push_image(generation.images.first())
         assert sent == []
     assert [m["type"] for m in sent] == ["image.changed"]
 

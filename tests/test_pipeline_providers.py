@@ -8,13 +8,17 @@ import hashlib
 import hmac
 import json
 import time
+import zlib
 from datetime import timedelta
+from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 import pytest
 import responses
 from django.core.cache import cache
+from django.core.files.storage import default_storage
 from django.utils import timezone
+from PIL import Image
 
 from credits import services as credits
 from credits.models import LedgerEntry
@@ -685,6 +689,145 @@ def test_a_finished_image_records_how_long_the_provider_took(client, fake, kie_o
     assert result.outcome == "success" and result.latency_ms >= 0
     cache.clear()  # the median is cached for a minute
     assert result_latency_p50(seedream) is not None
+
+
+def collected(fake, generation, index=0, body=None):
+    """Collect image `index`, whose provider reports its result at r.png (served as `body`)."""
+    image = generation.images.get(index=index)
+    fake.get(
+        f"{KIE}/api/v1/jobs/recordInfo",
+        json=record(image.provider_task_id, "success", ["https://tempfile.aiquickdraw.com/r.png"]),
+    )
+    if body is not None:
+        fake.replace(
+            responses.GET,
+            "https://tempfile.aiquickdraw.com/r.png",
+            body=body,
+            content_type="image/png",
+        )
+    stored = results.collect_result(image.pk)
+    fake.remove(responses.GET, f"{KIE}/api/v1/jobs/recordInfo")
+    image.refresh_from_db()
+    return image, stored
+
+
+def test_a_result_is_done_at_once_and_its_thumbnail_made_after(fake, kie_org, settings):
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=1)
+
+    image, stored = collected(fake, generation)
+
+    assert stored and image.status == "done" and (image.width, image.height) == (640, 800)
+    assert image.thumbnail.name == ""  # served as its own thumbnail meanwhile
+    results.make_thumbnail(image.pk)
+    image.refresh_from_db()
+    assert image.thumbnail.name == f"{PurePosixPath(image.file.name).parent}/thumbs/" + (
+        f"{PurePosixPath(image.file.name).stem}.webp"
+    )
+    with default_storage.open(image.thumbnail.name) as f, Image.open(f) as thumbnail:
+        assert thumbnail.format == "WEBP"
+        assert max(thumbnail.size) == settings.NERSTUDIO_THUMBNAIL_SIDE
+    results.make_thumbnail(image.pk)  # a redelivered task: nothing more
+    assert len(default_storage.listdir(f"generated/{membership.org.public_id}/thumbs")[1]) == 1
+
+
+def test_a_jpeg_result_gets_its_thumbnail_from_a_scaled_decode(fake, kie_org, settings):
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=1)
+
+    image, _ = collected(fake, generation, body=png_bytes("#2980b9", (1600, 2000), fmt="JPEG"))
+    results.make_thumbnail(image.pk)
+
+    image.refresh_from_db()
+    assert image.file.name.endswith(".jpg") and image.thumbnail.name.endswith(".webp")
+    with default_storage.open(image.thumbnail.name) as f, Image.open(f) as thumbnail:
+        assert max(thumbnail.size) == settings.NERSTUDIO_THUMBNAIL_SIDE
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[: len(data) // 2], id="a PNG cut in half"),
+        pytest.param(lambda data: data[:-20], id="a PNG without its end"),
+        pytest.param(
+            lambda data: data[:200] + bytes([data[200] ^ 0xFF]) + data[201:], id="a flipped byte"
+        ),
+        pytest.param(
+            lambda _: png_bytes("#2980b9", (640, 800), fmt="JPEG")[:-3000], id="a JPEG cut short"
+        ),
+    ],
+)
+def test_a_cut_or_damaged_result_is_refused_and_refunded(fake, kie_org, damage):
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=1)
+
+    image, stored = collected(fake, generation, body=damage(png_bytes("#16a085", (640, 800))))
+
+    assert not stored
+    assert image.status == "failed" and image.error == "The finished image could not be downloaded."
+    attempt = ProviderAttempt.objects.get(generation_id=generation.pk, purpose="download")
+    assert attempt.error.endswith(": the result is not a PNG, JPEG or WebP image")
+    assert credits.balance_of(membership.org) == 100
+
+
+def test_a_result_whose_checksums_hold_but_pixels_do_not_decode_keeps_no_thumbnail(
+    fake, kie_org, caplog
+):
+    """Only a provider sending such a file on purpose gets past the checksums; the image is
+    then served as it came, and the failure is logged."""
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=1)
+    header = (640).to_bytes(4, "big") + (800).to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    forged = (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", b"not deflate data at all" * 50)
+        + png_chunk(b"IEND", b"")
+    )
+
+    image, stored = collected(fake, generation, body=forged)
+    results.make_thumbnail(image.pk)
+
+    image.refresh_from_db()
+    assert stored and image.status == "done" and image.thumbnail.name == ""
+    assert f"No thumbnail for image {image.pk}: its result does not decode" in caplog.messages
+
+
+def test_collecting_results_costs_a_fixed_number_of_queries(
+    fake, kie_org, django_assert_num_queries
+):
+    """The image, its claim, storing it, paying for it (the account, the ledger entry, the
+    balance), finishing the generation once the last one is in, the provider's time: 8
+    statements, and the savepoints of the payment's transaction (4 inside a test's)."""
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=2)
+    images = list(generation.images.order_by("index"))
+    fake.add_callback(
+        responses.GET,
+        f"{KIE}/api/v1/jobs/recordInfo",
+        callback=lambda request: (
+            200,
+            {},
+            json.dumps(
+                record(
+                    request.params["taskId"],
+                    "success",
+                    ["https://tempfile.aiquickdraw.com/r.png"],
+                )
+            ),
+        ),
+    )
+
+    for image in images:
+        with django_assert_num_queries(12):
+            assert results.collect_result(image.pk)
+
+    generation.refresh_from_db()
+    assert generation.status == "done" and generation.finished_at is not None
 
 
 def test_a_reference_no_vision_provider_could_describe_is_named_on_the_generation(

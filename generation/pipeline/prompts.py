@@ -49,13 +49,13 @@ def _write_prompts(generation_id: int) -> list[int]:
     generation = Generation.objects.select_related("org").get(pk=generation_id)
     if not claimed and generation.status not in (Status.ANALYSING, Status.WRITING):
         return []  # already past these stages: a redelivered message
-    live.push_generation(generation.pk)
+    live.push_generation(generation)
 
     notes, notices = _analyse_references(generation)
     Generation.objects.filter(pk=generation.pk).update(
         status=Status.WRITING, reference_notes=notes, notices=notices, updated_at=timezone.now()
     )
-    live.push_generation(generation.pk)
+    live.push_generation(generation)
 
     variants, writer, more_notices = _variants(generation, notes)
     images = list(generation.images.order_by("index"))
@@ -69,7 +69,7 @@ def _write_prompts(generation_id: int) -> list[int]:
         notices=notices + more_notices,
         updated_at=timezone.now(),
     )
-    live.push_generation(generation.pk)
+    live.push_generation(generation)
     return [image.pk for image in images]
 
 

@@ -3,13 +3,16 @@ task), and finishing images and generations, with the credits captured or releas
 
 import hashlib
 import io
+import logging
 import time
 from datetime import timedelta
+from pathlib import PurePosixPath
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, Exists, OuterRef, Q, Value, When
 from django.utils import timezone
 from PIL import Image
 
@@ -19,10 +22,12 @@ from generation.downloads import TOTAL_SECONDS as DOWNLOAD_SECONDS
 from generation.downloads import DownloadError, download_image
 from generation.models import Generation, GenerationImage
 from lib.tokens import hash_token
-from library.uploads import webp_thumbnail
+from library.uploads import ALLOWED_FORMATS, webp_thumbnail
 from providers import attempts
 from providers.adapters.errors import GenerationFailed, ProviderError
 from providers.fairshare import provider_slot
+
+logger = logging.getLogger(__name__)
 
 Status = Generation.Status
 ImageStatus = GenerationImage.Status
@@ -40,24 +45,26 @@ def find_image_for_callback(public_id, token: str) -> GenerationImage | None:
     )
 
 
-def collect_result(image_id: int) -> None:
+def collect_result(image_id: int) -> bool:
     """Ask the provider for the image's state (never trusting a callback body) and act on it.
+    True when the result was stored: its thumbnail is then to be made (make_thumbnail).
 
     The image is claimed first (a lease, `collecting_until`), so of several duplicate callbacks
     arriving at once exactly one downloads and stores the result. The organization's provider
-    slot is held for the provider calls (the poll and the download) only: decoding, thumbnailing
-    and storing the result is our own work, and holding a slot through it made the images beyond
+    slot is held for the provider calls (the poll and the download) only: storing the result is
+    our own work, and holding a slot through it made the images beyond
     NERSTUDIO_ORG_MAX_INFLIGHT wait for a slot and be sent back (TryLater) for up to a second."""
-    row = (
-        GenerationImage.objects.filter(pk=image_id, status=ImageStatus.GENERATING)
-        .values_list("generation__org_id", "generation__provider__timeout_seconds")
+    image = (
+        GenerationImage.objects.select_related("generation__provider__catalogue", "generation__org")
+        .filter(pk=image_id, status=ImageStatus.GENERATING)
         .first()
     )
-    if row is None:
-        return  # finished before: a duplicate or late callback
-    org_id, timeout = row
+    if image is None:
+        return False  # finished before: a duplicate or late callback
+    provider = image.generation.provider
+    timeout = provider.timeout_seconds if provider is not None else 0
     lease = timedelta(seconds=(timeout or 0) + DOWNLOAD_SECONDS + STORE_SECONDS)
-    with provider_slot(org_id):
+    with provider_slot(image.generation.org_id):
         now = timezone.now()
         claimed = (
             GenerationImage.objects.filter(pk=image_id, status=ImageStatus.GENERATING)
@@ -65,29 +72,29 @@ def collect_result(image_id: int) -> None:
             .update(collecting_until=now + lease)
         )
         if not claimed:
-            return  # another worker is collecting it right now
+            return False  # another worker is collecting it right now
         try:
-            fetched = _fetch_result(image_id)
+            data = _fetch_result(image)
         except BaseException:
             _end_lease(image_id)
             raise
+    stored = False
     try:
-        if fetched is not None:
-            _keep_result(*fetched)
+        stored = data is not None and _store_result(image, data)
     finally:
-        _end_lease(image_id)
+        if not stored:  # a stored image's lease ended with it
+            _end_lease(image_id)
+    return stored
 
 
 def _end_lease(image_id: int) -> None:
     GenerationImage.objects.filter(pk=image_id).update(collecting_until=None)
 
 
-def _fetch_result(image_id: int) -> tuple[GenerationImage, bytes] | None:
-    """The provider calls: the image's state, and its result downloaded. None when there is
-    nothing to store (still pending, failed, or a poll to retry later)."""
-    image = GenerationImage.objects.select_related(
-        "generation__provider__catalogue", "generation__org"
-    ).get(pk=image_id)
+def _fetch_result(image: GenerationImage) -> bytes | None:
+    """The provider calls: the image's state, and its result downloaded (and checked: see
+    generation.downloads). None when there is nothing to store (still pending, failed, or a
+    poll to retry later)."""
     provider = image.generation.provider
     if provider is None:
         fail_image(image.pk, "The image model was removed while generating.")
@@ -110,55 +117,77 @@ def _fetch_result(image_id: int) -> tuple[GenerationImage, bytes] | None:
         fail_image(image.pk, member_reason(failure))
         return None
     try:
-        data = download_image(status.result_urls[0])
+        return download_image(status.result_urls[0])
     except DownloadError as exc:
         attempts.record_download_failure(provider, str(exc), generation_id=image.generation_id)
         fail_image(image.pk, "The finished image could not be downloaded.")
         return None
-    return image, data
-
-
-def _keep_result(image: GenerationImage, data: bytes) -> None:
-    """Store a downloaded result, pay for it, and record the provider's time to the result."""
-    provider = image.generation.provider
-    if _store_result(image, data) and provider is not None:
-        waited = (timezone.now() - image.submitted_at).total_seconds() if image.submitted_at else 0
-        attempts.record_attempt(
-            provider,
-            "result",
-            None,
-            latency_ms=int(waited * 1000),
-            generation_id=image.generation_id,
-        )
 
 
 def _store_result(image: GenerationImage, data: bytes) -> bool:
-    """Store the result and capture the image's credits; False if it was finished before."""
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
+    """Store a downloaded result, pay for it, and record the provider's time to the result;
+    False if the image was finished before. Only the header is read here: download_image has
+    checked the bytes, and decoding them for the thumbnail is make_thumbnail's work, after the
+    image is done (it cost more than everything else a collection does)."""
+    with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as im:
         width, height = im.size
         ext = (im.format or "PNG").lower().replace("jpeg", "jpg")
-        thumbnail = webp_thumbnail(im)
     digest = hashlib.sha256(data).hexdigest()
-    folder = f"generated/{image.generation.org.public_id}"
+    generation = image.generation
+    folder = f"generated/{generation.org.public_id}"
     name = default_storage.save(f"{folder}/{digest}.{ext}", ContentFile(data))
-    thumb_name = default_storage.save(f"{folder}/thumbs/{digest}.webp", ContentFile(thumbnail))
     with transaction.atomic():
         done = GenerationImage.objects.filter(pk=image.pk, status=ImageStatus.GENERATING).update(
             status=ImageStatus.DONE,
             file=name,
-            thumbnail=thumb_name,
             width=width,
             height=height,
             finished_at=timezone.now(),
             next_poll_at=None,
+            collecting_until=None,
         )
         if done:
             credit_services.capture(image=image)
-    if done:
-        live.push_image(image.pk)
-        _finish_generation_if_complete(image.generation_id)
-    return bool(done)
+    if not done:
+        return False
+    live.push_image(image)
+    _finish_generation_if_complete(generation)
+    if generation.provider is not None:
+        waited = (timezone.now() - image.submitted_at).total_seconds() if image.submitted_at else 0
+        attempts.record_attempt(
+            generation.provider,
+            "result",
+            None,
+            latency_ms=int(waited * 1000),
+            generation_id=generation.pk,
+        )
+    return True
+
+
+def make_thumbnail(image_id: int) -> None:
+    """The WebP thumbnail of a stored result (the render queue, once the image is done). Until
+    it exists the image is its own thumbnail (gallery.media.image_thumbnail). A result that
+    passed download_image's checks but does not decode keeps no thumbnail, and is logged."""
+    image = GenerationImage.objects.filter(pk=image_id, status=ImageStatus.DONE, thumbnail="")
+    name = image.values_list("file", flat=True).first()
+    if not name:
+        return  # made before (a redelivered task), or nothing stored
+    side = settings.NERSTUDIO_THUMBNAIL_SIDE
+    try:
+        with (
+            default_storage.open(name, "rb") as stored,
+            Image.open(stored, formats=ALLOWED_FORMATS) as im,
+        ):
+            im.draft(im.mode, (side, side))  # a JPEG is decoded at the smallest scale ≥ that
+            thumbnail = webp_thumbnail(im)
+    except Exception:  # any decoder failure on a provider's bytes means the same thing
+        logger.warning("No thumbnail for image %s: its result does not decode", image_id)
+        return
+    path = PurePosixPath(name)
+    thumb_name = default_storage.save(
+        f"{path.parent}/thumbs/{path.stem}.webp", ContentFile(thumbnail)
+    )
+    image.update(thumbnail=thumb_name)
 
 
 def member_reason(exc: ProviderError) -> str:
@@ -193,8 +222,8 @@ def fail_image(image_id: int, reason: str) -> bool:
         if failed:
             credit_services.release(image=image, note=reason)
     if failed:
-        live.push_image(image_id)
-        _finish_generation_if_complete(image.generation_id)
+        live.push_image(image)
+        _finish_generation_if_complete(image.generation)
     return bool(failed)
 
 
@@ -206,22 +235,22 @@ def fail_generation(generation_id: int, reason: str) -> None:
         "pk", flat=True
     ):
         fail_image(image_id, reason)
-    _finish_generation_if_complete(generation_id)
+    _finish_generation_if_complete(Generation.objects.get(pk=generation_id))
 
 
-def _finish_generation_if_complete(generation_id: int) -> None:
-    unfinished = GenerationImage.objects.filter(generation_id=generation_id).exclude(
-        status__in=[ImageStatus.DONE, ImageStatus.FAILED]
-    )
-    if unfinished.exists():
-        return
-    any_done = GenerationImage.objects.filter(
-        generation_id=generation_id, status=ImageStatus.DONE
-    ).exists()
+def _finish_generation_if_complete(generation: Generation) -> None:
+    """Done (some image arrived) or failed (none did) once every image has finished: one
+    statement, so of two images finishing at once the later one's sees both."""
+    images = GenerationImage.objects.filter(generation_id=OuterRef("pk"))
+    any_done = Exists(images.filter(status=ImageStatus.DONE))
     finished = (
-        Generation.objects.filter(pk=generation_id)
+        Generation.objects.filter(pk=generation.pk)
         .exclude(status__in=[Status.DONE, Status.FAILED])
-        .update(status=Status.DONE if any_done else Status.FAILED, finished_at=timezone.now())
+        .exclude(Exists(images.exclude(status__in=[ImageStatus.DONE, ImageStatus.FAILED])))
+        .update(
+            status=Case(When(any_done, then=Value(Status.DONE)), default=Value(Status.FAILED)),
+            finished_at=timezone.now(),
+        )
     )
     if finished:
-        live.push_generation(generation_id)
+        live.push_generation(generation)

@@ -117,7 +117,7 @@ def _submit_image(image_id: int) -> None:
         polls=0,
         next_poll_at=timezone.now() + timedelta(seconds=first_poll_after(provider)),
     )
-    live.push_image(image.pk)
+    live.push_image(image)
 
 
 def callback_url(image: GenerationImage, token: str) -> str:
