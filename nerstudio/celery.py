@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 from celery import Celery
@@ -14,8 +15,20 @@ app.autodiscover_tasks()
 def yield_the_cpu_to_the_web(**_kwargs) -> None:
     """On a box shared with web processes, a burst of result decoding or rendering must not slow
     the pages down: workers (and their pool processes, which inherit it) run at a lower CPU
-    priority. On a box of their own this changes nothing."""
+    priority. On a box of their own this changes nothing.
+
+    Linux's autogroup scheduling (on by default on many kernels and VMs) compares a niceness only
+    within one session: a worker started in a session of its own (a process manager's, the
+    benches') would keep an equal share beside the web. Such a worker lowers its session's
+    group too. Under systemd or in containers, where cgroups decide the shares, give the worker
+    units a lower CPU weight (CPUWeight=, --cpu-shares) instead."""
     from django.conf import settings
 
-    if settings.NERSTUDIO_WORKER_NICENESS:
-        os.nice(settings.NERSTUDIO_WORKER_NICENESS)
+    niceness = settings.NERSTUDIO_WORKER_NICENESS
+    if not niceness:
+        return
+    os.nice(niceness)
+    if os.getsid(0) == os.getpid():  # the session is the worker's own
+        # Without autogroup (no such file) the niceness is all it takes.
+        with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
+            group.write(str(niceness))

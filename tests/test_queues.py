@@ -2,11 +2,15 @@
 so a backlog of renders never delays another generation's submission; and polls for late results
 that follow each model's expected time and stay capped when many results are late at once."""
 
+import functools
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -243,12 +247,36 @@ def test_an_image_whose_callback_arrived_is_not_polled(
     assert reported.pk in reconcile.reconcile(now=a_minute_on).collect
 
 
+@pytest.mark.skipif(
+    not Path("/proc/self/autogroup").exists(), reason="a kernel with autogroup scheduling"
+)
+def test_a_worker_in_a_session_of_its_own_lowers_its_sessions_cpu_share_too(settings):
+    """With autogroup scheduling a niceness counts only within a session: a worker leading its
+    own (as a process manager starts it) would otherwise compete with the web as an equal."""
+    code = (
+        "import os, django; django.setup(); import nerstudio.celery;"
+        " from celery.signals import worker_init; worker_init.send(sender=None);"
+        " print(open('/proc/self/autogroup').read().split()[-1])"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "nerstudio.settings.test"}
+    run = functools.partial(
+        subprocess.run,
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    parents = int(Path("/proc/self/autogroup").read_text().split()[-1])
+
+    assert int(run(start_new_session=True).stdout) == settings.NERSTUDIO_WORKER_NICENESS
+    assert int(run().stdout) == parents  # sharing this session: its group is left alone
+
+
 def test_workers_run_at_a_lower_cpu_priority_than_the_web_processes(settings):
     """In a process of its own: a niceness, once raised, cannot be lowered again."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     code = (
         "import os, django; django.setup(); import nerstudio.celery;"
         " from celery.signals import worker_init; before = os.nice(0);"
