@@ -15,8 +15,8 @@ Tasks take ids. A step that must wait (a transient provider error, the organizat
 provider calls in use) raises lib.tasks.TryLater; the base Task re-queues it after that wait, the
 one retry policy for every task. The task names are in the beat schedule and in CELERY_TASK_ROUTES
 (settings), which puts each kind of work on its own queue: run_generation on `pipeline`,
-stage_products and submit_image on `submit`, collect_result on `results`, make_thumbnail on
-`render` (our own image CPU, with the offline renderer), reconcile on `maintenance`."""
+stage_products and submit_image on `submit`, collect_result and make_thumbnail on `results` (a
+thumbnail queued after the results already waiting), reconcile on `maintenance`."""
 
 import logging
 from typing import Any
