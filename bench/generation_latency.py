@@ -227,6 +227,9 @@ def provider_env(fake_url: str) -> dict[str, str]:
         "NERSTUDIO_GENERATE_PER_MEMBER_PER_MINUTE": "100000",
         "NERSTUDIO_GENERATE_PER_ORG_PER_MINUTE": "100000",
         "NERSTUDIO_EGRESS_ALLOW_LOOPBACK": "true",
+        # This process (the fake providers, the member) stands for machines elsewhere: with the
+        # workers niced below it, every step of theirs would wait on it.
+        "NERSTUDIO_WORKER_NICENESS": "0",
         "DEBUG": "true",
         "LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "nerstudio.settings.base",
