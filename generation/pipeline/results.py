@@ -165,9 +165,10 @@ def _store_result(image: GenerationImage, data: bytes) -> bool:
 
 
 def make_thumbnail(image_id: int) -> None:
-    """The WebP thumbnail of a stored result (queued behind the results waiting, once the image is done). Until
-    it exists the image is its own thumbnail (gallery.media.image_thumbnail). A result that
-    passed download_image's checks but does not decode keeps no thumbnail, and is logged."""
+    """The WebP thumbnail of a stored result (queued once the image is done, behind the results
+    waiting). Until it exists the image is its own thumbnail (gallery.media.image_thumbnail). A
+    result that passed download_image's checks but does not decode keeps no thumbnail, and is
+    logged."""
     image = GenerationImage.objects.filter(pk=image_id, status=ImageStatus.DONE, thumbnail="")
     name = image.values_list("file", flat=True).first()
     if not name:
