@@ -6,8 +6,6 @@ module per step; a step never queues the next one, the tasks here do).
     stage_products          submit.stage_products (meanwhile: product photos to the provider)
     submit_image            submit.submit_image (the provider calls back, or reconcile polls)
     collect_result          results.collect_result (queued by the callback view or reconcile)
-                            → queue make_thumbnail once the image is done
-    make_thumbnail          results.make_thumbnail (decoding the result, off the image's path)
     reconcile (periodic)    reconcile.reconcile → queue what it found: collect_result,
                             submit_image, run_generation
 
@@ -15,8 +13,8 @@ Tasks take ids. A step that must wait (a transient provider error, the organizat
 provider calls in use) raises lib.tasks.TryLater; the base Task re-queues it after that wait, the
 one retry policy for every task. The task names are in the beat schedule and in CELERY_TASK_ROUTES
 (settings), which puts each kind of work on its own queue: run_generation on `pipeline`,
-stage_products and submit_image on `submit`, collect_result and make_thumbnail on `results` (a
-thumbnail queued after the results already waiting), reconcile on `maintenance`."""
+stage_products and submit_image on `submit`, collect_result on `results`, reconcile on
+`maintenance`."""
 
 import logging
 from typing import Any
@@ -60,13 +58,7 @@ def submit_image(image_id: int) -> None:
 
 @shared_task(base=Task, acks_late=True)
 def collect_result(image_id: int) -> None:
-    if results.collect_result(image_id):
-        enqueue(make_thumbnail, image_id=image_id)
-
-
-@shared_task(base=Task, acks_late=True)
-def make_thumbnail(image_id: int) -> None:
-    results.make_thumbnail(image_id)
+    results.collect_result(image_id)
 
 
 @shared_task

@@ -705,40 +705,44 @@ def collected(fake, generation, index=0, body=None):
             body=body,
             content_type="image/png",
         )
-    stored = results.collect_result(image.pk)
+    results.collect_result(image.pk)
     fake.remove(responses.GET, f"{KIE}/api/v1/jobs/recordInfo")
     image.refresh_from_db()
-    return image, stored
+    return image
 
 
-def test_a_result_is_done_at_once_and_its_thumbnail_made_after(fake, kie_org, settings):
+def test_a_result_is_shown_as_done_before_its_thumbnail_is_decoded(
+    fake, kie_org, settings, monkeypatch
+):
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=1)
+    shown = []
+    monkeypatch.setattr(
+        results.live,
+        "push_image",
+        lambda image: shown.append(
+            GenerationImage.objects.values_list("status", "thumbnail").get(pk=image.pk)
+        ),
+    )
 
-    image, stored = collected(fake, generation)
+    image = collected(fake, generation)
 
-    assert stored and image.status == "done" and (image.width, image.height) == (640, 800)
-    assert image.thumbnail.name == ""  # served as its own thumbnail meanwhile
-    results.make_thumbnail(image.pk)
-    image.refresh_from_db()
+    assert shown == [("done", "")]  # pushed to the page before the decoding began
+    assert image.status == "done" and (image.width, image.height) == (640, 800)
     assert image.thumbnail.name == f"{PurePosixPath(image.file.name).parent}/thumbs/" + (
         f"{PurePosixPath(image.file.name).stem}.webp"
     )
     with default_storage.open(image.thumbnail.name) as f, Image.open(f) as thumbnail:
         assert thumbnail.format == "WEBP"
         assert max(thumbnail.size) == settings.NERSTUDIO_THUMBNAIL_SIDE
-    results.make_thumbnail(image.pk)  # a redelivered task: nothing more
-    assert len(default_storage.listdir(f"generated/{membership.org.public_id}/thumbs")[1]) == 1
 
 
 def test_a_jpeg_result_gets_its_thumbnail_from_a_scaled_decode(fake, kie_org, settings):
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=1)
 
-    image, _ = collected(fake, generation, body=png_bytes("#2980b9", (1600, 2000), fmt="JPEG"))
-    results.make_thumbnail(image.pk)
+    image = collected(fake, generation, body=png_bytes("#2980b9", (1600, 2000), fmt="JPEG"))
 
-    image.refresh_from_db()
     assert image.file.name.endswith(".jpg") and image.thumbnail.name.endswith(".webp")
     with default_storage.open(image.thumbnail.name) as f, Image.open(f) as thumbnail:
         assert max(thumbnail.size) == settings.NERSTUDIO_THUMBNAIL_SIDE
@@ -765,9 +769,8 @@ def test_a_cut_or_damaged_result_is_refused_and_refunded(fake, kie_org, damage):
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=1)
 
-    image, stored = collected(fake, generation, body=damage(png_bytes("#16a085", (640, 800))))
+    image = collected(fake, generation, body=damage(png_bytes("#16a085", (640, 800))))
 
-    assert not stored
     assert image.status == "failed" and image.error == "The finished image could not be downloaded."
     attempt = ProviderAttempt.objects.get(generation_id=generation.pk, purpose="download")
     assert attempt.error.endswith(": the result is not a PNG, JPEG or WebP image")
@@ -789,11 +792,9 @@ def test_a_result_whose_checksums_hold_but_pixels_do_not_decode_keeps_no_thumbna
         + png_chunk(b"IEND", b"")
     )
 
-    image, stored = collected(fake, generation, body=forged)
-    results.make_thumbnail(image.pk)
+    image = collected(fake, generation, body=forged)
 
-    image.refresh_from_db()
-    assert stored and image.status == "done" and image.thumbnail.name == ""
+    assert image.status == "done" and image.thumbnail.name == ""
     assert f"No thumbnail for image {image.pk}: its result does not decode" in caplog.messages
 
 
@@ -801,8 +802,9 @@ def test_collecting_results_costs_a_fixed_number_of_queries(
     fake, kie_org, django_assert_num_queries
 ):
     """The image, its claim, storing it, paying for it (the account, the ledger entry, the
-    balance), finishing the generation once the last one is in, the provider's time: 8
-    statements, and the savepoints of the payment's transaction (4 inside a test's)."""
+    balance), finishing the generation once the last one is in, the provider's time, the
+    thumbnail: 9 statements, and the savepoints of the payment's transaction (4 inside a
+    test's)."""
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=2)
     images = list(generation.images.order_by("index"))
@@ -823,8 +825,8 @@ def test_collecting_results_costs_a_fixed_number_of_queries(
     )
 
     for image in images:
-        with django_assert_num_queries(12):
-            assert results.collect_result(image.pk)
+        with django_assert_num_queries(13):
+            results.collect_result(image.pk)
 
     generation.refresh_from_db()
     assert generation.status == "done" and generation.finished_at is not None

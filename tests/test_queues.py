@@ -36,7 +36,6 @@ ROUTES = {
     "generation.tasks.stage_products": "submit",
     "generation.tasks.collect_result": "results",
     "providers.local.image.render_local_image": "render",
-    "generation.tasks.make_thumbnail": "results",
     "generation.tasks.reconcile": "maintenance",
     "tests.rename_org": "default",  # anything not routed
 }

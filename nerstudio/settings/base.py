@@ -196,7 +196,6 @@ CELERY_TASK_ROUTES = {
     "generation.tasks.stage_products": {"queue": "submit"},  # product photos, while prompts run
     "generation.tasks.collect_result": {"queue": "results"},  # after callbacks and polls
     "providers.local.image.render_local_image": {"queue": "render"},  # the offline provider's CPU
-    "generation.tasks.make_thumbnail": {"queue": "results"},  # after the results queued before it
     "generation.tasks.reconcile": {"queue": "maintenance"},  # beat
 }
 # Celery workers' CPU priority (nice, 0–19): on a box shared with the web processes, pages go
