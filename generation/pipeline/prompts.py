@@ -9,6 +9,7 @@ member's own. What the member should know about such degraded work is kept as no
 
 from typing import cast
 
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from generation import live
@@ -59,10 +60,12 @@ def _write_prompts(generation_id: int) -> list[int]:
 
     variants, writer, more_notices = _variants(generation, notes)
     images = list(generation.images.order_by("index"))
-    for image, variant in zip(images, variants, strict=True):
-        GenerationImage.objects.filter(pk=image.pk, status=GenerationImage.Status.WAITING).update(
-            prompt=variant
-        )
+    prompts = [When(pk=image.pk, then=Value(v)) for image, v in zip(images, variants, strict=True)]
+    waiting = GenerationImage.objects.filter(
+        generation=generation, status=GenerationImage.Status.WAITING
+    )
+    field = GenerationImage._meta.get_field("prompt")
+    waiting.update(prompt=Case(*prompts, default=F("prompt"), output_field=field))  # one statement
     Generation.objects.filter(pk=generation.pk, status=Status.WRITING).update(
         status=Status.GENERATING,
         prompt_writer=writer,
