@@ -2,7 +2,6 @@
 so a backlog of renders never delays another generation's submission; and polls for late results
 that follow each model's expected time and stay capped when many results are late at once."""
 
-import functools
 import os
 import subprocess
 import sys
@@ -246,52 +245,44 @@ def test_an_image_whose_callback_arrived_is_not_polled(
     assert reported.pk in reconcile.reconcile(now=a_minute_on).collect
 
 
+def after_worker_init(printed: str, **popen) -> list[str]:
+    """What `printed` (an expression) is before and after a Celery worker's start-up signal, in
+    a Django process of its own: a niceness, once raised, cannot be lowered again."""
+    code = (
+        "import os, django; django.setup(); import nerstudio.celery;"
+        f" from celery.signals import worker_init; before = {printed};"
+        f" worker_init.send(sender=None); print(before, {printed})"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "nerstudio.settings.test"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        **popen,
+    ).stdout.split()
+
+
+AUTOGROUP_NICE = "open('/proc/self/autogroup').read().split()[-1]"
+
+
 @pytest.mark.skipif(
     not Path("/proc/self/autogroup").exists(), reason="a kernel with autogroup scheduling"
 )
 def test_a_worker_in_a_session_of_its_own_lowers_its_sessions_cpu_share_too(settings):
     """With autogroup scheduling a niceness counts only within a session: a worker leading its
     own (as a process manager starts it) would otherwise compete with the web as an equal."""
-    code = (
-        "import os, django; django.setup(); import nerstudio.celery;"
-        " from celery.signals import worker_init; worker_init.send(sender=None);"
-        " print(open('/proc/self/autogroup').read().split()[-1])"
-    )
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "nerstudio.settings.test"}
-    run = functools.partial(
-        subprocess.run,
-        [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parent.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    parents = int(Path("/proc/self/autogroup").read_text().split()[-1])
+    parents = Path("/proc/self/autogroup").read_text().split()[-1]
 
-    assert int(run(start_new_session=True).stdout) == settings.NERSTUDIO_WORKER_NICENESS
-    assert int(run().stdout) == parents  # sharing this session: its group is left alone
+    own = after_worker_init(AUTOGROUP_NICE, start_new_session=True)
+    assert own == ["0", str(settings.NERSTUDIO_WORKER_NICENESS)]
+    assert after_worker_init(AUTOGROUP_NICE) == [parents, parents]  # a shared session: left alone
 
 
 def test_workers_run_at_a_lower_cpu_priority_than_the_web_processes(settings):
-    """In a process of its own: a niceness, once raised, cannot be lowered again."""
-    code = (
-        "import os, django; django.setup(); import nerstudio.celery;"
-        " from celery.signals import worker_init; before = os.nice(0);"
-        " worker_init.send(sender=None); print(before, os.nice(0))"
-    )
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "nerstudio.settings.test"}
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parent.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout.split()
+    before, after = map(int, after_worker_init("os.nice(0)"))
 
-    before, after = int(out[0]), int(out[1])
     assert after == min(19, before + settings.NERSTUDIO_WORKER_NICENESS)
     assert settings.NERSTUDIO_WORKER_NICENESS == 10
