@@ -89,12 +89,12 @@ def image_thumbnail(request, public_id):
     """The image's thumbnail, or the image itself while it has none (a generated image's
     thumbnail is made just after it is done): not to be cached then, so the browser asks again."""
     image = get_object_or_404(_done_images(request.membership), public_id=public_id)
+    name = image.thumbnail.name or image.file.name
+    suffix = "thumbnail" if image.thumbnail else ""
+    response = serve_file(name, filename=image_filename(image, name, suffix=suffix))
     if not image.thumbnail:
-        response = serve_file(image.file.name, filename=image_filename(image, image.file.name))
         response["Cache-Control"] = "private, no-store"
-        return response
-    name = image.thumbnail.name
-    return serve_file(name, filename=image_filename(image, name, suffix="thumbnail"))
+    return response
 
 
 @require_safe

@@ -15,7 +15,7 @@ from PIL import Image
 from requests import RequestException
 
 from lib import egress, fetch_urls
-from library.uploads import ALLOWED_FORMATS
+from library.uploads import ALLOWED_FORMATS, max_pixels
 
 CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_SECONDS = 5, 30, 60
 
@@ -64,17 +64,23 @@ def _read_stored(name: str, limit: int) -> bytes:
 
 
 def _checked(data: bytes) -> bytes:
-    """`data` if it is a whole PNG, JPEG or WebP image. A PNG's every chunk is checked against
-    its CRC, which catches a cut or damaged file without decoding it (decoding is the thumbnail's
-    work, later); a JPEG is decoded at 1/8 scale, which reads its whole compressed stream at a
-    fraction of the cost; a WebP is decoded."""
+    """`data` if it is a whole PNG, JPEG or WebP image within the pixels an upload of its format
+    may have (library.uploads.max_pixels: a tiny file can declare a huge image, and the thumbnail
+    decodes it). A PNG's every chunk is checked against its CRC, which catches a cut or damaged
+    file without decoding it (decoding is the thumbnail's work, later); a JPEG is decoded at 1/8
+    scale, which reads its whole compressed stream at a fraction of the cost; a WebP is
+    decoded."""
     try:
         with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+            if image.width * image.height > max_pixels(image.format):
+                raise DownloadError("the result has more pixels than allowed")
             if image.format == "PNG":
                 image.verify()
             else:
                 image.draft(image.mode, (1, 1))  # JPEG only; the others ignore it
                 image.load()
+    except DownloadError:
+        raise
     except Exception:
         raise DownloadError("the result is not a PNG, JPEG or WebP image") from None
     return data

@@ -777,6 +777,22 @@ def test_a_cut_or_damaged_result_is_refused_and_refunded(fake, kie_org, damage):
     assert credits.balance_of(membership.org) == 100
 
 
+def test_a_result_declaring_more_pixels_than_an_upload_may_have_is_refused_and_refunded(
+    fake, kie_org, settings
+):
+    """A few kilobytes of PNG can declare a picture whose decoding takes gigabytes."""
+    membership, seedream = kie_org
+    settings.NERSTUDIO_UPLOAD_MAX_DECODED_PIXELS = 640 * 800 - 1  # the PNG limit, just below
+    generation = run_until_submitted(membership, seedream, count=1)
+
+    image = collected(fake, generation, body=png_bytes("#16a085", (640, 800)))
+
+    assert image.status == "failed" and image.error == "The finished image could not be downloaded."
+    attempt = ProviderAttempt.objects.get(generation_id=generation.pk, purpose="download")
+    assert attempt.error.endswith(": the result has more pixels than allowed")
+    assert credits.balance_of(membership.org) == 100
+
+
 def test_a_result_whose_checksums_hold_but_pixels_do_not_decode_keeps_no_thumbnail(
     fake, kie_org, caplog
 ):

@@ -151,7 +151,7 @@ def _store_result(image: GenerationImage, data: bytes) -> bool:
         return False
     live.push_image(image)
     _finish_generation_if_complete(generation)
-    if generation.provider is not None:
+    if generation.provider is not None:  # always, as _fetch_result needs one: for the types
         waited = (timezone.now() - image.submitted_at).total_seconds() if image.submitted_at else 0
         attempts.record_attempt(
             generation.provider,
