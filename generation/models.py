@@ -160,6 +160,12 @@ class GenerationImage(models.Model):
                 fields=["org", "user", "status", "-generation", "index"],
                 name="gallery_user_grouped",
             ),
+            # The thumbnail sweep (results.add_missing_thumbnails): a handful of rows at most.
+            models.Index(
+                fields=["finished_at"],
+                condition=models.Q(status="done", thumbnail=""),
+                name="image_without_thumbnail",
+            ),
         ]
 
     def __str__(self):

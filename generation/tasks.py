@@ -8,13 +8,15 @@ module per step; a step never queues the next one, the tasks here do).
     collect_result          results.collect_result (queued by the callback view or reconcile)
     reconcile (periodic)    reconcile.reconcile → queue what it found: collect_result,
                             submit_image, run_generation
+    add_missing_thumbnails  results.add_missing_thumbnails (periodic: a worker stopped between
+                            an image's result and its thumbnail)
 
 Tasks take ids. A step that must wait (a transient provider error, the organization's share of
 provider calls in use) raises lib.tasks.TryLater; the base Task re-queues it after that wait, the
 one retry policy for every task. The task names are in the beat schedule and in CELERY_TASK_ROUTES
 (settings), which puts each kind of work on its own queue: run_generation on `pipeline`,
-stage_products and submit_image on `submit`, collect_result on `results`, reconcile on
-`maintenance`."""
+stage_products and submit_image on `submit`, collect_result on `results`, reconcile and
+add_missing_thumbnails on `maintenance`."""
 
 import logging
 from typing import Any
@@ -59,6 +61,14 @@ def submit_image(image_id: int) -> None:
 @shared_task(base=Task, acks_late=True)
 def collect_result(image_id: int) -> None:
     results.collect_result(image_id)
+
+
+@shared_task
+def add_missing_thumbnails() -> int:
+    made = results.add_missing_thumbnails()
+    if made:
+        logger.info("Made %d missing thumbnails", made)
+    return made
 
 
 @shared_task

@@ -814,6 +814,54 @@ def test_a_result_whose_checksums_hold_but_pixels_do_not_decode_keeps_no_thumbna
     assert f"No thumbnail for image {image.pk}: its result does not decode" in caplog.messages
 
 
+def thumbnail_lost(image, minutes_ago):
+    """`image` as a worker stopped between its result and its thumbnail leaves it, done
+    `minutes_ago`."""
+    default_storage.delete(image.thumbnail.name)
+    finished = timezone.now() - timedelta(minutes=minutes_ago)
+    GenerationImage.objects.filter(pk=image.pk).update(thumbnail="", finished_at=finished)
+
+
+def test_the_sweep_makes_the_thumbnail_a_stopped_worker_left_unmade(fake, kie_org, settings):
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=3)
+    lost, recent, old = (collected(fake, generation, index) for index in range(3))
+    thumbnail_lost(lost, minutes_ago=5)
+    thumbnail_lost(recent, minutes_ago=1)  # its collection may still be making it
+    thumbnail_lost(old, minutes_ago=2 * 60)  # tried for an hour already
+
+    assert tasks.add_missing_thumbnails() == 1
+
+    assert [image.thumbnail.name for image in generation.images.order_by("index")][1:] == ["", ""]
+    lost.refresh_from_db()
+    with default_storage.open(lost.thumbnail.name) as f, Image.open(f) as thumbnail:
+        assert thumbnail.format == "WEBP"
+        assert max(thumbnail.size) == settings.NERSTUDIO_THUMBNAIL_SIDE
+    assert tasks.add_missing_thumbnails() == 0  # made once, and no stray copy
+    thumbs = PurePosixPath(lost.thumbnail.name)
+    assert default_storage.listdir(str(thumbs.parent))[1] == [thumbs.name]
+
+
+def test_the_sweep_skips_an_image_whose_file_is_gone_and_goes_on(fake, kie_org, caplog):
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=2)
+    gone, lost = (collected(fake, generation, index) for index in range(2))
+    for image in (gone, lost):
+        thumbnail_lost(image, minutes_ago=5)
+    default_storage.delete(gone.file.name)
+
+    assert results.add_missing_thumbnails() == 1
+
+    assert f"No thumbnail for image {gone.pk}: its file cannot be read" in caplog.messages
+    assert GenerationImage.objects.get(pk=lost.pk).thumbnail.name != ""
+
+
+def test_the_sweep_is_scheduled_on_the_maintenance_queue(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["add-missing-thumbnails"]
+    assert settings.CELERY_TASK_ROUTES[entry["task"]] == {"queue": "maintenance"}
+    assert tasks.add_missing_thumbnails.name == entry["task"]
+
+
 def test_collecting_results_costs_a_fixed_number_of_queries(
     fake, kie_org, django_assert_num_queries
 ):

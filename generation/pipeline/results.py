@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 Status = Generation.Status
 ImageStatus = GenerationImage.Status
+# The thumbnail sweep's window (add_missing_thumbnails).
+THUMBNAIL_SWEEP_AFTER = timedelta(minutes=2)
+THUMBNAIL_SWEEP_WITHIN = timedelta(hours=1)
 # A collection's lease: the poll (the model's timeout), the download (downloads.TOTAL_SECONDS)
 # and storing the result. A worker that dies mid-collection holds the image no longer than this.
 STORE_SECONDS = 30
@@ -164,9 +167,10 @@ def _store_result(image: GenerationImage, data: bytes) -> bool:
     return True
 
 
-def _add_thumbnail(image_id: int, name: str, data: bytes) -> None:
-    """The stored result's WebP thumbnail, beside it. (One that passed download_image's checks
-    but does not decode keeps none, and is logged: a provider's forgery, not an accident.)"""
+def _add_thumbnail(image_id: int, name: str, data: bytes) -> bool:
+    """The stored result's WebP thumbnail, beside it; False if it has none after all. (One that
+    passed download_image's checks but does not decode keeps none, and is logged: a provider's
+    forgery, not an accident.)"""
     side = settings.NERSTUDIO_THUMBNAIL_SIDE
     try:
         with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as im:
@@ -174,12 +178,39 @@ def _add_thumbnail(image_id: int, name: str, data: bytes) -> None:
             thumbnail = webp_thumbnail(im)
     except Exception:  # any decoder failure on a provider's bytes means the same thing
         logger.warning("No thumbnail for image %s: its result does not decode", image_id)
-        return
+        return False
     path = PurePosixPath(name)
     thumb_name = default_storage.save(
         f"{path.parent}/thumbs/{path.stem}.webp", ContentFile(thumbnail)
     )
-    GenerationImage.objects.filter(pk=image_id).update(thumbnail=thumb_name)
+    if not GenerationImage.objects.filter(pk=image_id, thumbnail="").update(thumbnail=thumb_name):
+        default_storage.delete(thumb_name)  # made meanwhile by the collection or another sweep
+    return True
+
+
+def add_missing_thumbnails(now=None, limit: int = 100) -> int:
+    """Thumbnails for done images that have none: the collection makes one just after its image
+    is done, and a worker stopped in between leaves the image without (the gallery then serves
+    the image itself, uncached). Looks at images done within THUMBNAIL_SWEEP_WITHIN and at least
+    THUMBNAIL_SWEEP_AFTER ago (the collection's own is made by then), so one whose result does
+    not decode is tried a few times, not forever. Returns how many it made."""
+    now = now or timezone.now()
+    missing = GenerationImage.objects.filter(
+        status=ImageStatus.DONE,
+        thumbnail="",
+        finished_at__gte=now - THUMBNAIL_SWEEP_WITHIN,
+        finished_at__lt=now - THUMBNAIL_SWEEP_AFTER,
+    ).exclude(file="")
+    made = 0
+    for image_id, name in missing.values_list("pk", "file")[:limit]:
+        try:
+            with default_storage.open(name) as stored:
+                data = stored.read()
+        except OSError:
+            logger.warning("No thumbnail for image %s: its file cannot be read", image_id)
+            continue
+        made += _add_thumbnail(image_id, name, data)
+    return made
 
 
 def member_reason(exc: ProviderError) -> str:

@@ -197,6 +197,7 @@ CELERY_TASK_ROUTES = {
     "generation.tasks.collect_result": {"queue": "results"},  # after callbacks and polls
     "providers.local.image.render_local_image": {"queue": "render"},  # the offline provider's CPU
     "generation.tasks.reconcile": {"queue": "maintenance"},  # beat
+    "generation.tasks.add_missing_thumbnails": {"queue": "maintenance"},  # beat
 }
 # Celery workers' CPU priority (nice, 0–19): on a box shared with the web processes, pages go
 # first (nerstudio/celery.py).
@@ -466,6 +467,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "generation.tasks.reconcile",
         "schedule": 5.0,
         "options": {"expires": 10.0},
+    },
+    # Thumbnails a stopped worker left unmade (generation.pipeline.results).
+    "add-missing-thumbnails": {
+        "task": "generation.tasks.add_missing_thumbnails",
+        "schedule": 300.0,
+        "options": {"expires": 300.0},
     },
 }
 
