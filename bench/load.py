@@ -68,6 +68,10 @@ QUALITY = os.environ.get("BENCH_QUALITY", "standard")
 RENDER = os.environ.get("BENCH_RENDER", "reuse")  # or "draw"
 GRACE = float(os.environ.get("BENCH_GRACE", max(60.0, 6 * LATENCY)))
 THINK = (1.0, 4.0)  # seconds between page views
+WEB_WORKERS = int(  # as the Procfile's web line expands it
+    os.environ.get("WEB_CONCURRENCY")
+    or re.search(r"\$\{WEB_CONCURRENCY:-(\d+)\}", (ROOT / "Procfile").read_text())[1]
+)
 QUEUES = ("default", "pipeline", "submit", "results", "render", "maintenance")
 PAGE_GOAL_MS = 300.0
 
@@ -726,9 +730,8 @@ def main() -> int:
     ok = True
     try:
         names = stack.up()
-        web = procfile_commands(tmp)["web"]
         print(
-            f"stack: gunicorn + {web[web.index('--workers') + 1]} uvicorn workers, "
+            f"stack: gunicorn + {WEB_WORKERS} uvicorn workers, "
             f"{', '.join(names)} (Procfile); PostgreSQL, Redis {REDIS}; logs in {tmp}; "
             "an organization's provider calls in flight at most "
             + env.get("NERSTUDIO_ORG_MAX_INFLIGHT", "the default")
