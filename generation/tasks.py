@@ -67,7 +67,7 @@ def collect_result(image_id: int) -> None:
 def add_missing_thumbnails() -> int:
     made = results.add_missing_thumbnails()
     if made:
-        logger.info("Made %d missing thumbnails", made)
+        logger.info("Missing thumbnails made: %d", made)
     return made
 
 
