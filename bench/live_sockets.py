@@ -392,8 +392,10 @@ def main():
     sessions = seed()
 
     def push():
-        for _, _, generation_id in sessions:
-            live.push_generation(generation_id)
+        from generation.models import Generation
+
+        for generation in Generation.objects.filter(pk__in=[pk for _, _, pk in sessions]):
+            live.push_generation(generation)
 
     pings = PingCounter()
     client_log = logging.getLogger("websockets.client")
