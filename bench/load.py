@@ -23,8 +23,9 @@ BENCH_GRACE seconds to finish.
 
 Printed: per-endpoint p50/p95/p99 and errors; generations started/completed; POST → all images
 done p50/p95; the largest Redis queue depths seen (LLEN per Celery queue, sampled every second);
-then the ledger checks (every hold settled once per image, balance = ledger sum) and the issue's
-goals (pages p95 ≤ 300 ms, 0 errors, POST → done p95 ≤ 2 × provider latency).
+where the done time goes (generation → image submitted, submitted → done); then the ledger
+checks (every hold settled once per image, balance = ledger sum) and the issue's goals (pages p95
+≤ 300 ms, 0 errors, POST → done p95 ≤ 2 × provider latency).
 
 DEBUG is off, as in production. The members speak plain HTTP to gunicorn with the header a
 TLS-terminating proxy adds (X-Forwarded-Proto: https), so secure cookies, CSRF's origin checks and
@@ -629,6 +630,27 @@ def ledger_checks() -> list[tuple[str, bool, str]]:
     return out
 
 
+def done_time_breakdown() -> str:
+    """Where POST → done goes, from the rows: the pipeline before the provider (the generation
+    created → its image submitted) and the provider plus the way back (submitted → the image
+    done: LATENCY × 0.6–1.4, then the callback, the results queue and the collection)."""
+    from django.db.models import F
+
+    from generation.models import GenerationImage
+
+    spans = GenerationImage.objects.filter(status="done").values_list(
+        F("submitted_at") - F("generation__created_at"), F("finished_at") - F("submitted_at")
+    )
+    before = [span.total_seconds() for span, _ in spans]
+    after = [span.total_seconds() for _, span in spans]
+    return (
+        f"where the time goes (images done): generation → image submitted p50 "
+        f"{pct(before, 50):.1f} s, p95 {pct(before, 95):.1f} s; submitted → done (the provider's "
+        f"{0.6 * LATENCY:g}–{1.4 * LATENCY:g} s, the callback, the results queue, the "
+        f"collection) p50 {pct(after, 50):.1f} s, p95 {pct(after, 95):.1f} s"
+    )
+
+
 def pct(values: list[float], q: int) -> float:
     if len(values) == 1:
         return values[0]
@@ -752,6 +774,7 @@ def main() -> int:
         load_after = os.getloadavg()
         still_open = wait_settled(30)
         ok &= report(stats, still_open, cpu, wall)
+        print(done_time_breakdown())
         print(
             f"this client's own CPU (same machine): {mine:.0f} s; PostgreSQL and Redis are not "
             "counted in the stack CPU above"
