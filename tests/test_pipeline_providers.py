@@ -842,6 +842,22 @@ def test_the_sweep_makes_the_thumbnail_a_stopped_worker_left_unmade(fake, kie_or
     assert default_storage.listdir(str(thumbs.parent))[1] == [thumbs.name]
 
 
+def test_a_thumbnail_made_meanwhile_is_kept_and_the_late_copy_removed(fake, kie_org):
+    """The sweep and a collection (or two sweeps) making the same thumbnail: the first stays,
+    the second copy leaves no stray file and is not counted."""
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=1)
+    image = collected(fake, generation)
+    with default_storage.open(image.file.name) as stored:
+        data = stored.read()
+
+    assert results._add_thumbnail(image.pk, image.file.name, data) is False
+
+    thumbs = PurePosixPath(image.thumbnail.name)
+    assert GenerationImage.objects.get(pk=image.pk).thumbnail.name == str(thumbs)
+    assert default_storage.listdir(str(thumbs.parent))[1] == [thumbs.name]
+
+
 def test_the_sweep_skips_an_image_whose_file_is_gone_and_goes_on(fake, kie_org, caplog):
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=2)

@@ -34,6 +34,7 @@ ImageStatus = GenerationImage.Status
 # The thumbnail sweep's window (add_missing_thumbnails).
 THUMBNAIL_SWEEP_AFTER = timedelta(minutes=2)
 THUMBNAIL_SWEEP_WITHIN = timedelta(hours=1)
+THUMBNAIL_SWEEP_BATCH = 100  # per round
 # A collection's lease: the poll (the model's timeout), the download (downloads.TOTAL_SECONDS)
 # and storing the result. A worker that dies mid-collection holds the image no longer than this.
 STORE_SECONDS = 30
@@ -168,9 +169,9 @@ def _store_result(image: GenerationImage, data: bytes) -> bool:
 
 
 def _add_thumbnail(image_id: int, name: str, data: bytes) -> bool:
-    """The stored result's WebP thumbnail, beside it; False if it has none after all. (One that
-    passed download_image's checks but does not decode keeps none, and is logged: a provider's
-    forgery, not an accident.)"""
+    """The stored result's WebP thumbnail, beside it; False if this call did not give it one.
+    (One that passed download_image's checks but does not decode keeps none, and is logged: a
+    provider's forgery, not an accident.)"""
     side = settings.NERSTUDIO_THUMBNAIL_SIDE
     try:
         with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as im:
@@ -183,18 +184,19 @@ def _add_thumbnail(image_id: int, name: str, data: bytes) -> bool:
     thumb_name = default_storage.save(
         f"{path.parent}/thumbs/{path.stem}.webp", ContentFile(thumbnail)
     )
-    if not GenerationImage.objects.filter(pk=image_id, thumbnail="").update(thumbnail=thumb_name):
-        default_storage.delete(thumb_name)  # made meanwhile by the collection or another sweep
-    return True
+    if GenerationImage.objects.filter(pk=image_id, thumbnail="").update(thumbnail=thumb_name):
+        return True
+    default_storage.delete(thumb_name)  # made meanwhile by the collection or another sweep
+    return False
 
 
-def add_missing_thumbnails(now=None, limit: int = 100) -> int:
+def add_missing_thumbnails() -> int:
     """Thumbnails for done images that have none: the collection makes one just after its image
     is done, and a worker stopped in between leaves the image without (the gallery then serves
     the image itself, uncached). Looks at images done within THUMBNAIL_SWEEP_WITHIN and at least
     THUMBNAIL_SWEEP_AFTER ago (the collection's own is made by then), so one whose result does
     not decode is tried a few times, not forever. Returns how many it made."""
-    now = now or timezone.now()
+    now = timezone.now()
     missing = GenerationImage.objects.filter(
         status=ImageStatus.DONE,
         thumbnail="",
@@ -202,7 +204,7 @@ def add_missing_thumbnails(now=None, limit: int = 100) -> int:
         finished_at__lt=now - THUMBNAIL_SWEEP_AFTER,
     ).exclude(file="")
     made = 0
-    for image_id, name in missing.values_list("pk", "file")[:limit]:
+    for image_id, name in missing.values_list("pk", "file")[:THUMBNAIL_SWEEP_BATCH]:
         try:
             with default_storage.open(name) as stored:
                 data = stored.read()
