@@ -2,13 +2,15 @@
 there): the master's log lines ("Starting gunicorn", "Booting worker", a worker's timeout or
 crash) in the application's format, so a log pipeline reads every line of the web process. The
 format follows nerstudio/settings' NERSTUDIO_LOG_FORMAT (JSON unless DEBUG is on); the master
-does not load Django, so the choice is read from the environment here in the same way."""
+does not load Django, so the choice is read from the environment here with the same reader
+(django-environ)."""
 
-import os
+import environ
 
-_debug = os.environ.get("DEBUG", "").strip().lower() in ("true", "on", "ok", "y", "yes", "1")
+_env = environ.Env()
+_default_format = "text" if _env.bool("DEBUG", default=False) else "json"
 
-if os.environ.get("NERSTUDIO_LOG_FORMAT", "text" if _debug else "json") == "json":
+if _env.str("NERSTUDIO_LOG_FORMAT", _default_format) == "json":
     # gunicorn replaces its defaults' top-level keys with these (gunicorn.glogging).
     logconfig_dict = {
         "version": 1,
