@@ -963,7 +963,7 @@ def main() -> int:
         the_stack = load.Stack(env, tmp)
         names = the_stack.up()
         print(
-            f"stack: gunicorn + {load.WEB_WORKERS} uvicorn workers, {', '.join(names)}; "
+            f"stack: gunicorn + {load.web_workers()} uvicorn workers, {', '.join(names)}; "
             f"PostgreSQL through a proxy on :{proxy.port}, redis-server on :{redis_server.port};"
             f" fake kie.ai {fake}; image deadline {DEADLINE} s; logs in {tmp}",
             flush=True,

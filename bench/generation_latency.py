@@ -424,7 +424,7 @@ def run_production() -> dict:
     generations = (RUNS + 1) * len(COUNTS)
     return {
         "mode": "production",
-        "stack": f"gunicorn + {load.WEB_WORKERS} uvicorn workers, {', '.join(names)}; "
+        "stack": f"gunicorn + {load.web_workers()} uvicorn workers, {', '.join(names)}; "
         f"PostgreSQL, Redis db 5; logs in {tmp}",
         "cpu_ms_per_generation": {
             name: 1000 * (after[name] - before[name]) / generations for name in after

@@ -69,10 +69,6 @@ QUALITY = os.environ.get("BENCH_QUALITY", "standard")
 RENDER = os.environ.get("BENCH_RENDER", "reuse")  # or "draw"
 GRACE = float(os.environ.get("BENCH_GRACE", max(60.0, 6 * LATENCY)))
 THINK = (1.0, 4.0)  # seconds between page views
-WEB_WORKERS = int(  # as the Procfile's web line expands it
-    os.environ.get("WEB_CONCURRENCY")
-    or re.search(r"\$\{WEB_CONCURRENCY:-(\d+)\}", (ROOT / "Procfile").read_text())[1]
-)
 QUEUES = ("default", "pipeline", "submit", "results", "render", "maintenance")
 PAGE_GOAL_MS = 300.0
 
@@ -166,21 +162,35 @@ def product_png() -> bytes:
 # --- The stack ------------------------------------------------------------------------------------
 
 
-def procfile_commands(tmp: Path) -> dict[str, list[str]]:
-    """The Procfile's web, worker-* and beat lines, ${VAR:-default} expanded (the web server on
-    127.0.0.1:PORT), run by this interpreter; beat keeps its schedule file in `tmp`."""
-    out = {}
+def procfile() -> dict[str, list[str]]:
+    """The Procfile's lines as arguments, ${VAR:-default} expanded from this environment (and
+    PORT)."""
     variables = {**os.environ, "PORT": str(PORT)}
+
+    def expand(match: re.Match) -> str:
+        return variables.get(match[1], match[2])
+
+    out = {}
     for line in (ROOT / "Procfile").read_text().splitlines():
         name, _, command = line.partition(":")
+        out[name] = re.sub(r"\$\{(\w+):-([^}]*)\}", expand, command.strip()).split()
+    return out
+
+
+def web_workers() -> int:
+    web = procfile()["web"]
+    return int(web[web.index("--workers") + 1])
+
+
+def procfile_commands(tmp: Path) -> dict[str, list[str]]:
+    """The Procfile's web, worker-* and beat lines (the web server on 127.0.0.1:PORT), run by
+    this interpreter; beat keeps its schedule file in `tmp`."""
+    out = {}
+    for name, args in procfile().items():
         if not (name == "web" or name.startswith("worker") or name == "beat"):
             continue
-        command = re.sub(
-            r"\$\{(\w+):-([^}]*)\}", lambda m: variables.get(m[1], m[2]), command.strip()
-        )
-        args = command.replace("0.0.0.0:", "127.0.0.1:").split()
-        assert args[0] in ("celery", "gunicorn"), line
-        args = [sys.executable, "-m", *args]
+        assert args[0] in ("celery", "gunicorn"), args
+        args = [sys.executable, "-m", *(a.replace("0.0.0.0:", "127.0.0.1:") for a in args)]
         if name == "beat":
             args += ["--schedule", str(tmp / "celerybeat-schedule")]
         out[name] = args
@@ -753,7 +763,7 @@ def main() -> int:
     try:
         names = stack.up()
         print(
-            f"stack: gunicorn + {WEB_WORKERS} uvicorn workers, "
+            f"stack: gunicorn + {web_workers()} uvicorn workers, "
             f"{', '.join(names)} (Procfile); PostgreSQL, Redis {REDIS}; logs in {tmp}; "
             "an organization's provider calls in flight at most "
             + env.get("NERSTUDIO_ORG_MAX_INFLIGHT", "the default")
