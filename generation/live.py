@@ -8,8 +8,9 @@ overtakes another (two pipeline threads pushing at once) can never leave a stale
 the last fragment a browser receives is always rendered after the last change.
 
 Where the event goes:
-- channels-redis (REDIS_URL set, production): `async_to_sync(group_send)` from any thread or
-  Celery worker.
+- channels-redis (REDIS_URL set, production): from any thread or Celery worker, on one event
+  loop per process kept for the purpose (`_sending_loop`), so the layer's Redis connections are
+  reused. (`async_to_sync` made a loop per call, and with it a new connection: 3 ms a push.)
 - InMemoryChannelLayer (embedded default): the pipeline runs on worker threads of the web process,
   and the in-memory layer may only be touched from the server's event loop (STACK.md §3a). The
   consumer remembers that loop when a browser connects; events are scheduled onto it from the
@@ -24,10 +25,11 @@ current state on its next (re)connect anyway. Any other error is a bug and is ra
 import asyncio
 import functools
 import logging
+import os
 import re
+import threading
 import uuid
 
-from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import connection, transaction
@@ -39,6 +41,9 @@ from generation.models import Generation, GenerationImage
 logger = logging.getLogger(__name__)
 
 _server_loop: asyncio.AbstractEventLoop | None = None
+_sending: tuple[int, asyncio.AbstractEventLoop] | None = None  # (its process, the loop)
+_sending_lock = threading.Lock()
+SEND_TIMEOUT = 10  # seconds; Redis's socket timeouts (settings) end a stuck send before this
 
 # What sending can raise without a bug: a full channel, Redis unreachable or failing (channels-
 # redis), a socket error or timeout.
@@ -103,7 +108,23 @@ def _send(public_id: uuid.UUID, message: dict) -> None:
         except RuntimeError:  # the loop closed in between: nobody is connected any more
             coro.close()
     else:
-        async_to_sync(layer.group_send)(group, message)
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _sending_loop())
+        try:
+            future.result(timeout=SEND_TIMEOUT)  # a TimeoutError is an OSError: logged
+        finally:
+            future.cancel()  # no-op once done
+
+
+def _sending_loop() -> asyncio.AbstractEventLoop:
+    """This process's loop for sends from sync code, on a daemon thread of its own; started on
+    first use, and again in a forked child (a Celery pool process), which inherits no threads."""
+    global _sending
+    with _sending_lock:
+        if _sending is None or _sending[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="live-push", daemon=True).start()
+            _sending = (os.getpid(), loop)
+        return _sending[1]
 
 
 # --- Rendering (the detail page and the consumer) ------------------------------------------------

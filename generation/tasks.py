@@ -6,6 +6,8 @@ module per step; a step never queues the next one, the tasks here do).
     stage_products          submit.stage_products (meanwhile: product photos to the provider)
     submit_image            submit.submit_image (the provider calls back, or reconcile polls)
     collect_result          results.collect_result (queued by the callback view or reconcile)
+    add_thumbnail           results.add_thumbnail (queued by collect_result once the image is
+                            done, at the lowest priority: a waiting result goes first)
     reconcile (periodic)    reconcile.reconcile → queue what it found: collect_result,
                             submit_image, run_generation
     add_missing_thumbnails  results.add_missing_thumbnails (periodic: a worker stopped between
@@ -15,8 +17,9 @@ Tasks take ids. A step that must wait (a transient provider error, the organizat
 provider calls in use) raises lib.tasks.TryLater; the base Task re-queues it after that wait, the
 one retry policy for every task. The task names are in the beat schedule and in CELERY_TASK_ROUTES
 (settings), which puts each kind of work on its own queue: run_generation on `pipeline`,
-stage_products and submit_image on `submit`, collect_result on `results`, reconcile and
-add_missing_thumbnails on `maintenance`."""
+stage_products and submit_image on `submit`, collect_result and add_thumbnail on `results`,
+reconcile and add_missing_thumbnails on `maintenance`. add_thumbnail's route gives it priority 9,
+and kombu's Redis transport takes a queue's messages of priority 0, the default, first."""
 
 import logging
 from typing import Any
@@ -60,7 +63,13 @@ def submit_image(image_id: int) -> None:
 
 @shared_task(base=Task, acks_late=True)
 def collect_result(image_id: int) -> None:
-    results.collect_result(image_id)
+    if results.collect_result(image_id):
+        enqueue(add_thumbnail, image_id=image_id)
+
+
+@shared_task(base=Task, acks_late=True)
+def add_thumbnail(image_id: int) -> None:
+    results.add_thumbnail(image_id)
 
 
 @shared_task

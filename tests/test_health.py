@@ -205,15 +205,16 @@ def test_with_redis_readyz_reports_each_queues_depth(client, settings, monkeypat
     monkeypatch.setattr(celery_app.conf, "task_queues", [*celery_app.conf.task_queues, Queue(name)])
     broker = redis.Redis.from_url(REDIS_URL)
     broker.rpush(name, "a", "b", "c")
+    broker.rpush(f"{name}\x06\x169", "thumbnail")  # kombu's list for priority 9
     try:
         response, body = readyz(client)
     finally:
-        broker.delete(name)
+        broker.delete(name, f"{name}\x06\x169")
         broker.close()
 
     assert body["checks"]["broker"]["status"] == "ok"
     queues = body["checks"]["queues"]
     assert queues["status"] == "ok"
-    assert queues["depths"][name] == 3
+    assert queues["depths"][name] == 4
     assert isinstance(queues["unacked"], int)
     assert response.status_code == 200

@@ -100,3 +100,41 @@ def test_with_redis_a_celery_worker_runs_the_enqueued_task():
             enqueue(tasks_for_tests.rename_org, org_id=org.pk, name="Via Redis")
         assert tasks_for_tests.ran.wait(20)
     assert Organization.objects.get(pk=org.pk).name == "Via Redis"
+
+
+@needs_redis
+def test_with_redis_pushes_from_sync_threads_arrive_over_one_reused_connection():
+    """The pipeline pushes from worker threads; each push used to open (and close) a Redis
+    connection of its own, on an event loop made for that one call."""
+    import uuid
+
+    import redis
+
+    from generation import live
+
+    layer = get_channel_layer()
+    public_id = uuid.uuid4()
+    client = redis.Redis.from_url(REDIS_URL)
+
+    async def join():
+        channel = await layer.new_channel()
+        await layer.group_add(live.group_name(public_id), channel)
+        return channel
+
+    channel = async_to_sync(join)()
+    live._send(public_id, {"type": "warm.up"})  # the sending loop and its connection
+    connections_before = client.info("stats")["total_connections_received"]
+    for n in range(20):  # one worker thread after another
+        thread = threading.Thread(
+            target=live._send, args=(public_id, {"type": "image.changed", "n": n})
+        )
+        thread.start()
+        thread.join()
+    connections_after = client.info("stats")["total_connections_received"]
+
+    async def receive_all():
+        return [await asyncio.wait_for(layer.receive(channel), 5) for _ in range(21)]
+
+    received = async_to_sync(receive_all)()
+    assert sorted(m.get("n", -1) for m in received) == list(range(-1, 20))
+    assert connections_after == connections_before

@@ -705,10 +705,51 @@ def collected(fake, generation, index=0, body=None):
             body=body,
             content_type="image/png",
         )
-    results.collect_result(image.pk)
+    if results.collect_result(image.pk):
+        results.add_thumbnail(image.pk)  # the task the collection queues (tasks.collect_result)
     fake.remove(responses.GET, f"{KIE}/api/v1/jobs/recordInfo")
     image.refresh_from_db()
     return image
+
+
+def queued_tasks(callbacks) -> list[tuple[str, dict]]:
+    """The Celery tasks among on-commit callbacks (lib.tasks.enqueue with a broker:
+    apply_async_on_commit)."""
+    return [
+        (c.func.__self__.name, c.keywords["kwargs"])
+        for c in callbacks
+        if getattr(getattr(c, "func", None), "__name__", "") == "apply_async"
+    ]
+
+
+def test_the_collection_queues_the_thumbnail_once_the_result_is_stored(
+    fake, kie_org, settings, memory_broker, django_capture_on_commit_callbacks
+):
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=1)
+    image = generation.images.get()
+    fake.get(
+        f"{KIE}/api/v1/jobs/recordInfo",
+        json=record(image.provider_task_id, "success", ["https://tempfile.aiquickdraw.com/r.png"]),
+    )
+
+    with django_capture_on_commit_callbacks() as queued:
+        tasks.collect_result(image.pk)
+    image.refresh_from_db()
+    assert (image.status, image.thumbnail.name) == ("done", "")  # done before any decoding
+    assert queued_tasks(queued) == [("generation.tasks.add_thumbnail", {"image_id": image.pk})]
+    with django_capture_on_commit_callbacks() as queued_again:
+        tasks.collect_result(image.pk)  # a duplicate callback's collection
+    assert queued_tasks(queued_again) == []
+
+    tasks.add_thumbnail(image.pk)  # what the queued task runs
+    tasks.add_thumbnail(image.pk)  # and a redelivery of it: nothing more
+
+    image.refresh_from_db()
+    with default_storage.open(image.thumbnail.name) as f, Image.open(f) as thumbnail:
+        assert max(thumbnail.size) == settings.NERSTUDIO_THUMBNAIL_SIDE
+    thumbs = PurePosixPath(image.thumbnail.name)
+    assert default_storage.listdir(str(thumbs.parent))[1] == [thumbs.name]
 
 
 def test_a_result_is_shown_as_done_before_its_thumbnail_is_decoded(
@@ -882,9 +923,9 @@ def test_collecting_results_costs_a_fixed_number_of_queries(
     fake, kie_org, django_assert_num_queries
 ):
     """The image, its claim, storing it, paying for it (the account, the ledger entry, the
-    balance), finishing the generation once the last one is in, the provider's time, the
-    thumbnail: 9 statements, and the savepoints of the payment's transaction (4 inside a
-    test's)."""
+    balance), finishing the generation once the last one is in, the provider's time: 8
+    statements, and the savepoints of the payment's transaction (4 inside a test's). The
+    thumbnail is a task of its own."""
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=2)
     images = list(generation.images.order_by("index"))
@@ -905,7 +946,7 @@ def test_collecting_results_costs_a_fixed_number_of_queries(
     )
 
     for image in images:
-        with django_assert_num_queries(13):
+        with django_assert_num_queries(12):
             results.collect_result(image.pk)
 
     generation.refresh_from_db()

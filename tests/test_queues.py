@@ -35,6 +35,7 @@ ROUTES = {
     "generation.tasks.stage_products": "submit",
     "generation.tasks.collect_result": "results",
     "providers.local.image.render_local_image": "render",
+    "generation.tasks.add_thumbnail": "results",
     "generation.tasks.reconcile": "maintenance",
     "tests.rename_org": "default",  # anything not routed
 }
@@ -57,15 +58,21 @@ def test_with_redis_each_task_lands_on_its_queue():
 
     client = redis.Redis.from_url(REDIS_URL)
     queues = sorted(set(ROUTES.values()))
-    client.delete(*queues)
+    keys = [key for queue in queues for key in priority_keys(queue)]
+    client.delete(*keys)
     try:
         for task_name in ROUTES:
             celery_app.send_task(task_name, kwargs={})
-        assert {q: client.llen(q) for q in queues} == {
+        assert {q: sum(client.llen(k) for k in priority_keys(q)) for q in queues} == {
             q: list(ROUTES.values()).count(q) for q in queues
         }
     finally:
-        client.delete(*queues)
+        client.delete(*keys)
+
+
+def priority_keys(queue: str) -> list[str]:
+    """A queue's Redis lists: kombu keeps one per priority step (0, the default, is the name)."""
+    return [queue, *(f"{queue}\x06\x16{p}" for p in (3, 6, 9))]
 
 
 @needs_redis
@@ -293,3 +300,22 @@ def test_workers_run_at_a_lower_cpu_priority_than_the_web_processes(settings):
 
     assert after == min(19, before + settings.NERSTUDIO_WORKER_NICENESS)
     assert settings.NERSTUDIO_WORKER_NICENESS == 10
+
+
+@needs_redis
+def test_with_redis_a_waiting_result_is_taken_before_a_thumbnail_queued_earlier():
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = priority_keys("results")
+    client.delete(*keys)
+    try:
+        tasks.add_thumbnail.apply_async(kwargs={"image_id": 1})
+        tasks.collect_result.apply_async(kwargs={"image_id": 2})
+        with celery_app.connection_for_read() as connection:
+            queue = connection.SimpleQueue("results", no_ack=True)
+            taken = [queue.get(timeout=2).headers["task"] for _ in range(2)]
+            queue.close()
+        assert taken == ["generation.tasks.collect_result", "generation.tasks.add_thumbnail"]
+    finally:
+        client.delete(*keys)

@@ -37,6 +37,7 @@ from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
+from kombu.transport import redis as redis_transport
 
 from lib import request_id, tasks
 
@@ -207,17 +208,26 @@ def check_heartbeat() -> dict[str, Any]:
 
 
 def check_queues() -> dict[str, Any]:
-    """Tasks waiting on each queue (Redis lists) and those workers hold unacknowledged."""
+    """Tasks waiting on each queue and those workers hold unacknowledged. kombu's Redis transport
+    keeps a queue as one list per priority step: the queue's name for priority 0, the default,
+    and the name with a suffix for the others (the thumbnails' 9)."""
     options = settings.CELERY_BROKER_TRANSPORT_OPTIONS or {}
     prefix = options.get("global_keyprefix", "")
     names = queue_names()
+    steps = [s for s in options.get("priority_steps", redis_transport.PRIORITY_STEPS) if s]
+    sep = options.get("sep", redis_transport.Channel.sep)
     with contextlib.closing(_broker()) as client:
         pipe = client.pipeline(transaction=False)
         for name in names:
-            pipe.llen(prefix + name)
+            for key in [name, *(f"{name}{sep}{step}" for step in steps)]:
+                pipe.llen(prefix + key)
         pipe.hlen(prefix + options.get("unacked_key", "unacked"))
-        *depths, unacked = pipe.execute()
-    return {"depths": dict(zip(names, depths, strict=True)), "unacked": unacked}
+        *lengths, unacked = pipe.execute()
+    per_queue = len(steps) + 1
+    depths = {
+        name: sum(lengths[i * per_queue : (i + 1) * per_queue]) for i, name in enumerate(names)
+    }
+    return {"depths": depths, "unacked": unacked}
 
 
 def check_embedded_queues() -> dict[str, Any]:

@@ -21,6 +21,7 @@ from generation import live
 from generation.downloads import TOTAL_SECONDS as DOWNLOAD_SECONDS
 from generation.downloads import DownloadError, download_image
 from generation.models import Generation, GenerationImage
+from lib.low_priority import run_at_low_priority
 from lib.tokens import hash_token
 from library.uploads import ALLOWED_FORMATS, webp_thumbnail
 from providers import attempts
@@ -49,8 +50,9 @@ def find_image_for_callback(public_id, token: str) -> GenerationImage | None:
     )
 
 
-def collect_result(image_id: int) -> None:
-    """Ask the provider for the image's state (never trusting a callback body) and act on it.
+def collect_result(image_id: int) -> bool:
+    """Ask the provider for the image's state (never trusting a callback body) and act on it;
+    True when this call stored the result (its thumbnail is to be made: add_thumbnail).
 
     The image is claimed first (a lease, `collecting_until`), so of several duplicate callbacks
     arriving at once exactly one downloads and stores the result. The organization's provider
@@ -63,7 +65,7 @@ def collect_result(image_id: int) -> None:
         .first()
     )
     if image is None:
-        return  # finished before: a duplicate or late callback
+        return False  # finished before: a duplicate or late callback
     provider = image.generation.provider
     timeout = provider.timeout_seconds if provider is not None else 0
     lease = timedelta(seconds=(timeout or 0) + DOWNLOAD_SECONDS + STORE_SECONDS)
@@ -75,7 +77,7 @@ def collect_result(image_id: int) -> None:
             .update(collecting_until=now + lease)
         )
         if not claimed:
-            return  # another worker is collecting it right now
+            return False  # another worker is collecting it right now
         try:
             data = _fetch_result(image)
         except BaseException:
@@ -87,6 +89,7 @@ def collect_result(image_id: int) -> None:
     finally:
         if not stored:  # a stored image's lease ended with it
             _end_lease(image_id)
+    return stored
 
 
 def _end_lease(image_id: int) -> None:
@@ -127,11 +130,10 @@ def _fetch_result(image: GenerationImage) -> bytes | None:
 
 
 def _store_result(image: GenerationImage, data: bytes) -> bool:
-    """Store a downloaded result, pay for it, show it, record the provider's time to the result,
-    and then make its thumbnail; False if the image was finished before. Until the thumbnail is
-    decoded (it costs more than everything else a collection does: 34 ms for a 1.9 MB PNG on a
-    slow core) the image is done and serves as its own thumbnail; download_image has checked the
-    bytes, so only the header is read before."""
+    """Store a downloaded result, pay for it, show it and record the provider's time to the
+    result; False if the image was finished before. download_image has checked the bytes, so
+    only the header is read here: the thumbnail is made afterwards (add_thumbnail, a task of its
+    own), and until then the image serves as its own."""
     with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as im:
         width, height = im.size
         ext = (im.format or "PNG").lower().replace("jpeg", "jpg")
@@ -164,19 +166,38 @@ def _store_result(image: GenerationImage, data: bytes) -> bool:
             latency_ms=int(waited * 1000),
             generation_id=generation.pk,
         )
-    _add_thumbnail(image.pk, name, data)
     return True
+
+
+def add_thumbnail(image_id: int) -> bool:
+    """The thumbnail of a done image that has none, from its stored file; False if none was made
+    (it has one, or its file cannot be read or decoded: logged). Decoding a result costs more
+    than everything else its collection does (30–60 ms for a 1.9 MB PNG), so it is not done
+    while the collection's worker could be storing the next result."""
+    name = (
+        GenerationImage.objects.filter(pk=image_id, status=ImageStatus.DONE, thumbnail="")
+        .exclude(file="")
+        .values_list("file", flat=True)
+        .first()
+    )
+    if name is None:
+        return False
+    try:
+        with default_storage.open(name) as stored:
+            data = stored.read()
+    except OSError:
+        logger.warning("No thumbnail for image %s: its file cannot be read", image_id)
+        return False
+    return _add_thumbnail(image_id, name, data)
 
 
 def _add_thumbnail(image_id: int, name: str, data: bytes) -> bool:
     """The stored result's WebP thumbnail, beside it; False if this call did not give it one.
     (One that passed download_image's checks but does not decode keeps none, and is logged: a
-    provider's forgery, not an accident.)"""
-    side = settings.NERSTUDIO_THUMBNAIL_SIDE
+    provider's forgery, not an accident.) The decoding runs at a low CPU priority: collections
+    in the worker's other processes go first."""
     try:
-        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as im:
-            im.draft(im.mode, (side, side))  # a JPEG is decoded at the smallest scale ≥ that
-            thumbnail = webp_thumbnail(im)
+        thumbnail = run_at_low_priority(_webp_thumbnail, data)
     except Exception:  # any decoder failure on a provider's bytes means the same thing
         logger.warning("No thumbnail for image %s: its result does not decode", image_id)
         return False
@@ -186,16 +207,24 @@ def _add_thumbnail(image_id: int, name: str, data: bytes) -> bool:
     )
     if GenerationImage.objects.filter(pk=image_id, thumbnail="").update(thumbnail=thumb_name):
         return True
-    default_storage.delete(thumb_name)  # made meanwhile by the collection or another sweep
+    default_storage.delete(thumb_name)  # made meanwhile by the queued task or a sweep
     return False
 
 
+def _webp_thumbnail(data: bytes) -> bytes:
+    side = settings.NERSTUDIO_THUMBNAIL_SIDE
+    with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as im:
+        im.draft(im.mode, (side, side))  # a JPEG is decoded at the smallest scale ≥ that
+        return webp_thumbnail(im)
+
+
 def add_missing_thumbnails() -> int:
-    """Thumbnails for done images that have none: the collection makes one just after its image
-    is done, and a worker stopped in between leaves the image without (the gallery then serves
-    the image itself, uncached). Looks at images done within THUMBNAIL_SWEEP_WITHIN and at least
-    THUMBNAIL_SWEEP_AFTER ago (the collection's own is made by then), so one whose result does
-    not decode is tried a few times, not forever. Returns how many it made."""
+    """Thumbnails for done images that have none: the collection queues add_thumbnail once its
+    image is done, and a worker stopped in between (or a lost message) leaves the image without
+    (the gallery then serves the image itself, uncached). Looks at images done within
+    THUMBNAIL_SWEEP_WITHIN and at least THUMBNAIL_SWEEP_AFTER ago (the queued one is made by
+    then), so one whose result does not decode is tried a few times, not forever. Returns how
+    many it made."""
     now = timezone.now()
     missing = GenerationImage.objects.filter(
         status=ImageStatus.DONE,
@@ -203,16 +232,8 @@ def add_missing_thumbnails() -> int:
         finished_at__gte=now - THUMBNAIL_SWEEP_WITHIN,
         finished_at__lt=now - THUMBNAIL_SWEEP_AFTER,
     ).exclude(file="")
-    made = 0
-    for image_id, name in missing.values_list("pk", "file")[:THUMBNAIL_SWEEP_BATCH]:
-        try:
-            with default_storage.open(name) as stored:
-                data = stored.read()
-        except OSError:
-            logger.warning("No thumbnail for image %s: its file cannot be read", image_id)
-            continue
-        made += _add_thumbnail(image_id, name, data)
-    return made
+    ids = list(missing.values_list("pk", flat=True)[:THUMBNAIL_SWEEP_BATCH])
+    return sum(add_thumbnail(image_id) for image_id in ids)
 
 
 def member_reason(exc: ProviderError) -> str:

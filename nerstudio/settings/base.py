@@ -195,6 +195,8 @@ CELERY_TASK_ROUTES = {
     "generation.tasks.submit_image": {"queue": "submit"},  # one provider call per image
     "generation.tasks.stage_products": {"queue": "submit"},  # product photos, while prompts run
     "generation.tasks.collect_result": {"queue": "results"},  # after callbacks and polls
+    # The lowest of kombu's Redis priority steps (0, 3, 6, 9): taken when no result waits.
+    "generation.tasks.add_thumbnail": {"queue": "results", "priority": 9},
     "providers.local.image.render_local_image": {"queue": "render"},  # the offline provider's CPU
     "generation.tasks.reconcile": {"queue": "maintenance"},  # beat
     "generation.tasks.add_missing_thumbnails": {"queue": "maintenance"},  # beat
