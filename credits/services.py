@@ -45,8 +45,11 @@ def balance_of(org) -> int:
     return CreditAccount.objects.filter(org=org).values_list("balance", flat=True).first() or 0
 
 
-def _post(*, org_id: int, kind: str, delta: int, amount: int, **refs) -> LedgerEntry:
-    account, _ = CreditAccount.objects.select_for_update().get_or_create(org_id=org_id)
+def _post(*, org_id: int, kind: str, delta: int, amount: int, account=None, **refs) -> LedgerEntry:
+    """A ledger entry and the balance it leaves, under the account's row lock (taken here unless
+    `account` is given, already locked in this transaction)."""
+    if account is None:
+        account = _locked_account(org_id)
     new_balance = account.balance + delta
     if new_balance < 0:
         raise InsufficientCredits(needed=-delta, available=account.balance)
@@ -58,6 +61,11 @@ def _post(*, org_id: int, kind: str, delta: int, amount: int, **refs) -> LedgerE
     )
     limits.watch_low_balance(org_id, new_balance, delta)
     return entry
+
+
+def _locked_account(org_id: int) -> CreditAccount:
+    account, _ = CreditAccount.objects.select_for_update().get_or_create(org_id=org_id)
+    return account
 
 
 def is_operator(user) -> bool:
@@ -120,9 +128,10 @@ def hold(*, generation) -> LedgerEntry:
     limits.MonthlyLimitReached when it would take its member over their monthly limit (checked
     under the account lock, so two generations at once cannot both slip under it)."""
     amount = generation.total_cost
-    CreditAccount.objects.select_for_update().filter(org_id=generation.org_id).first()
+    account = _locked_account(generation.org_id)
     limits.check_monthly_limit(generation)
     return _post(
+        account=account,
         org_id=generation.org_id,
         kind=LedgerEntry.Kind.HOLD,
         delta=-amount,

@@ -23,9 +23,10 @@ def get_membership(request) -> Membership | None:
     if not request.user.is_authenticated:
         return None
     if not hasattr(request, "_membership"):
-        request._membership = (
-            Membership.objects.select_related("org").filter(user=request.user).first()
-        )
+        membership = Membership.objects.select_related("org").filter(user=request.user).first()
+        if membership is not None:
+            membership.user = request.user  # the same row: not read again through the membership
+        request._membership = membership
     return request._membership
 
 

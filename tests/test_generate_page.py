@@ -540,3 +540,23 @@ def test_history_queries_do_not_grow_with_the_rows(admin_client, admin, org, see
     for membership in MembershipFactory.create_batch(4, org=org):
         GenerationFactory.create_batch(4, org=org, user=membership.user, provider=seedream)
     assert queries() == few <= 8  # with the products and references the Reuse links carry
+
+
+@pytest.mark.django_db
+def test_starting_a_generation_reads_each_row_once(admin_client, org, seedream):
+    """The member once, the credit account once for the hold (which locks it), and nothing read
+    back from the new generation's product and reference lists."""
+    credits.top_up(org=org, amount=50)
+    data = form_data(seedream, products=[png()], references=[webp()], count=2)
+
+    with CaptureQueriesContext(connection) as captured:
+        assert admin_client.post(GENERATE, data).status_code == 302
+
+    statements = [q["sql"] for q in captured.captured_queries]
+    reads = [s for s in statements if s.startswith("SELECT")]
+    assert sum('FROM "accounts_user"' in s for s in reads) == 1
+    # The balance checked before any upload is decoded, and the hold's (locked) read.
+    assert sum('FROM "credits_creditaccount"' in s for s in reads) == 2
+    assert not [s for s in reads if "generation_generation_products" in s]
+    assert not [s for s in reads if "generation_generation_references" in s]
+    assert len(statements) <= 29, statements  # savepoints included

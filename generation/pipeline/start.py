@@ -108,8 +108,9 @@ def start_generation(
             quality=quality,
             count=count,
         )
-        generation.products.set(sources[: len(products)])
-        generation.references.set(sources[len(products) :])
+        # add(), not set(): a new generation has nothing to compare with or remove.
+        generation.products.add(*sources[: len(products)])
+        generation.references.add(*sources[len(products) :])
         GenerationImage.objects.bulk_create(generation.new_images(count))
         # Raises InsufficientCredits when another request took the credits: all rolled back.
         credit_services.hold(generation=generation)
