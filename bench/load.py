@@ -23,9 +23,10 @@ BENCH_GRACE seconds to finish.
 
 Printed: per-endpoint p50/p95/p99 and errors; generations started/completed; POST → all images
 done p50/p95; the largest Redis queue depths seen (LLEN per Celery queue, sampled every second);
-where the done time goes (generation → image submitted, submitted → done); then the ledger
-checks (every hold settled once per image, balance = ledger sum) and the issue's goals (pages p95
-≤ 300 ms, 0 errors, POST → done p95 ≤ 2 × provider latency).
+where the done time goes (generation → image submitted, submitted → done); then the checks
+afterwards (every hold settled once per image, balance = ledger sum, every done image's thumbnail
+made) and the issue's goals (pages p95 ≤ 300 ms, 0 errors, POST → done p95 ≤ 2 × provider
+latency).
 
 DEBUG is off, as in production. The members speak plain HTTP to gunicorn with the header a
 TLS-terminating proxy adds (X-Forwarded-Proto: https), so secure cookies, CSRF's origin checks and
@@ -640,6 +641,22 @@ def ledger_checks() -> list[tuple[str, bool, str]]:
     return out
 
 
+def thumbnail_check(wait: float = 30) -> tuple[str, bool, str]:
+    """Every done image has its thumbnail: they are made by priority-9 tasks after the results,
+    so the last ones may still be on their way (waits up to `wait` seconds for them)."""
+    from generation.models import GenerationImage
+
+    done = GenerationImage.objects.filter(status=GenerationImage.Status.DONE)
+    deadline = time.monotonic() + wait
+    while (missing := done.filter(thumbnail="").count()) and time.monotonic() < deadline:
+        time.sleep(1)
+    return (
+        "every done image has its thumbnail",
+        missing == 0,
+        f"{done.count()} done, {missing} without after up to {wait:g} s",
+    )
+
+
 def done_time_breakdown() -> str:
     """Where POST → done goes, from the rows: the pipeline before the provider (the generation
     created → its image submitted) and the provider plus the way back (submitted → the image
@@ -790,7 +807,7 @@ def main() -> int:
             "counted in the stack CPU above"
         )
         print("after the run:")
-        for name, passed, detail in ledger_checks():
+        for name, passed, detail in [*ledger_checks(), thumbnail_check()]:
             ok &= passed
             print(f"  {name}: {'OK' if passed else 'FAIL'} ({detail})")
         print("load average at the end of the load: " + " ".join(f"{v:.2f}" for v in load_after))
