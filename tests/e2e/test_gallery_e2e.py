@@ -66,3 +66,14 @@ def test_an_image_is_found_inspected_downloaded_and_varied_without_uploading(
         assert page.locator(".source-list .source").count() == 1  # the same one photo
     except Exception as exc:
         pytest.fail(f"{exc}\n\n--- server log ---\n{e2e_server.log_text()}")
+
+
+def test_the_favourites_filter_is_a_checkbox_one_can_see_and_tick(e2e_server, admin_page):
+    page = admin_page
+    page.goto(f"{e2e_server.url}/gallery/")
+    favourites = page.locator("input[name=favourites]")
+
+    box = favourites.bounding_box()
+    assert box["width"] >= 16 and box["height"] >= 16, box  # the filters' sizing made it a sliver
+    favourites.check()
+    page.wait_for_url(re.compile(r"[?&]favourites=on"), timeout=WAIT_MS)
