@@ -2,6 +2,7 @@
 views; machines get short-lived URLs for exactly one file. Every outsider gets 404."""
 
 import importlib
+import io
 import time
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
@@ -14,6 +15,7 @@ from django.core import signing
 from django.core.files.storage import default_storage
 from django.test import Client
 from django.urls import Resolver404, clear_url_caches, resolve, reverse
+from PIL import Image
 
 from generation import live
 from lib import fetch_urls
@@ -370,3 +372,24 @@ def test_with_a_bucket_providers_get_presigned_urls_for_one_file(bucket, s3_endp
     query = _presigned(url, s3_endpoint, name)
     assert query["X-Amz-Expires"] == "600"  # NERSTUDIO_FETCH_URL_EXPIRY
     assert requests.get(url, timeout=5).content == _stored_bytes(name)
+
+
+def test_with_a_bucket_a_results_thumbnail_is_made_from_the_stored_object(
+    bucket, s3_endpoint, maxs_image
+):
+    """The thumbnail task reads the result back from the bucket (results.add_thumbnail) and
+    stores its thumbnail beside it, as private as the result."""
+    from generation.pipeline import results
+
+    maxs_image.thumbnail = ""
+    maxs_image.save(update_fields=["thumbnail"])
+
+    assert results.add_thumbnail(maxs_image.pk) is True
+
+    maxs_image.refresh_from_db()
+    name = maxs_image.thumbnail.name
+    assert name.startswith(f"generated/{maxs_image.generation.org.public_id}/thumbs/")
+    stored = bucket.get_object(Bucket=BUCKET, Key=name)["Body"].read()
+    with Image.open(io.BytesIO(stored)) as thumbnail:
+        assert thumbnail.format == "WEBP" and thumbnail.size == (64, 48)  # never enlarged
+    assert requests.get(f"{s3_endpoint}/{BUCKET}/{name}", timeout=5).status_code == 403
