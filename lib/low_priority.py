@@ -31,7 +31,7 @@ def run_at_low_priority[T](work: Callable[..., T], /, *args: Any) -> T:
         except BaseException as exc:  # handed to the caller, as if called directly
             outcome["error"] = exc
 
-    worker = threading.Thread(target=run, name="low-priority")
+    worker = threading.Thread(target=run, name="low-priority", daemon=True)  # never holds an exit
     worker.start()
     worker.join()
     if "error" in outcome:
