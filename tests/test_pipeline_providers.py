@@ -181,6 +181,14 @@ def deliver(client, mock, generation, index, state="success", **headers):
     )
 
 
+def reports_success(fake, image):
+    """kie's status endpoint reports `image`'s task done, its result at r.png."""
+    fake.get(
+        f"{KIE}/api/v1/jobs/recordInfo",
+        json=record(image.provider_task_id, "success", ["https://tempfile.aiquickdraw.com/r.png"]),
+    )
+
+
 def ledger_agrees(org):
     total = sum(LedgerEntry.objects.filter(org=org).values_list("delta", flat=True))
     return total == credits.balance_of(org)
@@ -296,10 +304,7 @@ def test_a_duplicate_callback_changes_nothing(client, fake, kie_org):
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=1)
     image = generation.images.get()
-    fake.get(
-        f"{KIE}/api/v1/jobs/recordInfo",
-        json=record(image.provider_task_id, "success", ["https://tempfile.aiquickdraw.com/r.png"]),
-    )
+    reports_success(fake, image)
     deliver(client, fake, generation, 0)
     results.collect_result(image.pk)
     entries = LedgerEntry.objects.count()
@@ -678,10 +683,7 @@ def test_a_finished_image_records_how_long_the_provider_took(client, fake, kie_o
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=1)
     image = generation.images.get()
-    fake.get(
-        f"{KIE}/api/v1/jobs/recordInfo",
-        json=record(image.provider_task_id, "success", ["https://tempfile.aiquickdraw.com/r.png"]),
-    )
+    reports_success(fake, image)
 
     results.collect_result(image.pk)
 
@@ -694,10 +696,7 @@ def test_a_finished_image_records_how_long_the_provider_took(client, fake, kie_o
 def collected(fake, generation, index=0, body=None):
     """Collect image `index`, whose provider reports its result at r.png (served as `body`)."""
     image = generation.images.get(index=index)
-    fake.get(
-        f"{KIE}/api/v1/jobs/recordInfo",
-        json=record(image.provider_task_id, "success", ["https://tempfile.aiquickdraw.com/r.png"]),
-    )
+    reports_success(fake, image)
     if body is not None:
         fake.replace(
             responses.GET,
@@ -728,10 +727,7 @@ def test_the_collection_queues_the_thumbnail_once_the_result_is_stored(
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=1)
     image = generation.images.get()
-    fake.get(
-        f"{KIE}/api/v1/jobs/recordInfo",
-        json=record(image.provider_task_id, "success", ["https://tempfile.aiquickdraw.com/r.png"]),
-    )
+    reports_success(fake, image)
 
     with django_capture_on_commit_callbacks() as queued:
         tasks.collect_result(image.pk)
