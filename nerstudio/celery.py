@@ -6,7 +6,7 @@ from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nerstudio.settings.base")
 
-app = Celery("nerstudio")
+app = Celery("nerstudio", fixups=["lib.celery_fixup:fixup"])  # Django, keeping the db pool
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
