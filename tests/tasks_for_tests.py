@@ -20,3 +20,15 @@ def rename_org(org_id: int, name: str) -> None:
 @app.task(base=Task, name="tests.always_busy")
 def always_busy() -> None:
     raise TryLater(0.5)
+
+
+@app.task(name="tests.report_backend_pid")
+def report_backend_pid(redis_url: str, key: str) -> None:
+    """Push the PostgreSQL server process this task's query ran on to a Redis list."""
+    import redis
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    redis.Redis.from_url(redis_url).rpush(key, pid)

@@ -2,9 +2,15 @@
 
 import asyncio
 import os
+import subprocess
+import sys
 import threading
+import time
+import uuid
+from pathlib import Path
 
 import pytest
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
@@ -138,3 +144,52 @@ def test_with_redis_pushes_from_sync_threads_arrive_over_one_reused_connection()
     received = async_to_sync(receive_all)()
     assert sorted(m.get("n", -1) for m in received) == list(range(-1, 20))
     assert connections_after == connections_before
+
+
+@needs_redis
+@pytest.mark.django_db(transaction=True)
+def test_a_prefork_worker_runs_its_tasks_on_its_pooled_database_connections():
+    """Celery's Django fixup closed each prefork process's database pool around every task
+    (celery/celery#10554), so every task connected anew: lib/celery_fixup.py keeps the pool. A
+    real prefork worker with the production settings (pool on) runs six tasks in a row; they
+    share the pool's one or two connections."""
+    from celery import Celery
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the database pool is PostgreSQL's")
+    queue = f"test-pool-{uuid.uuid4().hex[:8]}"
+    key = f"nerstudio:test:{queue}"
+    client = redis.Redis.from_url(REDIS_URL)
+    database = connection.settings_dict
+    worker = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "celery", "-A", "nerstudio", "worker", "--pool", "prefork"),
+            *("--concurrency", "1", "-Q", queue, "--include", "tests.tasks_for_tests"),
+            *("--without-mingle", "--without-gossip", "--loglevel", "warning"),
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "nerstudio.settings.base",
+            "DEBUG": "true",
+            "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:"
+            f"{database['PORT']}/{database['NAME']}",
+        },
+        stdout=subprocess.DEVNULL,
+    )
+    # A bare app: sending with the project's would add the queue to its list of queues.
+    sender = Celery("sender", broker=REDIS_URL, set_as_current=False, fixups=[])
+    try:
+        for _ in range(6):  # one after the other: the worker has one process
+            sender.send_task("tests.report_backend_pid", (REDIS_URL, key), queue=queue)
+        deadline = time.monotonic() + 60
+        while client.llen(key) < 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pids = client.lrange(key, 0, -1)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        client.delete(key)
+    assert len(pids) == 6
+    assert len(set(pids)) <= 2, f"the tasks connected anew: {pids}"
