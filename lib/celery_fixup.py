@@ -11,7 +11,7 @@ stock fixup does (on_worker_process_init, unchanged).
 nerstudio/celery.py names `fixup` in the app's `fixups`, in place of celery.fixups.django's.
 """
 
-from celery.fixups.django import DjangoFixup, DjangoWorkerFixup
+from celery.fixups.django import DjangoFixup, DjangoWorkerFixup  # type: ignore[attr-defined]
 
 
 class PoolKeepingWorkerFixup(DjangoWorkerFixup):
@@ -27,6 +27,8 @@ class PoolKeepingWorkerFixup(DjangoWorkerFixup):
 
 
 class PoolKeepingDjangoFixup(DjangoFixup):
+    _worker_fixup: DjangoWorkerFixup | None
+
     @property
     def worker_fixup(self) -> DjangoWorkerFixup:
         if self._worker_fixup is None:
@@ -39,4 +41,6 @@ class PoolKeepingDjangoFixup(DjangoFixup):
 
 
 def fixup(app) -> DjangoFixup:
-    return PoolKeepingDjangoFixup(app).install()
+    installed = PoolKeepingDjangoFixup(app)
+    installed.install()  # returns the fixup; celery-types says None
+    return installed
