@@ -123,7 +123,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     if env.bool("NERSTUDIO_DB_POOL", default=True):
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = NERSTUDIO_DB_POOL_OPTIONS
-else:
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's SQLite, with writers queued in the process rather than in SQLite's busy handler.
+    DATABASES["default"]["ENGINE"] = "lib.sqlite"
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )

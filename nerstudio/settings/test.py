@@ -33,7 +33,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F
     DATABASES["default"]["OPTIONS"].pop("pool", None)  # noqa: F405
 ACCOUNT_RATE_LIMITS = False
 NERSTUDIO_EMBEDDED_BEAT = False  # tests run reconcile() explicitly
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+if DATABASES["default"]["ENGINE"] == "lib.sqlite":  # noqa: F405
     # A file, not shared-cache memory: pipeline tests run tasks on threads beside a live server.
     import tempfile
 
