@@ -319,3 +319,55 @@ def test_with_redis_a_waiting_result_is_taken_before_a_thumbnail_queued_earlier(
         assert taken == ["generation.tasks.collect_result", "generation.tasks.add_thumbnail"]
     finally:
         client.delete(*keys)
+
+
+def test_without_a_broker_a_thumbnail_waits_until_no_result_is_being_collected(settings):
+    """In one process the threads share the interpreter lock, so a thumbnail (priority 9) is
+    decoded only once the results queue has nothing else running or waiting."""
+    settings.CELERY_BROKER_URL = None
+    ran, release, thumbnailed = [], threading.Event(), threading.Event()
+
+    def collect(image_id):
+        ran.append(("collect", image_id))
+        release.wait(10)
+        return False
+
+    def thumbnail(image_id):
+        ran.append(("thumbnail", image_id))
+        thumbnailed.set()
+
+    with (
+        mock.patch("generation.pipeline.results.collect_result", collect),
+        mock.patch("generation.pipeline.results.add_thumbnail", thumbnail),
+    ):
+        try:
+            task_runner.submit_embedded(tasks.collect_result.name, {"image_id": 1})
+            task_runner.submit_embedded(tasks.add_thumbnail.name, {"image_id": 2})
+            time.sleep(0.3)
+            assert ran == [("collect", 1)]
+            assert task_runner.embedded_backlog()["results"] == 1  # readyz counts it
+        finally:
+            release.set()
+        assert thumbnailed.wait(5)
+    assert ran == [("collect", 1), ("thumbnail", 2)]
+
+
+def test_without_a_broker_a_thumbnail_waits_for_a_busy_results_queue_only_so_long(settings):
+    settings.CELERY_BROKER_URL = None
+    release, thumbnailed = threading.Event(), threading.Event()
+
+    def collect(image_id):
+        release.wait(10)
+        return False  # nothing stored: no thumbnail of its own to queue
+
+    with (
+        mock.patch.object(task_runner, "LOW_PRIORITY_WAIT_SECONDS", 0.3),
+        mock.patch("generation.pipeline.results.collect_result", collect),
+        mock.patch("generation.pipeline.results.add_thumbnail", lambda i: thumbnailed.set()),
+    ):
+        try:
+            task_runner.submit_embedded(tasks.collect_result.name, {"image_id": 1})
+            task_runner.submit_embedded(tasks.add_thumbnail.name, {"image_id": 2})
+            assert thumbnailed.wait(5), "the thumbnail waited on the collection for ever"
+        finally:
+            release.set()
