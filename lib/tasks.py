@@ -36,14 +36,15 @@ _pools: dict[str, ThreadPoolExecutor] = {}
 _pool_lock = threading.Lock()
 
 
+def route_of(task_name: str) -> tuple[str, int]:
+    """The queue Celery routes `task_name` to (settings.CELERY_TASK_ROUTES, else the default)
+    and the route's priority (0, the default, goes first; kombu's Redis transport has 0–9)."""
+    route = celery.current_app.amqp.router.route({}, task_name)
+    return route["queue"].name, route.get("priority") or 0
+
+
 def queue_of(task_name: str) -> str:
-    """The queue Celery routes `task_name` to (settings.CELERY_TASK_ROUTES, else the default)."""
-    return celery.current_app.amqp.router.route({}, task_name)["queue"].name
-
-
-def priority_of(task_name: str) -> int:
-    """The route's priority (0, the default, goes first; kombu's Redis transport has 0–9)."""
-    return celery.current_app.amqp.router.route({}, task_name).get("priority") or 0
+    return route_of(task_name)[0]
 
 
 def _embedded_pool(queue: str) -> ThreadPoolExecutor:
@@ -137,9 +138,9 @@ def submit_embedded(
             _timers.add(timer)
         timer.start()
         return
-    queue, job = queue_of(task_name), (task_name, kwargs, retries, headers)
+    (queue, priority), job = route_of(task_name), (task_name, kwargs, retries, headers)
     with _quiet:
-        if priority_of(task_name) > 0:
+        if priority > 0:
             _low_priority_runner(queue)
             _low[queue].append(job)
             _quiet.notify_all()

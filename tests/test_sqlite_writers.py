@@ -64,6 +64,17 @@ def write_transaction(connection):
         connection.set_autocommit(True)
 
 
+def write_and_hold(probe, holding: threading.Event, release: threading.Event, seconds=10.0):
+    """Add 100 in a write transaction, say so (`holding`), and commit once `release` is set or
+    `seconds` have passed."""
+    connection = probe()
+    with write_transaction(connection) as cursor:
+        cursor.execute("UPDATE counter SET n = n + 100 WHERE id = 1")
+        holding.set()
+        release.wait(seconds)
+    connection.close()
+
+
 def count(connect) -> int:
     with connect().cursor() as cursor:
         cursor.execute("SELECT n FROM counter WHERE id = 1")
@@ -88,12 +99,7 @@ def test_a_write_outside_a_transaction_waits_for_the_open_one_to_commit(probe):
     holding = threading.Event()
 
     def long_transaction():
-        connection = probe()
-        with write_transaction(connection) as cursor:
-            cursor.execute("UPDATE counter SET n = n + 100 WHERE id = 1")
-            holding.set()
-            time.sleep(0.2)
-        connection.close()
+        write_and_hold(probe, holding, threading.Event(), seconds=0.2)
 
     def single_update():
         holding.wait(10)
@@ -144,16 +150,7 @@ def test_a_writer_that_cannot_get_in_within_the_timeout_gets_database_is_locked(
     connection = probe()
     connection.settings_dict["OPTIONS"]["timeout"] = 0.2
     holding, release = threading.Event(), threading.Event()
-
-    def hold():
-        other = probe()
-        with write_transaction(other) as cursor:
-            cursor.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
-            holding.set()
-            release.wait(10)
-        other.close()
-
-    holder = threading.Thread(target=hold)
+    holder = threading.Thread(target=write_and_hold, args=(probe, holding, release))
     holder.start()
     try:
         assert holding.wait(10)
@@ -165,4 +162,4 @@ def test_a_writer_that_cannot_get_in_within_the_timeout_gets_database_is_locked(
     finally:
         release.set()
         holder.join(10)
-    assert count(probe) == 1
+    assert count(probe) == 100  # the holder's write, not the refused one

@@ -14,6 +14,7 @@ ENGINE "lib.sqlite" in DATABASES; everything else is Django's SQLite backend.
 
 import sqlite3 as Database  # Django's name for it
 import threading
+from contextlib import contextmanager
 
 from django.db.backends.sqlite3 import base
 
@@ -36,23 +37,24 @@ class WriterQueueCursor(base.SQLiteCursorWrapper):
 
     wait = DEFAULT_WAIT
 
-    def execute(self, query, params=None):
+    @contextmanager
+    def _queued(self, query: str):
         if self.connection.in_transaction or not _writes(query):
-            return super().execute(query, params)
+            yield  # a transaction's statement (its writer lock is held) or a read
+            return
         _take_writer(self.wait)
         try:
-            return super().execute(query, params)
+            yield
         finally:
             _writer.release()
 
+    def execute(self, query, params=None):
+        with self._queued(query):
+            return super().execute(query, params)
+
     def executemany(self, query, param_list):
-        if self.connection.in_transaction or not _writes(query):
+        with self._queued(query):
             return super().executemany(query, param_list)
-        _take_writer(self.wait)
-        try:
-            return super().executemany(query, param_list)
-        finally:
-            _writer.release()
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
