@@ -160,6 +160,7 @@ LOW_PRIORITY_WAIT_SECONDS = 5.0
 _quiet = threading.Condition()
 _busy: dict[str, int] = defaultdict(int)  # per queue: its other tasks waiting or running
 _low: dict[str, deque[tuple]] = defaultdict(deque)  # per queue: low-priority tasks waiting
+_low_running: dict[str, bool] = defaultdict(bool)  # per queue: its low-priority task running
 _low_runners: set[str] = set()
 
 
@@ -184,17 +185,43 @@ def _run_low_priority(queue: str) -> None:
             _quiet.wait_for(lambda: bool(_low[queue]))
             _quiet.wait_for(lambda: _busy[queue] == 0, timeout=LOW_PRIORITY_WAIT_SECONDS)
             job = _low[queue].popleft()
-        _run_embedded(*job)
+            _low_running[queue] = True
+        try:
+            _run_embedded(*job)
+        finally:
+            with _quiet:
+                _low_running[queue] = False
+                _quiet.notify_all()
+
+
+def wait_until_idle(timeout: float) -> bool:
+    """Wait until no embedded task runs or waits for a thread (those on a timer aside): False
+    if some still did after `timeout` seconds. Tests end with it, so that no task of theirs
+    runs on into the next test."""
+    with _quiet:
+        return _quiet.wait_for(
+            lambda: (
+                not any(_busy.values())
+                and not any(_low.values())
+                and not any(_low_running.values())
+            ),
+            timeout,
+        )
 
 
 def cancel_deferred() -> int:
-    """Drop the embedded tasks waiting on a timer (shutdown, tests); returns how many."""
+    """Drop the embedded tasks waiting on a timer or for a quiet queue (tests); returns how
+    many."""
     with _pool_lock:
         timers = list(_timers)
         _timers.clear()
     for timer in timers:
         timer.cancel()
-    return len(timers)
+    with _quiet:
+        waiting = sum(len(jobs) for jobs in _low.values())
+        for jobs in _low.values():
+            jobs.clear()
+    return len(timers) + waiting
 
 
 def start_embedded_beat() -> None:

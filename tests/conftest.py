@@ -8,6 +8,7 @@ from django.core.cache import cache
 # Importing the ASGI app runs django.setup(), which reconfigures logging: once, here, rather than in
 # the middle of a test that captures logs.
 import nerstudio.asgi  # noqa: F401
+from lib import tasks as task_runner
 from tests.factories import AdminMembershipFactory, MembershipFactory, OrganizationFactory
 
 
@@ -30,6 +31,15 @@ def _fresh_channel_layer():
     """A channel layer per test: channels-redis binds its locks to the event loop that first used
     them, and a pipeline test pushing from worker threads must not leave one behind."""
     channel_layers.backends = {}
+
+
+@pytest.fixture(autouse=True)
+def _embedded_tasks_end_with_their_test():
+    """A task a test started on the embedded pools (a thumbnail waits for its queue to be
+    quiet) finishes before the test's database goes, and none runs on into the next test."""
+    yield
+    task_runner.wait_until_idle(timeout=10)
+    task_runner.cancel_deferred()
 
 
 @pytest.fixture

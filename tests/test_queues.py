@@ -346,9 +346,11 @@ def test_without_a_broker_a_thumbnail_waits_until_no_result_is_being_collected(s
             time.sleep(0.3)
             assert ran == [("collect", 1)]
             assert task_runner.embedded_backlog()["results"] == 1  # readyz counts it
+            assert not task_runner.wait_until_idle(0.1)
         finally:
             release.set()
-        assert thumbnailed.wait(5)
+        assert task_runner.wait_until_idle(5)
+    assert thumbnailed.is_set()
     assert ran == [("collect", 1), ("thumbnail", 2)]
 
 
