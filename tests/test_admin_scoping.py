@@ -438,6 +438,7 @@ def test_the_admin_offers_sign_out_and_no_password_change(client):
     assert f'action="{reverse("account_logout")}"' in page
     assert "/admin/password_change/" not in page
     assert "Back to NER Studio" in page
+    assert 'rel="icon" href="/static/img/favicon.svg"' in page  # else the browser asks /favicon.ico
 
 
 def test_a_superuser_can_open_and_add_users(superuser_client, member):
