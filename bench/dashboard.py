@@ -31,7 +31,7 @@ import sys
 import time
 from datetime import timedelta
 
-from stack import recreate_database, setup_django
+from stack import describe_machine, recreate_database, setup_django
 
 DATABASE = os.environ.get(
     "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/nerstudio_bench_dashboard"
@@ -196,6 +196,7 @@ def report(label: str, times: list[float], goal: bool) -> bool:
 
 
 def main() -> None:
+    print(describe_machine(), flush=True)
     recreate_database(DATABASE)
     setup_django(DATABASE)
     from django.core.management import call_command

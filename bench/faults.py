@@ -933,6 +933,7 @@ def run(bench: Bench, chosen: list[str]) -> list[Result]:
 
 
 def main() -> int:
+    print(stack.describe_machine(), flush=True)
     chosen = sys.argv[1:] or list(SCENARIOS)
     unknown = [name for name in chosen if name not in SCENARIOS]
     if unknown:

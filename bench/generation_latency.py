@@ -53,6 +53,7 @@ from urllib.parse import parse_qs, urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import requests
+import stack
 from fakes import FakeHandler, completion
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -394,7 +395,6 @@ def run_embedded() -> dict:
 def run_production() -> dict:
     import load
     import redis
-    import stack
 
     tmp = Path(tempfile.mkdtemp(prefix="nerstudio-latency-"))
     fake_url = start_fake()
@@ -537,6 +537,7 @@ def main() -> int:
         result = run_embedded() if sys.argv[1] == "embedded" else run_production()
         Path(sys.argv[2]).write_text(json.dumps(result))
         return 0
+    print(stack.describe_machine(), flush=True)
     modes = [os.environ["BENCH_MODE"]] if os.environ.get("BENCH_MODE") else list(MODES)
     print(
         f"providers: fixed latency L = {L:g} s; N = {' and '.join(map(str, COUNTS))}; {RUNS} runs "

@@ -403,6 +403,7 @@ async def run(server, sessions, push, pings: PingCounter) -> bool:
 
 
 def main():
+    print(stack.describe_machine(), flush=True)
     env = server_env()
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))

@@ -59,6 +59,7 @@ from pathlib import Path
 
 import requests
 import stack
+from stack import describe_machine
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -761,6 +762,7 @@ def report(stats: Stats, still_open: int, cpu: dict[str, float], wall: float) ->
 
 
 def main() -> int:
+    print(describe_machine(), flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="nerstudio-load-bench-"))
     env = server_env(tmp)
     os.environ.update(env)

@@ -56,6 +56,7 @@ def watch(org_id, ready, stop, seen_queue):
 
 
 def main():
+    print(stack.describe_machine(), flush=True)
     if "DATABASE_URL" not in os.environ:
         os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
     elif os.environ["DATABASE_URL"].startswith("postgres"):

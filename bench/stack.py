@@ -75,3 +75,14 @@ def cpu_seconds(*, parents: set[int] = frozenset(), groups: set[int] = frozenset
         if int(fields[1]) in parents or int(fields[2]) in groups:
             ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def describe_machine() -> str:
+    """The cores and a fixed CPU yardstick, printed by every bench so its figures can be read
+    against the machine (shared VMs differ from one session to the next)."""
+    started, total = time.perf_counter(), 0
+    for i in range(10_000_000):
+        total += i
+    loop = time.perf_counter() - started
+    loop_text = f"a 10-million-step Python loop (total += i) in {loop:.2f} s"
+    return f"machine: {os.cpu_count()} cores; {loop_text}"
