@@ -184,6 +184,8 @@ def _run_low_priority(queue: str) -> None:
         with _quiet:
             _quiet.wait_for(lambda: bool(_low[queue]))
             _quiet.wait_for(lambda: _busy[queue] == 0, timeout=LOW_PRIORITY_WAIT_SECONDS)
+            if not _low[queue]:
+                continue  # dropped meanwhile (cancel_deferred)
             job = _low[queue].popleft()
             _low_running[queue] = True
         try:

@@ -373,3 +373,28 @@ def test_without_a_broker_a_thumbnail_waits_for_a_busy_results_queue_only_so_lon
             assert thumbnailed.wait(5), "the thumbnail waited on the collection for ever"
         finally:
             release.set()
+
+
+def test_without_a_broker_dropping_a_waiting_thumbnail_leaves_the_next_one_to_run(settings):
+    settings.CELERY_BROKER_URL = None
+    release, thumbnailed = threading.Event(), []
+
+    def collect(image_id):
+        release.wait(10)
+        return False
+
+    with (
+        mock.patch("generation.pipeline.results.collect_result", collect),
+        mock.patch("generation.pipeline.results.add_thumbnail", thumbnailed.append),
+    ):
+        try:
+            task_runner.submit_embedded(tasks.collect_result.name, {"image_id": 1})
+            task_runner.submit_embedded(tasks.add_thumbnail.name, {"image_id": 2})
+            time.sleep(0.2)  # the thumbnail waits for the collection
+            assert task_runner.cancel_deferred() == 1
+        finally:
+            release.set()
+        assert task_runner.wait_until_idle(5)
+        task_runner.submit_embedded(tasks.add_thumbnail.name, {"image_id": 3})
+        assert task_runner.wait_until_idle(5)
+    assert thumbnailed == [3]
