@@ -190,6 +190,8 @@ def _run_low_priority(queue: str) -> None:
             _low_running[queue] = True
         try:
             _run_embedded(*job)
+        except Exception:  # the pools' threads survive a failing task; so does this one
+            logger.exception("Low-priority task %s failed", job[0])
         finally:
             with _quiet:
                 _low_running[queue] = False

@@ -398,3 +398,25 @@ def test_without_a_broker_dropping_a_waiting_thumbnail_leaves_the_next_one_to_ru
         task_runner.submit_embedded(tasks.add_thumbnail.name, {"image_id": 3})
         assert task_runner.wait_until_idle(5)
     assert thumbnailed == [3]
+
+
+def test_without_a_broker_the_low_priority_runner_outlives_a_failure_around_its_task(settings):
+    """Closing the database connections after a task can raise (the database gone); the pools'
+    threads survive that, and so must the thread that runs the thumbnails."""
+    settings.CELERY_BROKER_URL = None
+    thumbnailed, closes = [], []
+
+    def close_old_connections():
+        closes.append(1)
+        if len(closes) == 1:
+            raise RuntimeError("the database went away")
+
+    with (
+        mock.patch.object(task_runner, "close_old_connections", close_old_connections),
+        mock.patch("generation.pipeline.results.add_thumbnail", thumbnailed.append),
+    ):
+        task_runner.submit_embedded(tasks.add_thumbnail.name, {"image_id": 1})
+        assert task_runner.wait_until_idle(5)
+        task_runner.submit_embedded(tasks.add_thumbnail.name, {"image_id": 2})
+        assert task_runner.wait_until_idle(5)
+    assert thumbnailed == [1, 2]
