@@ -158,13 +158,13 @@ def submit_embedded(
 # LOW_PRIORITY_WAIT_SECONDS at the latest.
 LOW_PRIORITY_WAIT_SECONDS = 5.0
 _quiet = threading.Condition()
-_busy: dict[str, int] = defaultdict(int)  # per queue: its other tasks waiting or running
+# Per queue: its tasks running or waiting for a pool thread (a low-priority one while it runs).
+_busy: dict[str, int] = defaultdict(int)
 _low: dict[str, deque[tuple]] = defaultdict(deque)  # per queue: low-priority tasks waiting
-_low_running: dict[str, bool] = defaultdict(bool)  # per queue: its low-priority task running
 _low_runners: set[str] = set()
 
 
-def _finished(queue: str, _future) -> None:
+def _finished(queue: str, _future=None) -> None:
     with _quiet:
         _busy[queue] -= 1
         _quiet.notify_all()
@@ -187,15 +187,13 @@ def _run_low_priority(queue: str) -> None:
             if not _low[queue]:
                 continue  # dropped meanwhile (cancel_deferred)
             job = _low[queue].popleft()
-            _low_running[queue] = True
+            _busy[queue] += 1
         try:
             _run_embedded(*job)
         except Exception:  # the pools' threads survive a failing task; so does this one
             logger.exception("Low-priority task %s failed", job[0])
         finally:
-            with _quiet:
-                _low_running[queue] = False
-                _quiet.notify_all()
+            _finished(queue)
 
 
 def wait_until_idle(timeout: float) -> bool:
@@ -203,14 +201,7 @@ def wait_until_idle(timeout: float) -> bool:
     if some still did after `timeout` seconds. Tests end with it, so that no task of theirs
     runs on into the next test."""
     with _quiet:
-        return _quiet.wait_for(
-            lambda: (
-                not any(_busy.values())
-                and not any(_low.values())
-                and not any(_low_running.values())
-            ),
-            timeout,
-        )
+        return _quiet.wait_for(lambda: not any(_busy.values()) and not any(_low.values()), timeout)
 
 
 def cancel_deferred() -> int:
