@@ -7,8 +7,9 @@ images, and then, with the `websockets` client library:
 
   (a) connects: BENCH_SOCKETS sockets opened at once (each user's page open in several tabs),
       BENCH_ROUNDS times. "accept" is the time from dialling to the finished handshake (the
-      consumer has checked the session and the generation's visibility); "first state" is the
-      time until the generation's current state has arrived. Goal: accept p95 ≤ 100 ms in every
+      consumer has checked the page's ticket: a signature, no database); "first state" is the
+      time until the generation's current state has arrived (after the authoritative check:
+      the session's user and the generation's visibility). Goal: accept p95 ≤ 100 ms in every
       round. Also printed: the web workers' CPU per connect (from /proc, less sensitive to the
       machine's other load than latency) and this client's (it shares the cores with the
       server), and first a floor — the same gunicorn and client with an ASGI app that accepts
@@ -96,6 +97,7 @@ def seed() -> list[tuple[str, str, int]]:
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 
     from accounts.models import User
+    from generation.consumers import socket_path
     from generation.models import Generation, GenerationImage
     from orgs.models import Membership
     from workspace.services import open_organization
@@ -125,7 +127,8 @@ def seed() -> list[tuple[str, str, int]]:
         session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
         session.create()
-        out.append((session.session_key, f"/ws/generations/{generation.public_id}/", generation.pk))
+        path = socket_path(generation.public_id, session.session_key)  # as the page gives it
+        out.append((session.session_key, path, generation.pk))
     return out
 
 

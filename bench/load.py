@@ -43,6 +43,7 @@ is set.
 
 import asyncio
 import contextlib
+import html
 import io
 import os
 import random
@@ -403,8 +404,11 @@ class Member:
         public_id = location.rstrip("/").rsplit("/", 1)[1]
         self.stats.started += 1
         finished = self.watcher.wait(public_id)
-        await self.request("detail", "GET", location)
-        status = await self.hold_socket(location, public_id, finished)
+        page = await self.request("detail", "GET", location)
+        if page is None:
+            return
+        path = html.unescape(page.text.split('data-ws-connect="', 1)[1].split('"', 1)[0])
+        status = await self.hold_socket(path, finished)
         if status is None:
             return  # still running at the end of the grace period
         self.generations.append(location)
@@ -414,8 +418,7 @@ class Member:
         else:
             self.stats.failed += 1
 
-    async def hold_socket(self, location, public_id, finished):
-        path = f"/ws/generations/{public_id}/"
+    async def hold_socket(self, path, finished):
         start = time.perf_counter()
         try:
             ws = await connect(

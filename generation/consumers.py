@@ -2,13 +2,20 @@
 cards and status as HTML fragments for the htmx `ws` extension to swap in out-of-band.
 
 Connect cost (a burst of reconnects after a deploy runs this for every open page at once): the
-database work runs on the consumers' own threads, not the process's single sync thread
-(lib/consumer_threads.py), in two hops: one for everything that decides the accept (the
-session's user, resolved on first use, and the access check, one query), then — after the
-accept and joining the group — one for the current state (one query). Both queries are
-hand-written SQL: the ORM spent more CPU building them than the database spent answering. And
-Channels' own hop to the sync thread before every message (closing stale connections) is skipped:
-this consumer touches the database only through `off_the_sync_thread`, which closes its own.
+handshake is decided without the database, by a ticket the page carries in the socket's URL — a
+signature, by the server's secret, of the generation and the session it was shown to
+(`socket_path`). A socket without a valid ticket for its own generation and session cookie is
+refused at the handshake; one with it is accepted at once, joins the generation's group, and then,
+on one thread hop, the authoritative check runs — the session's user (still signed in, same
+password), the access rule of the page, one query — and renders the current state. A socket that
+fails it is closed with 4403 before anything is sent (the htmx extension does not retry that
+code). So the cost of reading the session, the user and the state (~2.5 ms of CPU) no longer
+holds up the handshakes of the sockets behind it, and a client that was never shown the page
+costs a signature check. That hop runs on the consumers' own threads, not the process's single
+sync thread (lib/consumer_threads.py); both queries are hand-written SQL: the ORM spent more CPU
+building them than the database spent answering. And Channels' own hop to the sync thread before
+every message (closing stale connections) is skipped: this consumer touches the database only
+through `off_the_sync_thread`, which closes its own.
 
 Keeping idle sockets up is the server's and the channel layer's job, not this consumer's: the web
 server pings every socket (uvicorn's ws_ping_interval, 20 s by default), which keeps proxies from
@@ -20,9 +27,12 @@ with a jittered backoff, and every (re)connect starts with the whole current sta
 import functools
 import time
 import uuid
+from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.core import signing
 from django.db import connection
 
 from generation import live
@@ -30,6 +40,31 @@ from generation.models import Generation
 from lib.consumer_threads import off_the_sync_thread
 from lib.request_id import log_socket
 from orgs.models import Membership
+
+_TICKET_SALT = "generation.consumers.ticket"
+REFUSED = 4403  # the close code of a socket that passed the handshake but not the access check
+
+
+def socket_path(public_id: uuid.UUID, session_key: str) -> str:
+    """The generation page's websocket path, with its ticket: a timestamped signature of the
+    generation and the session key. The key itself is not in it (the browser sends its cookie)."""
+    value = f"{public_id}:{session_key}"
+    ticket = signing.TimestampSigner(salt=_TICKET_SALT).sign(value)[len(value) + 1 :]
+    return f"/ws/generations/{public_id}/?ticket={ticket}"
+
+
+def ticket_is_valid(public_id: uuid.UUID, session_key: str | None, ticket: str | None) -> bool:
+    """Whether `ticket` was issued by `socket_path` for this generation and session, within a
+    session's lifetime. Only the handshake's gate: the access itself is checked after it."""
+    if not session_key or not ticket:
+        return False
+    try:
+        signing.TimestampSigner(salt=_TICKET_SALT).unsign(
+            f"{public_id}:{session_key}:{ticket}", max_age=settings.SESSION_COOKIE_AGE
+        )
+    except signing.BadSignature:  # and SignatureExpired, its subclass
+        return False
+    return True
 
 
 @functools.cache
@@ -63,12 +98,16 @@ def visible_generation_id(user, public_id: uuid.UUID) -> int | None:
     return row[0] if row else None
 
 
-def authorize(user, public_id: uuid.UUID) -> int | None:
-    """The generation's id if `user` (the scope's, read from the session here on first use) may
-    watch it, else None: everything that decides the accept, on one consumer thread hop."""
+def authorize(user, public_id: uuid.UUID) -> tuple[int, str] | None:
+    """The generation's id and its current state if `user` (the scope's, read from the session
+    here on first use) may watch it, else None: the authoritative check and the first message, on
+    one consumer thread hop."""
     if user is None or not user.is_authenticated:
         return None
-    return visible_generation_id(user, public_id)
+    generation_id = visible_generation_id(user, public_id)
+    if generation_id is None:
+        return None
+    return generation_id, live.render_generation(generation_id)
 
 
 class GenerationConsumer(AsyncWebsocketConsumer):
@@ -89,18 +128,24 @@ class GenerationConsumer(AsyncWebsocketConsumer):
         started = time.perf_counter()
         live.remember_server_loop()
         public_id = self.scope["url_route"]["kwargs"]["public_id"]
-        user = self.scope.get("user")
-        self.generation_id = await off_the_sync_thread(authorize)(user, public_id)
-        if self.generation_id is None:
+        session_key = self.scope["cookies"].get(settings.SESSION_COOKIE_NAME)
+        ticket = parse_qs(self.scope["query_string"].decode("latin-1")).get("ticket", [None])[0]
+        if not ticket_is_valid(public_id, session_key, ticket):
             await self.close()
             log_socket(self.route, accepted=False, started=started)
             return
         await self.accept()
-        log_socket(self.route, accepted=True, started=started)
-        # Join before reading the state, so a change made meanwhile still arrives afterwards.
+        # Join before reading the state, so a change made meanwhile still arrives afterwards
+        # (and only once authorized: the handlers below send nothing before).
         self.group = live.group_name(public_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
-        await self._send_html(live.render_generation, self.generation_id)
+        authorized = await off_the_sync_thread(authorize)(self.scope.get("user"), public_id)
+        log_socket(self.route, accepted=authorized is not None, started=started)
+        if authorized is None:
+            await self.close(code=REFUSED)
+            return
+        self.generation_id, html = authorized
+        await self.send(text_data=html)
 
     async def disconnect(self, code):
         if self.group:
@@ -110,12 +155,14 @@ class GenerationConsumer(AsyncWebsocketConsumer):
         """The page sends nothing; ignore anything that arrives."""
 
     async def generation_changed(self, event):
-        await self._send_html(live.render_generation, self.generation_id)
+        await self._send_html(live.render_generation)
 
     async def image_changed(self, event):
-        await self._send_html(live.render_image, self.generation_id, event["image_id"])
+        await self._send_html(live.render_image, event["image_id"])
 
     async def _send_html(self, render, *args):
-        html = await off_the_sync_thread(render)(*args)
+        if self.generation_id is None:  # refused: closing
+            return
+        html = await off_the_sync_thread(render)(self.generation_id, *args)
         if html:
             await self.send(text_data=html)

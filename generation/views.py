@@ -8,6 +8,7 @@ from django.views.decorators.vary import vary_on_headers
 from credits import limits
 from credits import services as credit_services
 from generation import live, tasks
+from generation.consumers import socket_path
 from generation.forms import ROLES, GenerateForm
 from generation.models import Generation
 from generation.pipeline.start import GenerationError, TooManyGenerations, check_generate_rate
@@ -197,7 +198,7 @@ def detail(request, public_id):
             "products": generation.products.all(),
             "references": generation.references.all(),
             "aspect": live.aspect_css(generation.aspect_ratio),
-            "ws_path": f"/ws/generations/{generation.public_id}/",
+            "ws_path": socket_path(generation.public_id, request.session.session_key),
         },
     )
 

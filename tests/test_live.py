@@ -5,6 +5,8 @@ layer by default and on channels-redis when REDIS_URL is set (as in CI)."""
 import asyncio
 import logging
 import threading
+import time
+import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -58,18 +60,29 @@ def session_cookie(user) -> str:
     return client.cookies["sessionid"].value
 
 
-async def connect(generation, user=None, *, session_key=None):
-    """A browser's websocket to the generation's page, through the real ASGI stack."""
+async def connect(generation, user=None, *, session_key=None, path=None):
+    """A browser's websocket to the generation's page, through the real ASGI stack: by default
+    with the ticket the page gives that session (`path` overrides the page's path)."""
     headers = [(b"origin", b"http://testserver")]
     if user is not None:
         session_key = await database_sync_to_async(session_cookie)(user)
     if session_key is not None:
         headers.append((b"cookie", f"sessionid={session_key}".encode()))
-    communicator = WebsocketCommunicator(
-        application, f"/ws/generations/{generation.public_id}/", headers=headers
-    )
+    if path is None:
+        path = consumers.socket_path(generation.public_id, session_key or "")
+    communicator = WebsocketCommunicator(application, path, headers=headers)
     connected, _ = await communicator.connect(timeout=TIMEOUT)
     return communicator, connected
+
+
+async def refused(communicator, connected) -> bool:
+    """Refused at the handshake, or closed by the access check after it with nothing sent."""
+    if not connected:
+        return True
+    return await communicator.receive_output(TIMEOUT) == {
+        "type": "websocket.close",
+        "code": consumers.REFUSED,
+    }
 
 
 def finish_image(image, status, **fields):
@@ -97,7 +110,7 @@ def in_a_pipeline_thread(fn, *args):
 @pytest.mark.django_db(transaction=True)
 async def test_anonymous_is_refused(generation):
     communicator, connected = await connect(generation)
-    assert not connected
+    assert await refused(communicator, connected)
     await communicator.disconnect()
 
 
@@ -105,7 +118,7 @@ async def test_anonymous_is_refused(generation):
 @pytest.mark.django_db(transaction=True)
 async def test_a_member_who_does_not_own_the_generation_is_refused(generation, member):
     communicator, connected = await connect(generation, member)
-    assert not connected
+    assert await refused(communicator, connected)
     await communicator.disconnect()
 
 
@@ -113,7 +126,77 @@ async def test_a_member_who_does_not_own_the_generation_is_refused(generation, m
 @pytest.mark.django_db(transaction=True)
 async def test_another_organizations_admin_is_refused(generation, other_admin):
     communicator, connected = await connect(generation, other_admin)
-    assert not connected
+    assert await refused(communicator, connected)
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_the_owner_without_the_pages_ticket_is_refused_at_the_handshake(
+    generation, owner_membership
+):
+    path = f"/ws/generations/{generation.public_id}/"
+    for query in ("", "?ticket=", "?ticket=1abc:not-a-signature", "?other=1"):
+        communicator, connected = await connect(
+            generation, owner_membership.user, path=path + query
+        )
+        assert not connected, query
+        await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_ticket_is_good_only_for_its_generation_and_its_session(
+    generation, owner_membership
+):
+    other = await database_sync_to_async(make_generation)(owner_membership)
+    key = await database_sync_to_async(session_cookie)(owner_membership.user)
+    another_key = await database_sync_to_async(session_cookie)(owner_membership.user)
+    own_ticket = consumers.socket_path(generation.public_id, key).split("?", 1)[1]
+
+    attempts = [
+        (key, f"/ws/generations/{other.public_id}/?{own_ticket}"),  # another generation
+        (another_key, consumers.socket_path(generation.public_id, key)),  # another session
+    ]
+    for session_key, path in attempts:
+        communicator, connected = await connect(generation, session_key=session_key, path=path)
+        assert not connected, path
+        await communicator.disconnect()
+
+    communicator, connected = await connect(generation, session_key=key)  # its own
+    assert connected
+    await communicator.disconnect()
+
+
+def test_a_ticket_lasts_as_long_as_a_session_can(monkeypatch, settings):
+    public_id, key = uuid.uuid4(), "k" * 32
+    ticket = consumers.socket_path(public_id, key).split("?ticket=", 1)[1]
+    issued = time.time()
+    assert consumers.ticket_is_valid(public_id, key, ticket)
+
+    monkeypatch.setattr(time, "time", lambda: issued + settings.SESSION_COOKIE_AGE - 5)
+    assert consumers.ticket_is_valid(public_id, key, ticket)
+    monkeypatch.setattr(time, "time", lambda: issued + settings.SESSION_COOKIE_AGE + 5)
+    assert not consumers.ticket_is_valid(public_id, key, ticket)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_refused_after_the_handshake_is_sent_no_later_change(
+    generation, owner_membership
+):
+    """Between the accept and the access check the socket is in the generation's group: a push
+    arriving then must not reach someone the check refuses."""
+    await owner_membership.adelete()
+    communicator, connected = await connect(generation, owner_membership.user)
+    assert connected  # the ticket was issued while they were a member
+    await sync_to_async(live.push_generation)(generation)
+
+    assert await communicator.receive_output(TIMEOUT) == {
+        "type": "websocket.close",
+        "code": consumers.REFUSED,
+    }
+    assert await communicator.receive_nothing(timeout=0.5)
     await communicator.disconnect()
 
 
@@ -142,7 +225,7 @@ async def test_a_user_without_organization_is_refused(generation):
 
     loner = await database_sync_to_async(UserFactory)()
     communicator, connected = await connect(generation, loner)
-    assert not connected
+    assert await refused(communicator, connected)
     await communicator.disconnect()
 
 
@@ -151,7 +234,7 @@ async def test_a_user_without_organization_is_refused(generation):
 async def test_an_owner_who_left_the_organization_is_refused(generation, owner_membership):
     await owner_membership.adelete()
     communicator, connected = await connect(generation, owner_membership.user)
-    assert not connected
+    assert await refused(communicator, connected)
     await communicator.disconnect()
 
 
@@ -172,7 +255,7 @@ async def test_a_password_change_signs_the_socket_out(generation, owner_membersh
 
     await database_sync_to_async(change_password)()
     communicator, connected = await connect(generation, session_key=key)
-    assert not connected
+    assert await refused(communicator, connected)
     await communicator.disconnect()
 
 
@@ -192,7 +275,7 @@ async def test_a_signed_out_session_is_refused(generation, owner_membership):
     communicator, connected = await connect(
         generation, session_key=await sync_to_async(signed_out_key)()
     )
-    assert not connected
+    assert await refused(communicator, connected)
     await communicator.disconnect()
 
 
@@ -335,8 +418,8 @@ async def test_a_connect_does_its_database_work_off_the_sync_thread(
         "render_generation",
     ]
     assert all(thread.startswith("consumer-db") for _, thread in threads)
-    # Everything that decides the accept is one hop: the session's user and the access check.
-    assert threads[0][1] == threads[1][1]
+    # One hop: the session's user, the access check and the current state.
+    assert len({thread for _, thread in threads}) == 1
 
 
 needs_redis = pytest.mark.skipif(
@@ -521,7 +604,9 @@ def test_the_page_renders_the_current_state_for_a_reload(client, generation, own
 
     html = client.get(reverse("generation:detail", args=[generation.public_id])).content.decode()
 
-    assert f'data-ws-connect="/ws/generations/{generation.public_id}/"' in html
+    prefix = f'data-ws-connect="/ws/generations/{generation.public_id}/?ticket='
+    ticket = html.split(prefix, 1)[1].split('"', 1)[0]
+    assert consumers.ticket_is_valid(generation.public_id, client.session.session_key, ticket)
     assert "hx-swap-oob" not in html  # a boosted swap of the page must not move the cards
     assert html.count('class="gen-card ') == 3
     assert f'href="/images/{first.public_id}/"' in html
