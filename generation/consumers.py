@@ -9,13 +9,13 @@ refused at the handshake; one with it is accepted at once, joins the generation'
 on one thread hop, the authoritative check runs — the session's user (still signed in, same
 password), the access rule of the page, one query — and renders the current state. A socket that
 fails it is closed with 4403 before anything is sent (the htmx extension does not retry that
-code). So the cost of reading the session, the user and the state (~2.5 ms of CPU) no longer
-holds up the handshakes of the sockets behind it, and a client that was never shown the page
-costs a signature check. That hop runs on the consumers' own threads, not the process's single
-sync thread (lib/consumer_threads.py); both queries are hand-written SQL: the ORM spent more CPU
-building them than the database spent answering. And Channels' own hop to the sync thread before
-every message (closing stale connections) is skipped: this consumer touches the database only
-through `off_the_sync_thread`, which closes its own.
+code). So reading the session, the user and the state (about 1 ms of CPU of the ~2.5 ms a
+connect costs the web process) no longer holds up the handshakes of the sockets behind it, and a
+client that was never shown the page costs a signature check. That hop runs on the consumers'
+own threads, not the process's single sync thread (lib/consumer_threads.py); both queries are
+hand-written SQL: the ORM spent more CPU building them than the database spent answering. And
+Channels' own hop to the sync thread before every message (closing stale connections) is skipped:
+this consumer touches the database only through `off_the_sync_thread`, which closes its own.
 
 Keeping idle sockets up is the server's and the channel layer's job, not this consumer's: the web
 server pings every socket (uvicorn's ws_ping_interval, 20 s by default), which keeps proxies from

@@ -11,9 +11,9 @@ which hands it back to the connection pool. (The work itself still shares one in
 this removes the queue, not the CPU cost.)
 
 Each hop costs CPU too (a thread handoff, a pooled connection checked out and back, the event
-loop woken), so a connect takes one for everything that decides whether it is accepted: the
-session's user is not resolved by the middleware on a hop of its own but on first use, which is
-on the consumer's thread beside its access check (`SessionAuthMiddleware`).
+loop woken), so a connect takes one, after its accept, for the access check and the current state:
+the session's user is not resolved by the middleware on a hop of its own but on first use, which
+is on the consumer's thread beside its access check (`SessionAuthMiddleware`).
 """
 
 import asyncio
