@@ -13,7 +13,9 @@ images, and then, with the `websockets` client library:
       round. Also printed: the web workers' CPU per connect (from /proc, less sensitive to the
       machine's other load than latency) and this client's (it shares the cores with the
       server), and first a floor — the same gunicorn and client with an ASGI app that accepts
-      at once — so the application's share can be told from the rest.
+      at once — so the application's share can be told from the rest. This client's garbage
+      collector is off while a round is timed (its pauses were read as the server's latency:
+      the floor's third round was p95 ~200 ms instead of ~55).
   (a2) the same connects as pages make them after a restart or a deploy: the htmx ws
       extension's first retry waits a random 0–1 s ("full-jitter"), so each socket is dialled at
       a uniformly random moment within 1 s. Printed beside the goal, not as it.
@@ -31,6 +33,7 @@ Celery is not started: the pushes come from this process, as they would from a w
 """
 
 import asyncio
+import gc
 import logging
 import os
 import random
@@ -230,14 +233,19 @@ async def connect_round(server, sessions, spread: float = 0.0):
     dialled at a uniformly random moment within that time, and the CPU seconds they cost the web
     workers and this client (which shares the machine's cores with them)."""
     rng = random.Random(SOCKETS)
+    gc.collect()
+    gc.disable()  # this client's collections would be timed as the server's latency
     cpu, client_cpu = server.cpu_seconds(), time.process_time()
     start = time.perf_counter()
-    results = await asyncio.gather(
-        *(
-            timed_connect(server, key, path, start, rng.uniform(0, spread))
-            for key, path, _ in tabs(sessions)
+    try:
+        results = await asyncio.gather(
+            *(
+                timed_connect(server, key, path, start, rng.uniform(0, spread))
+                for key, path, _ in tabs(sessions)
+            )
         )
-    )
+    finally:
+        gc.enable()
     cpu, client_cpu = server.cpu_seconds() - cpu, time.process_time() - client_cpu
     await asyncio.gather(*(ws.close() for ws, _, _ in results))
     return [r[1] * 1000 for r in results], [r[2] * 1000 for r in results], cpu, client_cpu
