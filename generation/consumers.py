@@ -67,6 +67,16 @@ def ticket_is_valid(public_id: uuid.UUID, session_key: str | None, ticket: str |
     return True
 
 
+def _ticket(query_string: bytes) -> str | None:
+    """The `ticket` parameter of a socket's query string; None if absent or if the query string
+    is not the page's (more than a few parameters: not worth parsing)."""
+    try:
+        params = parse_qs(query_string.decode("latin-1"), max_num_fields=4)
+    except ValueError:
+        return None
+    return params.get("ticket", [None])[0]
+
+
 @functools.cache
 def _visible_sql(vendor: str) -> str:
     quote = connection.ops.quote_name
@@ -129,8 +139,7 @@ class GenerationConsumer(AsyncWebsocketConsumer):
         live.remember_server_loop()
         public_id = self.scope["url_route"]["kwargs"]["public_id"]
         session_key = self.scope["cookies"].get(settings.SESSION_COOKIE_NAME)
-        ticket = parse_qs(self.scope["query_string"].decode("latin-1")).get("ticket", [None])[0]
-        if not ticket_is_valid(public_id, session_key, ticket):
+        if not ticket_is_valid(public_id, session_key, _ticket(self.scope["query_string"])):
             await self.close()
             log_socket(self.route, accepted=False, started=started)
             return

@@ -168,6 +168,19 @@ async def test_a_ticket_is_good_only_for_its_generation_and_its_session(
     await communicator.disconnect()
 
 
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_query_string_padded_with_parameters_is_refused_unparsed(
+    generation, owner_membership
+):
+    key = await database_sync_to_async(session_cookie)(owner_membership.user)
+    padded = consumers.socket_path(generation.public_id, key) + "&pad=1" * 10_000
+
+    communicator, connected = await connect(generation, session_key=key, path=padded)
+    assert not connected
+    await communicator.disconnect()
+
+
 def test_a_ticket_lasts_as_long_as_a_session_can(monkeypatch, settings):
     public_id, key = uuid.uuid4(), "k" * 32
     ticket = consumers.socket_path(public_id, key).split("?ticket=", 1)[1]
