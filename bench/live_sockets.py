@@ -60,7 +60,7 @@ USERS = int(os.environ.get("BENCH_USERS", 50))
 SOCKETS = int(os.environ.get("BENCH_SOCKETS", 200))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
 SOAK_SECONDS = float(os.environ.get("BENCH_SOAK_SECONDS", 600))
-WORKERS = int(os.environ.get("WEB_CONCURRENCY", 4))  # the Procfile's default
+WORKERS = int(os.environ.get("WEB_CONCURRENCY", 2))  # the Procfile's default
 GOAL_P95_MS = 100.0
 
 
