@@ -349,9 +349,16 @@ def verdict(ok: bool) -> str:
 
 async def run(server, sessions, push, pings: PingCounter) -> bool:
     ok = True
-    for ws in [await open_socket(server, key, path) for key, path, _ in sessions[:20]]:
-        await ws.recv()
-        await ws.close()  # warm: imports, the database pool, templates in both workers
+    # Warm: imports, templates, and the database and Redis pools of every web process grown to
+    # what a burst takes (at once, not one by one: one at a time needs one connection).
+    for _ in range(2):
+        warm = await asyncio.gather(
+            *(
+                timed_connect(server, key, path, time.perf_counter())
+                for key, path, _ in tabs(sessions)
+            )
+        )
+        await asyncio.gather(*(ws.close() for ws, _, _ in warm))
 
     print(f"(a) {SOCKETS} concurrent connects, {ROUNDS} rounds (ms from dialling)")
     for n in range(ROUNDS):
