@@ -41,15 +41,18 @@ from lib.consumer_threads import off_the_sync_thread
 from lib.request_id import log_socket
 from orgs.models import Membership
 
-_TICKET_SALT = "generation.consumers.ticket"
 REFUSED = 4403  # the close code of a socket that passed the handshake but not the access check
+
+
+def _signer() -> signing.TimestampSigner:
+    return signing.TimestampSigner(salt="generation.consumers.ticket")
 
 
 def socket_path(public_id: uuid.UUID, session_key: str) -> str:
     """The generation page's websocket path, with its ticket: a timestamped signature of the
     generation and the session key. The key itself is not in it (the browser sends its cookie)."""
     value = f"{public_id}:{session_key}"
-    ticket = signing.TimestampSigner(salt=_TICKET_SALT).sign(value)[len(value) + 1 :]
+    ticket = _signer().sign(value).removeprefix(f"{value}:")  # the timestamp and signature
     return f"/ws/generations/{public_id}/?ticket={ticket}"
 
 
@@ -59,9 +62,7 @@ def ticket_is_valid(public_id: uuid.UUID, session_key: str | None, ticket: str |
     if not session_key or not ticket:
         return False
     try:
-        signing.TimestampSigner(salt=_TICKET_SALT).unsign(
-            f"{public_id}:{session_key}:{ticket}", max_age=settings.SESSION_COOKIE_AGE
-        )
+        _signer().unsign(f"{public_id}:{session_key}:{ticket}", max_age=settings.SESSION_COOKIE_AGE)
     except signing.BadSignature:  # and SignatureExpired, its subclass
         return False
     return True
