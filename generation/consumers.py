@@ -11,11 +11,13 @@ password), the access rule of the page, one query — and renders the current st
 fails it is closed with 4403 before anything is sent (the htmx extension does not retry that
 code). So reading the session, the user and the state (about 1 ms of CPU of the ~2.5 ms a
 connect costs the web process) no longer holds up the handshakes of the sockets behind it, and a
-client that was never shown the page costs a signature check. That hop runs on the consumers'
-own threads, not the process's single sync thread (lib/consumer_threads.py); both queries are
-hand-written SQL: the ORM spent more CPU building them than the database spent answering. And
-Channels' own hop to the sync thread before every message (closing stale connections) is skipped:
-this consumer touches the database only through `off_the_sync_thread`, which closes its own.
+client that was never shown the page costs a signature check. In a burst of connects the hop
+waits until the process's handshakes have passed (lib.consumer_threads.Handshakes), so the
+sockets behind do not wait for it. That hop runs on the consumers' own threads, not the
+process's single sync thread (lib/consumer_threads.py); both queries are hand-written SQL: the
+ORM spent more CPU building them than the database spent answering. And Channels' own hop to the
+sync thread before every message (closing stale connections) is skipped: this consumer touches
+the database only through `off_the_sync_thread`, which closes its own.
 
 Keeping idle sockets up is the server's and the channel layer's job, not this consumer's: the web
 server pings every socket (uvicorn's ws_ping_interval, 20 s by default), which keeps proxies from
@@ -37,7 +39,7 @@ from django.db import connection
 
 from generation import live
 from generation.models import Generation
-from lib.consumer_threads import off_the_sync_thread
+from lib.consumer_threads import handshakes, off_the_sync_thread
 from lib.request_id import log_socket
 from orgs.models import Membership
 
@@ -137,6 +139,7 @@ class GenerationConsumer(AsyncWebsocketConsumer):
 
     async def connect(self):
         started = time.perf_counter()
+        arrived = handshakes.seen()
         live.remember_server_loop()
         public_id = self.scope["url_route"]["kwargs"]["public_id"]
         session_key = self.scope["cookies"].get(settings.SESSION_COOKIE_NAME)
@@ -145,6 +148,7 @@ class GenerationConsumer(AsyncWebsocketConsumer):
             log_socket(self.route, accepted=False, started=started)
             return
         await self.accept()
+        await handshakes.settled(arrived)
         # Join before reading the state, so a change made meanwhile still arrives afterwards
         # (and only once authorized: the handlers below send nothing before).
         self.group = live.group_name(public_id)

@@ -18,6 +18,7 @@ is on the consumer's thread beside its access check (`SessionAuthMiddleware`).
 
 import asyncio
 import functools
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
@@ -47,6 +48,33 @@ def off_the_sync_thread(fn):
             close_old_connections()
 
     return sync_to_async(run, thread_sensitive=False, executor=_threads)
+
+
+class Handshakes:
+    """Handshakes first: in a burst of connects (every open page reconnecting after a deploy or a
+    network blip) the work that follows each accept waits until this process has seen no new
+    handshake for `QUIET` seconds (at most `LONGEST` after its own), so the burst's handshakes
+    are not slowed by the database hops and renders of the sockets accepted before them. Browsers
+    wait for the handshake (and give up on it); the state that follows it is already on the page
+    they loaded. One per process, used from its event loop only."""
+
+    QUIET = 0.01
+    LONGEST = 0.25
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def seen(self) -> float:
+        """Note a handshake; returns its time, for `settled`."""
+        self.last = time.monotonic()
+        return self.last
+
+    async def settled(self, since: float) -> None:
+        while (now := time.monotonic()) - self.last < self.QUIET and now - since < self.LONGEST:
+            await asyncio.sleep(self.QUIET - (now - self.last))
+
+
+handshakes = Handshakes()
 
 
 def _session_user(scope):

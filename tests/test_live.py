@@ -435,6 +435,66 @@ async def test_a_connect_does_its_database_work_off_the_sync_thread(
     assert len({thread for _, thread in threads}) == 1
 
 
+async def handshakes_for(seconds: float) -> float:
+    """Other sockets' handshakes, one every 2 ms, as in a burst of reconnects; returns the time of
+    the last one."""
+    from lib.consumer_threads import handshakes
+
+    end = time.monotonic() + seconds
+    while (last := handshakes.seen()) < end:
+        await asyncio.sleep(0.002)
+    return last
+
+
+@pytest.fixture
+def authorized_at(monkeypatch):
+    """When each connect's access check (and state render) began."""
+    times = []
+    authorize = consumers.authorize
+
+    def timed(*args):
+        times.append(time.monotonic())
+        return authorize(*args)
+
+    monkeypatch.setattr(consumers, "authorize", timed)
+    return times
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_sockets_state_waits_until_a_burst_of_handshakes_has_passed(
+    generation, owner_membership, authorized_at
+):
+    from lib.consumer_threads import Handshakes
+
+    burst = asyncio.create_task(handshakes_for(0.15))
+    communicator, connected = await connect(generation, owner_membership.user)
+    assert connected  # the handshake itself is not held up
+    state = await communicator.receive_from(timeout=TIMEOUT)
+    assert 'id="generation-status"' in state
+    assert authorized_at[0] >= await burst + Handshakes.QUIET
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_sockets_state_waits_for_handshakes_no_longer_than_the_longest_wait(
+    generation, owner_membership, authorized_at, monkeypatch
+):
+    from lib.consumer_threads import Handshakes
+
+    monkeypatch.setattr(Handshakes, "LONGEST", 0.05)
+    endless = asyncio.create_task(handshakes_for(TIMEOUT))
+    try:
+        communicator, connected = await connect(generation, owner_membership.user)
+        assert connected
+        state = await communicator.receive_from(timeout=TIMEOUT / 2)
+    finally:
+        endless.cancel()
+    assert 'id="generation-status"' in state
+    await communicator.disconnect()
+
+
 needs_redis = pytest.mark.skipif(
     type(get_channel_layer()).__module__ != "channels_redis.core",
     reason="the idle wait is channels-redis's (REDIS_URL)",
