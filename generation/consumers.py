@@ -9,8 +9,10 @@ refused at the handshake; one with it is accepted at once, joins the generation'
 on one thread hop, the authoritative check runs — the session's user (still signed in, same
 password), the access rule of the page, one query — and renders the current state. A socket that
 fails it is closed with 4403 before anything is sent (the htmx extension does not retry that
-code). So reading the session, the user and the state (about 1 ms of CPU of the ~2.5 ms a
-connect costs the web process) no longer holds up the handshakes of the sockets behind it, and a
+code), and so is one whose user may no longer see the generation when an update comes (removed
+from the organization, or no longer an admin): every update re-runs the access query. So
+reading the session, the user and the state (about 1 ms of CPU of the ~2.5 ms a connect costs
+the web process) no longer holds up the handshakes of the sockets behind it, and a
 client that was never shown the page costs a signature check. In a burst of connects the hop
 waits until the process's handshakes have passed (lib.consumer_threads.Handshakes), so the
 sockets behind do not wait for it. That hop runs on the consumers' own threads, not the
@@ -123,6 +125,14 @@ def authorize(user, public_id: uuid.UUID) -> tuple[int, str] | None:
     return generation_id, live.render_generation(generation_id)
 
 
+def render_if_visible(user, public_id: uuid.UUID, render, *args) -> str | None:
+    """A live update, rendered only if `user` may still watch the generation (a member removed
+    or demoted since the connect may not): None if not, else the fragment ("" for nothing)."""
+    if visible_generation_id(user, public_id) is None:
+        return None
+    return render(*args) or ""
+
+
 class GenerationConsumer(AsyncWebsocketConsumer):
     route = "/ws/generations/<uuid:public_id>/"  # nerstudio/urls.py routes it; the access line
     group = None
@@ -177,6 +187,12 @@ class GenerationConsumer(AsyncWebsocketConsumer):
     async def _send_html(self, render, *args):
         if self.generation_id is None:  # refused: closing
             return
-        html = await off_the_sync_thread(render)(self.generation_id, *args)
-        if html:
+        public_id = self.scope["url_route"]["kwargs"]["public_id"]
+        html = await off_the_sync_thread(render_if_visible)(
+            self.scope["user"], public_id, render, self.generation_id, *args
+        )
+        if html is None:  # access lost since the connect: removed, or no longer an admin
+            self.generation_id = None
+            await self.close(code=REFUSED)
+        elif html:
             await self.send(text_data=html)

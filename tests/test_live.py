@@ -21,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from generation import consumers, live
 from generation.models import Generation, GenerationImage
 from nerstudio.asgi import application
-from tests.factories import MembershipFactory
+from tests.factories import AdminMembershipFactory, MembershipFactory
 
 TIMEOUT = 5
 
@@ -433,6 +433,38 @@ async def test_a_connect_does_its_database_work_off_the_sync_thread(
     assert all(thread.startswith("consumer-db") for _, thread in threads)
     # One hop: the session's user, the access check and the current state.
     assert len({thread for _, thread in threads}) == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("change", ["removed", "demoted"])
+async def test_a_socket_is_closed_at_the_next_update_once_its_user_may_no_longer_see_it(
+    generation, owner_membership, change
+):
+    from orgs import services as org_services
+
+    watcher = await database_sync_to_async(AdminMembershipFactory)(org=generation.org)
+    boss = await database_sync_to_async(AdminMembershipFactory)(org=generation.org)
+    communicator, connected = await connect(generation, watcher.user)
+    assert connected
+    await communicator.receive_from(timeout=TIMEOUT)
+
+    if change == "removed":
+        await database_sync_to_async(org_services.remove_member)(
+            membership=watcher, actor=boss.user
+        )
+    else:
+        await database_sync_to_async(org_services.change_role)(
+            membership=watcher, role=watcher.Role.MEMBER, actor=boss.user
+        )
+    image = await generation.images.select_related("generation").afirst()
+    await GenerationImage.objects.filter(pk=image.pk).aupdate(prompt="Written after the change")
+    await sync_to_async(live.push_image)(image)
+
+    assert await communicator.receive_output(TIMEOUT) == {
+        "type": "websocket.close",
+        "code": consumers.REFUSED,
+    }
 
 
 async def handshakes_for(seconds: float) -> float:
