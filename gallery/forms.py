@@ -1,3 +1,5 @@
+from datetime import date
+
 from django import forms
 from django.http import Http404
 
@@ -9,6 +11,7 @@ from providers.models import Provider
 
 # Filters that name an object: one the organization does not have is a 404, never a hint.
 OBJECT_FILTERS = ("member", "model", "collection")
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)  # dates a filter may name
 
 
 class GalleryFilterForm(forms.Form):
@@ -80,6 +83,10 @@ class GalleryFilterForm(forms.Form):
         since, until = cleaned.get("since"), cleaned.get("until")
         if since and until and since > until:
             self.add_error("until", "The end date is before the start date.")
+        for name in ("since", "until"):
+            day = cleaned.get(name)
+            if day and not FIRST_DAY <= day <= LAST_DAY:
+                self.add_error(name, f"Pick a date between {FIRST_DAY:%Y} and {LAST_DAY:%Y}.")
         return cleaned
 
     def query(self) -> GalleryQuery:

@@ -20,6 +20,8 @@ from generation.models import GenerationImage
 
 PAGE_SIZE = 30
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The largest number a cursor may hold: datetime.max in µs since EPOCH (also below a bigint).
+CURSOR_MAX = (datetime.max.replace(tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
 FINISHED = (GenerationImage.Status.DONE, GenerationImage.Status.FAILED)
 
 
@@ -46,6 +48,8 @@ class Cursor:
         """The cursor in a URL, or None (the first page) for anything that is not one."""
         first, _, second = (text or "").partition(".")
         if not (first.isdigit() and second.isdigit() and len(first) < 20 and len(second) < 20):
+            return None
+        if int(first) > CURSOR_MAX or int(second) > CURSOR_MAX:
             return None
         return cls(int(first), int(second))
 

@@ -12,6 +12,7 @@ from generation.consumers import socket_path
 from generation.forms import ROLES, GenerateForm
 from generation.models import Generation
 from generation.pipeline.start import GenerationError, TooManyGenerations, check_generate_rate
+from lib.search_text import search_text
 from library import services as library
 from library.models import SourceImage
 from library.picker import picker_context
@@ -159,7 +160,7 @@ def estimate(request):
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target")
 def history(request):
-    query = request.GET.get("q", "").strip()[:200]
+    query = search_text(request.GET.get("q"), 200)
     generations = (
         Generation.objects.visible_to(request.membership)
         .select_related("user", "provider")

@@ -6,6 +6,7 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
+from lib.search_text import search_text
 from lib.serving import serve_file
 from library import services
 from library.forms import DescribeImageForm, LibrarySearchForm, LibraryUploadForm
@@ -66,7 +67,7 @@ def picker(request):
         request.org,
         role,
         selected=request.GET.getlist(f"library_{role}"),
-        text=request.GET.get("library_q", "")[:100].strip(),
+        text=search_text(request.GET.get("library_q"), 100),
     )
     return render(request, "library/_picker.html", context)
 

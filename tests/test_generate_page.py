@@ -445,6 +445,20 @@ def test_members_see_their_own_prompts_newest_first(member_client, member, admin
 
 
 @pytest.mark.django_db
+def test_a_history_search_ignores_nul_characters(member_client, member, org):
+    """PostgreSQL refuses a NUL in a text parameter: the search would be a 500 there."""
+    GenerationFactory(org=org, user=member, prompt="Amber bottle")
+    GenerationFactory(org=org, user=member, prompt="Blue mug")
+
+    response = member_client.get(HISTORY, {"q": "Amb\x00er"})
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Amber bottle" in html
+    assert "Blue mug" not in html
+
+
+@pytest.mark.django_db
 def test_admins_see_the_whole_orgs_prompts_with_who_and_which_model(admin_client, member, org):
     generation = GenerationFactory(
         org=org,

@@ -670,6 +670,17 @@ def test_the_picker_shows_the_chosen_first_then_recent_ones_matching_the_search(
     ]
 
 
+def test_the_pickers_search_ignores_nul_characters(member_client, org):
+    """PostgreSQL refuses a NUL in a text parameter: the search would be a 500 there."""
+    bottle = row(org, name="Old bottle")
+    row(org, name="Red mug")
+    response = member_client.get(
+        reverse("library:picker"), {"role": "products", "library_q": "bot\x00tle"}
+    )
+    assert response.status_code == 200
+    assert picks(response) == [("products", str(bottle.public_id), False)]
+
+
 def test_the_picker_for_references_names_its_checkboxes_for_references(member_client, org):
     chosen = row(org, name="Mood board")
     response = member_client.get(
