@@ -103,7 +103,15 @@ def generate(request):
         response["Retry-After"] = str(exc.retry_after)
         return response
     form = _generate_form(request, request.POST, request.FILES)
-    if form.is_valid():
+    valid = form.is_valid()
+    uploads = [*form.fields["products"].accepted, *form.fields["references"].accepted]
+    try:
+        library.check_upload_budget(request.membership, uploads)  # before any is decoded
+    except ValidationError as exc:
+        chosen = {role: request.POST.getlist(f"library_{role}") for role in ROLES}
+        refused = " ".join(exc.messages)
+        return _render_generate(request, form, status=429, refusal=refused, chosen=chosen)
+    if valid:
         data = form.cleaned_data
         try:
             generation = tasks.generate(

@@ -34,6 +34,9 @@ class DescribeImageForm(forms.Form):
             raise forms.ValidationError(str(exc)) from None
 
 
+MAX_FILES = 16  # per field and request: more than any image model takes (kie.ai: 14)
+
+
 class MultipleImageInput(forms.ClearableFileInput):
     allow_multiple_selected = True
 
@@ -44,17 +47,25 @@ class MultipleImageField(forms.FileField):
     bad file gets its own error. `accepted` keeps the files that passed, even when another did
     not, so a form that comes back with errors can keep them."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, max_files: int = MAX_FILES, **kwargs):
         kwargs.setdefault("widget", MultipleImageInput(attrs={"multiple": True, "accept": ACCEPT}))
         super().__init__(*args, **kwargs)
+        self.max_files = max_files
         self.accepted: list[CheckedUpload] = []
 
     def clean(self, data, initial=None) -> list[CheckedUpload]:
+        self.accepted = []
         files = [f for f in (data if isinstance(data, list | tuple) else [data]) if f]
         if not files:
             if self.required:
                 raise ValidationError(self.error_messages["required"], code="required")
             return []
+        if len(files) > self.max_files:  # none is looked at
+            raise ValidationError(
+                "Choose at most %(most)d images at a time; you chose %(chosen)d.",
+                code="too_many_files",
+                params={"most": self.max_files, "chosen": len(files)},
+            )
         images, errors = [], []
         for f in files:
             try:
@@ -71,5 +82,5 @@ class LibraryUploadForm(forms.Form):
     images = MultipleImageField(
         label="Add images",
         error_messages={"required": "Choose at least one image."},
-        help_text="Product photos or brand references. JPEG, PNG or WebP.",
+        help_text="Product photos or brand references. JPEG, PNG or WebP, up to 16 at a time.",
     )

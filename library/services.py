@@ -1,23 +1,51 @@
 """What changes the brand library: images coming in (once per organization by content hash),
 being used, named, tagged, archived and deleted."""
 
+import math
 import re
+from collections.abc import Sequence
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from lib import ratelimit
 from library.models import SourceImage, Tag, source_image_path, source_thumbnail_path
-from library.uploads import ValidatedImage
-from orgs.models import Organization
+from library.uploads import CheckedUpload, ValidatedImage
+from orgs.models import Membership, Organization
 
 MAX_TAGS = 12
 
 
 class LibraryError(Exception):
     """A refused library change, with a message safe to show."""
+
+
+def check_upload_budget(membership: Membership, uploads: Sequence[CheckedUpload]) -> None:
+    """Count the uploads' megapixels (from their headers) against the member's and the
+    organization's decoding budget per minute, or raise a ValidationError saying when to try
+    again: decoding is what an upload costs, and a small file can declare many pixels."""
+    megapixels = sum(math.ceil(u.width * u.height / 1_000_000) for u in uploads)
+    if not megapixels:
+        return
+    budgets = [
+        (
+            f"member:{membership.user_id}",
+            settings.NERSTUDIO_UPLOAD_MEGAPIXELS_PER_MEMBER_PER_MINUTE,
+        ),
+        (f"org:{membership.org_id}", settings.NERSTUDIO_UPLOAD_MEGAPIXELS_PER_ORG_PER_MINUTE),
+    ]
+    for key, limit in budgets:
+        if wait := ratelimit.hit(f"uploads:{key}", limit=limit, window=60, cost=megapixels):
+            raise ValidationError(
+                "Too many images uploaded in the last minute; try again in %(wait)d s.",
+                code="upload_budget",
+                params={"wait": wait},
+            )
 
 
 def store_image(*, org: Organization, user, image: ValidatedImage) -> SourceImage:

@@ -80,6 +80,11 @@ def upload(request):
     if not form.is_valid():  # each bad file named; the good ones are still added
         for error in form.errors.get("images", []):
             messages.error(request, error)
+    try:
+        services.check_upload_budget(request.membership, form.fields["images"].accepted)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("library:index")
     added = 0
     for upload in form.fields["images"].accepted:
         try:

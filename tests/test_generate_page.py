@@ -293,6 +293,26 @@ def test_the_same_photo_uploaded_twice_is_stored_once(admin_client, org, seedrea
 
 
 @pytest.mark.django_db
+def test_uploads_past_the_members_megapixel_budget_are_refused_before_any_is_decoded(
+    admin_client, org, seedream, settings
+):
+    credits.top_up(org=org, amount=50)
+    settings.NERSTUDIO_UPLOAD_MEGAPIXELS_PER_MEMBER_PER_MINUTE = 3
+    big = png(size=(2000, 1000))  # 2 megapixels
+    assert (
+        admin_client.post(GENERATE, form_data(seedream, count=1, products=[big])).status_code == 302
+    )
+
+    again = png(size=(2000, 1000), colour=(1, 2, 3))
+    response = admin_client.post(GENERATE, form_data(seedream, count=1, products=[again]))
+
+    assert response.status_code == 429
+    assert "Too many images uploaded in the last minute; try again in" in response.content.decode()
+    assert Generation.objects.count() == 1
+    assert SourceImage.objects.count() == 1  # the second photo was not kept either
+
+
+@pytest.mark.django_db
 def test_an_invalid_submission_charges_nothing_and_keeps_only_the_good_photo(
     admin_client, org, seedream, settings
 ):

@@ -338,6 +338,32 @@ def test_a_gif_among_good_images_is_refused_while_the_good_ones_are_stored(membe
     assert stored_names == ["first.png", "second.jpg"]
 
 
+def test_more_files_than_an_upload_takes_are_refused_without_looking_at_any(member_client):
+    files = [upload(f"{i}.png", png(colour=(i, 0, 0))) for i in range(17)]
+    response = member_client.post(reverse("library:upload"), {"images": files})
+    assert messages_of(response) == ["Choose at most 16 images at a time; you chose 17."]
+    assert not SourceImage.objects.exists()
+
+
+def test_uploads_past_the_organizations_megapixel_budget_are_refused_and_stored_nowhere(
+    member_client, admin, org, settings
+):
+    settings.NERSTUDIO_UPLOAD_MEGAPIXELS_PER_ORG_PER_MINUTE = 3
+    first = [upload("a.png", png((1000, 1000))), upload("b.png", png((1000, 1000), (1, 1, 1)))]
+    member_client.post(reverse("library:upload"), {"images": first})
+    assert SourceImage.objects.filter(org=org).count() == 2
+    colleague = Client()
+    colleague.force_login(admin)
+
+    response = colleague.post(
+        reverse("library:upload"), {"images": [upload("c.png", png((1500, 1000), (2, 2, 2)))]}
+    )
+
+    (message,) = messages_of(response)
+    assert message.startswith("Too many images uploaded in the last minute; try again in")
+    assert SourceImage.objects.filter(org=org).count() == 2
+
+
 def test_an_upload_without_files_asks_for_one(member_client):
     response = member_client.post(reverse("library:upload"), {})
     assert messages_of(response) == ["Choose at least one image."]

@@ -444,6 +444,14 @@ NERSTUDIO_GENERATE_PER_MEMBER_PER_MINUTE = env.int(
     "NERSTUDIO_GENERATE_PER_MEMBER_PER_MINUTE", default=10
 )
 NERSTUDIO_GENERATE_PER_ORG_PER_MINUTE = env.int("NERSTUDIO_GENERATE_PER_ORG_PER_MINUTE", default=30)
+# Uploaded megapixels decoded per minute (library uploads and Generate alike), per member and per
+# organization: decoding is the costly part of an upload, and a small file can hold many pixels.
+NERSTUDIO_UPLOAD_MEGAPIXELS_PER_MEMBER_PER_MINUTE = env.int(
+    "NERSTUDIO_UPLOAD_MEGAPIXELS_PER_MEMBER_PER_MINUTE", default=400
+)
+NERSTUDIO_UPLOAD_MEGAPIXELS_PER_ORG_PER_MINUTE = env.int(
+    "NERSTUDIO_UPLOAD_MEGAPIXELS_PER_ORG_PER_MINUTE", default=1000
+)
 NERSTUDIO_THUMBNAIL_SIDE = 384
 NERSTUDIO_MAX_IMAGES_PER_GENERATION = env.int("NERSTUDIO_MAX_IMAGES_PER_GENERATION", default=8)
 # Uploads: per-file bytes and pixels (read from the header; see library/uploads.py). Decoding
@@ -578,6 +586,9 @@ NERSTUDIO_CALLBACK_MAX_REQUEST_BYTES = 256 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # non-file fields (Django's default, 2.5 MB)
 NERSTUDIO_MAX_REQUEST_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE  # every other route
 FILE_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024  # larger files (and ASGI bodies) spool to disk
+# Files per request: the upload fields take 16 each (library.forms.MAX_FILES) and say so; beyond
+# this Django refuses the request (400) before any file is looked at.
+DATA_UPLOAD_MAX_NUMBER_FILES = 40
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
