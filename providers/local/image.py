@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -168,7 +169,14 @@ def _render(task_id, prompt, image_urls, palette, aspect_ratio, max_side) -> byt
     return render_image(prompt, products, palette, aspect_ratio, seed=seed, max_side=max_side)
 
 
+TASK_ID = re.compile(r"local-[0-9a-f]{32}")
+
+
 def _result_name(task_id: str) -> str:
+    """Where a task's result is stored. The id comes back in callbacks: only the shape `submit`
+    makes is a name (anything else could point elsewhere in storage)."""
+    if not TASK_ID.fullmatch(task_id):
+        raise PermanentError("Not a task of the local renderer.", code="unknown_task")
     return f"local-provider/{task_id}.png"
 
 

@@ -100,6 +100,15 @@ def test_the_local_image_adapter_queues_a_render_per_job_and_checks_the_request(
         LocalImageAdapter(ProviderConfig(options={"delay_seconds": 600}))
 
 
+@pytest.mark.parametrize(
+    "task_id", ["../uploads/acme/abc", "local-../../x", "local-" + "0" * 31 + "/", ""]
+)
+def test_the_local_renderer_polls_only_task_ids_of_its_own_making(task_id, media_root):
+    """A task id comes back in callbacks: it must not name any other file in storage."""
+    with pytest.raises(PermanentError, match="Not a task of the local renderer"):
+        LocalImageAdapter(ProviderConfig()).poll(task_id)
+
+
 @pytest.mark.parametrize("cls", [LocalImageAdapter, LocalLLMAdapter, LocalVisionAdapter])
 def test_local_providers_pass_the_connection_test(cls):
     result = cls(ProviderConfig()).test_connection()
