@@ -347,6 +347,14 @@ class ProviderRowAdmin(AuditedAdmin, HealthColumns, OrgScopedAdmin):
     def get_exclude(self, request, obj=None):
         return None if request.user.is_superuser else ["org"]
 
+    def get_deleted_objects(self, objs, request):
+        """A provider's record of calls goes with it: an organization admin may not delete
+        attempts one by one (ProviderAttemptAdmin), but that must not keep them from removing a
+        provider, and with it their organization's API key."""
+        deleted, counts, lacking, protected = super().get_deleted_objects(objs, request)
+        lacking.discard(ProviderAttempt._meta.verbose_name)
+        return deleted, counts, lacking, protected
+
     def save_model(self, request, obj, form, change):
         if not request.user.is_superuser and not change:
             obj.org = self._admin_org(request)
@@ -602,7 +610,11 @@ class OwnKeyProviderAdmin(AdapterOptionsAdmin, ProviderRowAdmin):
 
 def report_connection_test(request, provider: Provider, *, deep: bool = False) -> None:
     """Run the connection test (or the deep test) and tell the admin what it proved."""
-    result = services.test_connection(provider, deep=deep)
+    try:
+        result = services.test_connection(provider, deep=deep)
+    except services.TooManyDeepTests as refused:
+        messages.warning(request, f"{provider}: deep test not run. {refused}")
+        return
     test = "deep test" if deep else "connection test"
     verdict = "passed" if result.ok else "failed"
     messages.add_message(

@@ -42,6 +42,10 @@ def adapter_choices():
 
 # Every call to a provider is bounded: per attempt, at least 1 and at most 120 seconds.
 MIN_TIMEOUT, MAX_TIMEOUT = 1, 120
+# References per generation an own-key image model may take: each is one vision call, which may
+# run on the platform's key (and the upload limit, NERSTUDIO_UPLOAD_MAX_REQUEST_BYTES, is sized
+# for 4). The catalogue's models take 4.
+MAX_REFERENCE_IMAGES = 4
 
 
 class ProviderSettings(models.Model):
@@ -382,6 +386,12 @@ class Provider(WebhookSecrets, ProviderSettings):
         return self.catalogue_id is None
 
     @property
+    def uses_platform_key(self) -> bool:
+        """A catalogue model of a remote service: its calls are made on (and paid by) the
+        platform's account. The offline local models use no key."""
+        return self.catalogue_id is not None and self.adapter_class.vendor is not None
+
+    @property
     def masked_api_key(self):
         return mask_secret(self.api_key)
 
@@ -476,6 +486,11 @@ class Provider(WebhookSecrets, ProviderSettings):
             )
         elif not self.api_key:
             errors["api_key"] = "An own-key provider needs the organization's API key."
+        if self.kind == Kind.IMAGE and self.max_reference_images > MAX_REFERENCE_IMAGES:
+            errors["max_reference_images"] = (
+                f"An image model takes at most {MAX_REFERENCE_IMAGES} reference images (each is "
+                "described by a vision model)."
+            )
         if self.base_url:
             try:
                 check_url(self.base_url, base=True)

@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from audit.models import AuditEvent
 from providers.models import CatalogueEntry, Provider, ProviderAttempt
 from tests.factories import CatalogueEntryFactory, OwnKeyProviderFactory, UserFactory
 
@@ -355,7 +356,8 @@ def test_the_admin_test_connection_button_reports_the_result(admin_client, org, 
 
     body = response.content.decode()
     assert "GPT-4o vision (OpenAI): connection test passed" in body
-    assert "Key accepted by https://api.openai.com/v1; model &#x27;gpt-4o&#x27; listed." in body
+    # The platform's account: whether it works, not its endpoint (test_tenant_limits.py).
+    assert "The platform&#x27;s OpenAI key was accepted." in body
     assert responses.calls[0].request.headers["Authorization"] == "Bearer sk-openai"
 
 
@@ -388,9 +390,64 @@ def test_the_deep_test_runs_the_model_once_and_says_what_it_cost(admin_client, o
     url = reverse("admin:providers_platformmodel_test_connection", args=[provider.pk])
     body = admin_client.post(url, {"deep": "1"}, follow=True).content.decode()
 
-    assert "deep test passed" in body and "answered: “OK”" in body
+    assert "deep test passed" in body and "One minimal chat call" in body
     assert json.loads(chat.calls[0].request.body)["max_tokens"] == 5
     assert ProviderAttempt.objects.filter(provider=provider, purpose="deep-test").exists()
+
+
+# --- Removing an own-key provider, with its record of calls ---------------------------------------
+
+
+def used_own_key_provider(org):
+    """An own-key provider that has been called (its test and a generation's call)."""
+    own = OwnKeyProviderFactory(org=org, api_key="sk-org-secret-0001")
+    ProviderAttempt.objects.create(provider=own, purpose="test", outcome="success")
+    ProviderAttempt.objects.create(provider=own, purpose="image", outcome="permanent")
+    return own
+
+
+def test_an_org_admin_deletes_an_own_key_provider_that_has_been_called(admin_client, org):
+    own = used_own_key_provider(org)
+    delete = reverse("admin:providers_ownkeyprovider_delete", args=[own.pk])
+
+    confirm = admin_client.get(delete)
+    assert confirm.status_code == 200 and not confirm.context["perms_lacking"]
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 302
+
+    assert not Provider.objects.filter(pk=own.pk).exists()  # and with it the tenant's key
+    assert not ProviderAttempt.objects.filter(provider_id=own.pk).exists()
+    removed = AuditEvent.objects.get(action="provider.removed")
+    assert (removed.org, removed.target_label) == (org, own.name)
+
+
+def test_an_org_admin_deletes_used_own_key_providers_from_the_list(admin_client, org):
+    own = used_own_key_provider(org)
+
+    admin_client.post(
+        OWN_LIST, {"action": "delete_selected", "_selected_action": [own.pk], "post": "yes"}
+    )
+
+    assert not Provider.objects.filter(pk=own.pk).exists()
+    assert AuditEvent.objects.filter(action="provider.removed").count() == 1
+
+
+def test_an_org_admin_still_cannot_delete_the_record_of_calls_itself(admin_client, org):
+    own = used_own_key_provider(org)
+    attempt = own.attempts.first()
+    delete = reverse("admin:providers_providerattempt_delete", args=[attempt.pk])
+
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    assert ProviderAttempt.objects.filter(pk=attempt.pk).exists()
+
+
+def test_an_org_admin_cannot_delete_another_organizations_provider(admin_client, other_admin):
+    theirs = used_own_key_provider(other_admin.membership.org)
+    delete = reverse("admin:providers_ownkeyprovider_delete", args=[theirs.pk])
+
+    admin_client.post(delete, {"post": "yes"})
+
+    assert Provider.objects.filter(pk=theirs.pk).exists()
+    assert theirs.attempts.count() == 2
 
 
 def test_a_member_cannot_use_the_providers_admin(member_client, org):

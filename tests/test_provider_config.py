@@ -175,9 +175,10 @@ def test_a_failing_provider_cools_down_and_is_skipped(org, platform_keys):
 
 
 @responses.activate
-def test_the_connection_test_reports_the_kie_credit_balance(admin_client, org, platform_keys):
-    platform_keys(kie="kie-key")
-    provider = org.providers.get(adapter="kie-nano-banana-pro")
+def test_the_connection_test_reports_an_own_key_kie_accounts_credit_balance(admin_client, org):
+    provider = OwnKeyProviderFactory(
+        org=org, name="Nano Banana Pro", adapter="kie-nano-banana-pro", api_key="kie-key"
+    )
     responses.get(
         "https://api.kie.ai/api/v1/chat/credit", json={"code": 200, "msg": "success", "data": 35.95}
     )

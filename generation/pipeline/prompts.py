@@ -5,6 +5,11 @@ hash); the prompt writers then turn the member's prompt and those descriptions i
 per image. Neither may fail the generation: a reference nobody could describe is used without its
 description, and when every prompt writer failed the prompts are built-in variations of the
 member's own. What the member should know about such degraded work is kept as notices.
+
+A generation that costs nothing (an own-key image model priced at 0 credits) uses only the
+organization's own-key prompt writers and vision models: the platform's catalogue ones run on the
+platform's keys, for generations that pay. Reference descriptions cached from earlier runs are
+used either way.
 """
 
 from typing import cast
@@ -76,10 +81,17 @@ def _write_prompts(generation_id: int) -> list[int]:
     return [image.pk for image in images]
 
 
+def _own_keys_only(generation: Generation) -> bool:
+    """A free generation may not run the platform's (catalogue) prompt writers and vision
+    models, which the platform pays for: only the organization's own-key ones."""
+    return generation.credit_cost == 0
+
+
 def _variants(generation: Generation, notes: list[str]) -> tuple[tuple[str, ...], str, list[str]]:
     """N prompts, who wrote them, and what the member should know. The last resort is never to
     fail: when every prompt writer failed, deterministic variations of the member's own prompt."""
     n = generation.count
+    own_keys_only = _own_keys_only(generation)
     products = tuple(
         f"{p.format} photo, {p.width}×{p.height} px" for p in generation.products.all()
     )
@@ -88,10 +100,22 @@ def _variants(generation: Generation, notes: list[str]) -> tuple[tuple[str, ...]
     )
     try:
         result = provider_services.write_variants(
-            request, org_id=generation.org_id, generation_id=generation.pk
+            request,
+            org_id=generation.org_id,
+            generation_id=generation.pk,
+            own_keys_only=own_keys_only,
         )
     except ChainFailed:
-        notice = "No prompt writer could answer, so the prompts are variations of your own prompt."
+        if own_keys_only:
+            notice = (
+                "This image model is free, and free image models use only your organization's "
+                "own prompt writers (on its own API keys); none answered, so the prompts are "
+                "variations of your own prompt."
+            )
+        else:
+            notice = (
+                "No prompt writer could answer, so the prompts are variations of your own prompt."
+            )
         return local_variants(request), BUILT_IN_WRITER, [notice]
     writer_id = cast(int, result.provider_id)  # the chain runs on Provider rows: their pks
     writer = Provider.objects.filter(pk=writer_id).values_list("name", flat=True)
@@ -121,8 +145,12 @@ def _analyse_references(generation: Generation) -> tuple[list[str], list[str]]:
     for reference in missing:
         with reference.file.open("rb") as fh:
             images.append(fh.read())
+    own_keys_only = _own_keys_only(generation)
     outcomes = provider_services.describe_references(
-        org_id=generation.org_id, images=images, generation_id=generation.pk
+        org_id=generation.org_id,
+        images=images,
+        generation_id=generation.pk,
+        own_keys_only=own_keys_only,
     )
     for reference, outcome in zip(missing, outcomes, strict=True):
         if isinstance(outcome, ChainFailed):
@@ -137,8 +165,13 @@ def _analyse_references(generation: Generation) -> tuple[list[str], list[str]]:
             },
         )
         cached[reference.sha256] = outcome.value.description
+    why = (
+        " (free image models use only your organization's own vision models, on its own API keys)"
+        if own_keys_only
+        else ""
+    )
     notices = [
-        f"Reference {number} could not be analysed; it was used without its description."
+        f"Reference {number} could not be analysed{why}; it was used without its description."
         for number, r in enumerate(references, start=1)
         if r.sha256 not in cached
     ]
