@@ -11,7 +11,8 @@ names; add one here (with its words) before recording it.
 
 Members and invitations (orgs.services, credits.limits)
     invitation.sent, invitation.resent, invitation.revoked, invitation.accepted,
-    member.role_changed, member.removed, member.limit_changed (monthly_limit)
+    invitation.declined, member.role_changed, member.removed, member.left,
+    member.limit_changed (monthly_limit)
 Organization settings (workspace.services)
     org.settings_changed (name, time_zone, default_monthly_limit, low_balance_threshold)
 Credits (credits.services)
@@ -34,8 +35,10 @@ ACTIONS = {
     "invitation.resent": "re-sent the invitation to",
     "invitation.revoked": "revoked the invitation to",
     "invitation.accepted": "accepted the invitation to",
+    "invitation.declined": "declined the invitation to",
     "member.role_changed": "changed the role of",
     "member.removed": "removed",
+    "member.left": "left",
     "member.limit_changed": "changed the monthly limit of",
     "org.settings_changed": "changed the settings of",
     "top_up_request.requested": "requested credits:",

@@ -1,4 +1,5 @@
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -106,6 +107,10 @@ class TopUpRequestQuerySet(models.QuerySet):
     def pending(self):
         return self.filter(status=TopUpRequest.Status.PENDING)
 
+    def unanswered(self):
+        """Requests the platform did not decide: pending, or withdrawn by the organization."""
+        return self.filter(status__in=[TopUpRequest.Status.PENDING, TopUpRequest.Status.WITHDRAWN])
+
 
 class TopUpRequest(models.Model):
     """An organization admin asking the platform for credits. Organization admins are tenants, so
@@ -115,6 +120,11 @@ class TopUpRequest(models.Model):
     MIN_AMOUNT = 1
     MAX_AMOUNT = 1_000_000  # far above a real purchase; an operator can still top up more
     MAX_PENDING_PER_ORG = 3
+    # Each request emails the operators, and withdrawing one frees its pending place: requests an
+    # organization makes per UNANSWERED_WINDOW that the platform did not answer, withdrawn ones
+    # included.
+    MAX_UNANSWERED_PER_DAY = 5
+    UNANSWERED_WINDOW = timedelta(hours=24)
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

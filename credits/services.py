@@ -3,6 +3,7 @@ moves the balance in the same transaction, so the balance always equals the ledg
 concurrent holds can never overdraw it (the CHECK constraint is the backstop)."""
 
 import logging
+import math
 from functools import partial
 
 from django.conf import settings
@@ -180,7 +181,10 @@ class TopUpRequestError(Exception):
 
 def request_top_up(*, org, user, amount: int, note: str = "") -> TopUpRequest:
     """An organization admin asks the platform for `amount` credits. Operators are emailed (when
-    ADMINS is set) once the request is stored."""
+    ADMINS is set) once the request is stored, so an organization has at most
+    MAX_PENDING_PER_ORG open at once and makes at most MAX_UNANSWERED_PER_DAY a day that the
+    platform did not answer: withdrawing and asking again cannot mail the operators without
+    end."""
     if not Membership.objects.filter(org=org, user=user, role=Membership.Role.ADMIN).exists():
         raise TopUpRequestError("Only organization admins can request credits.")
     if not TopUpRequest.MIN_AMOUNT <= amount <= TopUpRequest.MAX_AMOUNT:
@@ -196,6 +200,7 @@ def request_top_up(*, org, user, amount: int, note: str = "") -> TopUpRequest:
                 f"Your organization already has {limit} open requests. Wait for the platform to "
                 "answer them, or withdraw one, before asking again."
             )
+        _check_daily_requests(org)
         top_up_request = TopUpRequest.objects.create(
             org=org, requested_by=user, amount=amount, note=note.strip()[:200]
         )
@@ -208,6 +213,27 @@ def request_top_up(*, org, user, amount: int, note: str = "") -> TopUpRequest:
         )
         transaction.on_commit(partial(_tell_operators, top_up_request.pk))
     return top_up_request
+
+
+def _check_daily_requests(org) -> None:
+    limit, window = TopUpRequest.MAX_UNANSWERED_PER_DAY, TopUpRequest.UNANSWERED_WINDOW
+    recent = (
+        TopUpRequest.objects.for_org(org)
+        .unanswered()
+        .filter(created_at__gt=timezone.now() - window)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+    )
+    counted = list(recent[:limit])
+    if len(counted) < limit:
+        return
+    # The oldest of the last `limit` requests leaves the window first.
+    hours = math.ceil((counted[-1] + window - timezone.now()).total_seconds() / 3600)
+    raise TopUpRequestError(
+        f"Your organization has made {limit} credit requests in the past "
+        f"{window.total_seconds() / 3600:g} hours, counting withdrawn ones: the most "
+        f"allowed. You can ask again in {hours} hour{'s' if hours != 1 else ''}."
+    )
 
 
 def approve_top_up_request(*, top_up_request: TopUpRequest, operator) -> TopUpRequest:

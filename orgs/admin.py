@@ -8,6 +8,7 @@ from django.http import HttpResponseRedirect
 
 from orgs import services
 from orgs.access import get_membership
+from orgs.events import announce
 from orgs.models import Invitation, Membership, Organization, OrgError
 
 
@@ -137,6 +138,21 @@ class OrganizationAdmin(OrgScopedAdmin):
     fields = ["name", "slug", "public_id", "created_at"]
     readonly_fields = ["slug", "public_id", "created_at"]
 
+    def save_model(self, request, obj, form, change):
+        """A rename here is recorded as the settings page records it (org.settings_changed), in
+        the admin's transaction: for an organization admin, and for an operator (who reads as
+        NER Studio in the organization's log)."""
+        super().save_model(request, obj, form, change)
+        if change and "name" in form.changed_data:
+            announce(
+                actor=request.user,
+                action="org.settings_changed",
+                org=obj,
+                target=obj,
+                before={"name": form.initial["name"]},
+                after={"name": obj.name},
+            )
+
 
 class MembershipAdminForm(forms.ModelForm):
     class Meta:
@@ -199,6 +215,7 @@ class InvitationAdmin(OrgScopedAdmin):
         "expires_at",
         "accepted_at",
         "accepted_by",
+        "declined_at",
         "revoked_at",
     ]
     fields = readonly_fields

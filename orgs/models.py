@@ -1,3 +1,4 @@
+import math
 import uuid
 import zoneinfo
 from datetime import timedelta
@@ -121,22 +122,28 @@ class Membership(models.Model):
     def is_admin(self):
         return self.role == self.Role.ADMIN
 
+    LAST_ADMIN_ERROR = "An organization needs at least one admin: make someone else an admin first."
+
+    def is_last_admin(self) -> bool:
+        admins = Membership.objects.filter(org_id=self.org_id, role=self.Role.ADMIN)
+        return admins.filter(pk=self.pk).exists() and not admins.exclude(pk=self.pk).exists()
+
     def ensure_not_last_admin(self):
         """Every organization keeps at least one admin.
 
-        Call inside a transaction, before demoting or removing: it locks the organization row, so
-        two admins demoting each other at once queue up and the second one is refused.
+        Call inside a transaction, before demoting, removing or leaving: it locks the organization
+        row, so two admins demoting each other at once queue up and the second one is refused.
         """
         list(Organization.objects.select_for_update().filter(pk=self.org_id).values_list("pk"))
-        admins = Membership.objects.filter(org_id=self.org_id, role=self.Role.ADMIN)
-        if admins.filter(pk=self.pk).exists() and not admins.exclude(pk=self.pk).exists():
-            raise OrgError(
-                "An organization needs at least one admin: make someone else an admin first."
-            )
+        if self.is_last_admin():
+            raise OrgError(self.LAST_ADMIN_ERROR)
 
 
-# An invitation nobody accepted or revoked yet (it may have expired): one email has one at most.
-OPEN_INVITATION = models.Q(accepted_at__isnull=True, revoked_at__isnull=True)
+# An invitation nobody accepted, declined or revoked yet (it may have expired): one email has one at
+# most.
+OPEN_INVITATION = models.Q(
+    accepted_at__isnull=True, declined_at__isnull=True, revoked_at__isnull=True
+)
 
 
 class InvitationQuerySet(models.QuerySet):
@@ -153,13 +160,31 @@ class InvitationQuerySet(models.QuerySet):
     def for_email(self, email):
         return self.filter(email__iexact=email)
 
+    def for_any_email(self, emails):
+        """Invitations to any of `emails` (none for none)."""
+        condition = models.Q(pk__in=[])
+        for email in emails:
+            condition |= models.Q(email__iexact=email)
+        return self.filter(condition)
+
 
 class Invitation(models.Model):
-    """An emailed, single-use, expiring invitation. Only the token's hash is stored."""
+    """An emailed, single-use, expiring invitation. Only the token's hash is stored.
+
+    Anyone who signs in can found an organization, so an organization's admins are tenants: the
+    limits below keep one from using invitations to mail people without end.
+    """
+
+    # Pending invitations an organization may have at once.
+    MAX_PENDING_PER_ORG = 50
+    # An invitation is emailed at most once per this interval (inviting the address again is a
+    # re-send).
+    RESEND_INTERVAL = timedelta(minutes=10)
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         ACCEPTED = "accepted", "Accepted"
+        DECLINED = "declined", "Declined"
         REVOKED = "revoked", "Revoked"
         EXPIRED = "expired", "Expired"
 
@@ -180,6 +205,7 @@ class Invitation(models.Model):
     accepted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    declined_at = models.DateTimeField(null=True, blank=True)  # by the invited person
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     objects = InvitationQuerySet.as_manager()
@@ -206,10 +232,24 @@ class Invitation(models.Model):
         self.expires_at = self.sent_at + timedelta(days=settings.NERSTUDIO_INVITATION_DAYS)
         return token
 
+    def ensure_resendable(self) -> None:
+        """Raise OrgError while the last email for this invitation is under RESEND_INTERVAL old,
+        so re-sending (or inviting the address again) cannot flood its inbox."""
+        wait = self.sent_at + self.RESEND_INTERVAL - timezone.now()
+        if wait > timedelta(0):
+            minutes = math.ceil(wait.total_seconds() / 60)
+            raise OrgError(
+                f"An invitation was emailed to {self.email} less than "
+                f"{self.RESEND_INTERVAL.seconds // 60} minutes ago. You can send it again in "
+                f"{minutes} minute{'s' if minutes != 1 else ''}."
+            )
+
     @property
     def status(self) -> str:
         if self.accepted_at:
             return self.Status.ACCEPTED
+        if self.declined_at:
+            return self.Status.DECLINED
         if self.revoked_at:
             return self.Status.REVOKED
         if self.expires_at <= timezone.now():

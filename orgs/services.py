@@ -1,5 +1,7 @@
 """Organization services: every change to orgs, memberships and invitations goes through here."""
 
+import math
+
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.mail import send_mail
@@ -9,6 +11,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from lib import ratelimit
 from lib.tokens import hash_token
 from orgs.events import announce
 from orgs.models import Invitation, Membership, Organization, OrgError
@@ -28,6 +31,9 @@ def verified_emails(user) -> set[str]:
 # round trip) so that exactly that invitation is accepted when the sign-in completes.
 INVITATION_SESSION_KEY = "orgs.invitation_token"
 
+# Invitation emails, new and re-sent, one organization may send per hour (lib.ratelimit).
+INVITATION_EMAILS_PER_HOUR = 20
+
 
 def _memberships_of_email(email: str):
     """Memberships of the account that `email` signs in to: its own address or a verified one."""
@@ -38,22 +44,28 @@ def _memberships_of_email(email: str):
 
 
 def invite_member(*, org: Organization, email: str, role: str, invited_by) -> Invitation:
-    """Invite `email`, or re-send the open invitation that already exists for it. An account
-    belongs to one organization, so someone who already belongs to another is refused here,
-    not at the end of their sign-up (without naming that organization)."""
+    """Invite `email`, or re-send the open invitation that already exists for it.
+
+    Someone who belongs to another organization is invited like anyone else: refusing them
+    would tell any tenant which addresses use NER Studio. They read at acceptance that they must
+    leave their organization first (an account belongs to one)."""
     email = email.strip()
-    membership = _memberships_of_email(email).first()
-    if membership and membership.org_id == org.pk:
+    if _memberships_of_email(email).filter(org=org).exists():
         raise OrgError(f"{email} is already a member of {org}.")
-    if membership:
-        raise OrgError(
-            f"{email} already belongs to another organization on NER Studio, and an account "
-            f"belongs to one organization. They can join {org} once they have left it."
-        )
     with transaction.atomic():
+        # Lock the organization so concurrent invitations count the pending ones in turn.
+        list(Organization.objects.select_for_update().filter(pk=org.pk).values_list("pk"))
         invitation = (
             Invitation.objects.for_org(org).for_email(email).open().select_for_update().first()
         ) or Invitation(org=org, email=email)
+        if invitation.pk:  # inviting the address again re-sends its open invitation
+            invitation.ensure_resendable()
+        elif Invitation.objects.for_org(org).pending().count() >= Invitation.MAX_PENDING_PER_ORG:
+            raise OrgError(
+                f"{org} already has {Invitation.MAX_PENDING_PER_ORG} pending invitations, the "
+                "most allowed. Revoke the ones no longer needed before inviting more people."
+            )
+        _count_invitation_email(org)
         before = {"role": invitation.role} if invitation.pk else None  # re-sending an open one
         invitation.role = role
         invitation.invited_by = invited_by
@@ -76,11 +88,16 @@ def invite_member(*, org: Organization, email: str, role: str, invited_by) -> In
 
 
 def resend_invitation(*, invitation: Invitation, invited_by) -> Invitation:
-    if invitation.accepted_at or invitation.revoked_at:
-        raise OrgError("Only open invitations can be re-sent.")
-    invitation.invited_by = invited_by
-    token = invitation.new_token()
     with transaction.atomic():
+        invitation = (
+            Invitation.objects.select_for_update().select_related("org").get(pk=invitation.pk)
+        )
+        if invitation.status not in (Invitation.Status.PENDING, Invitation.Status.EXPIRED):
+            raise OrgError("Only open invitations can be re-sent.")
+        invitation.ensure_resendable()
+        _count_invitation_email(invitation.org)
+        invitation.invited_by = invited_by
+        token = invitation.new_token()
         invitation.save(update_fields=["token_hash", "sent_at", "expires_at", "invited_by"])
         announce(
             actor=invited_by, action="invitation.resent", org=invitation.org, target=invitation
@@ -93,8 +110,20 @@ def resend_invitation(*, invitation: Invitation, invited_by) -> Invitation:
 def revoke_invitation(*, invitation: Invitation, actor) -> None:
     updated = Invitation.objects.open().filter(pk=invitation.pk).update(revoked_at=timezone.now())
     if not updated:
-        raise OrgError("This invitation was already used or revoked.")
+        raise OrgError("This invitation was already used, declined or revoked.")
     announce(actor=actor, action="invitation.revoked", org=invitation.org, target=invitation)
+
+
+def _count_invitation_email(org: Organization) -> None:
+    """Count one invitation email against the organization's hourly allowance, or raise OrgError
+    once it is spent."""
+    limit = INVITATION_EMAILS_PER_HOUR
+    if wait := ratelimit.hit(f"invitation-emails:{org.pk}", limit=limit, window=3600):
+        minutes = math.ceil(wait / 60)
+        raise OrgError(
+            f"Your organization has sent {limit} invitation emails this hour, the most allowed. "
+            f"You can send more in {minutes} minute{'s' if minutes != 1 else ''}."
+        )
 
 
 def invitation_url(token: str) -> str:
@@ -102,13 +131,17 @@ def invitation_url(token: str) -> str:
 
 
 def _send_invitation_email(invitation: Invitation, token: str) -> None:
+    """The platform mails on a tenant's behalf, so the subject is fixed and the body names the
+    organization only as a quoted name, on one line, beside the inviter's (verified) address
+    rather than their self-chosen display name."""
     context = {
         "invitation": invitation,
-        "inviter": invitation.invited_by,
+        "org_name": " ".join(invitation.org.name.split()),
+        "inviter_email": invitation.invited_by.email if invitation.invited_by else "",
         "url": invitation_url(token),
     }
     send_mail(
-        subject=f"You're invited to {invitation.org} on NER Studio",
+        subject="You're invited to NER Studio",
         message=render_to_string("orgs/email/invitation.txt", context),
         from_email=None,
         recipient_list=[invitation.email],
@@ -127,6 +160,8 @@ def check_invitation_open(invitation: Invitation) -> None:
     status = invitation.status
     if status == Invitation.Status.ACCEPTED:
         raise OrgError("This invitation has already been used.")
+    if status == Invitation.Status.DECLINED:
+        raise OrgError("You declined this invitation. Ask an admin to send a new one if you like.")
     if status == Invitation.Status.REVOKED:
         raise OrgError("This invitation was revoked by an admin of the organization.")
     if status == Invitation.Status.EXPIRED:
@@ -141,13 +176,29 @@ def check_invitation_for(invitation: Invitation, user) -> None:
         if membership.org_id == invitation.org_id:
             raise OrgError(f"You are already a member of {membership.org}.")
         raise OrgError(
-            f"You already belong to {membership.org}. An account belongs to one organization."
+            f"You already belong to {membership.org}. An account belongs to one organization: "
+            f"leave it first to join {invitation.org}."
         )
+    _check_addressed_to(invitation, user)
+
+
+def _check_addressed_to(invitation: Invitation, user) -> None:
     if invitation.email.lower() not in verified_emails(user):
         raise OrgError(
             f"This invitation was sent to {invitation.email}, but you are signed in as "
             f"{user.email}. Sign out and sign in with {invitation.email} to accept it."
         )
+
+
+def invitations_for(user):
+    """The pending invitations to the user's verified emails: what the welcome page offers to
+    accept or decline."""
+    return (
+        Invitation.objects.pending()
+        .for_any_email(verified_emails(user))
+        .select_related("org", "invited_by")
+        .order_by("-sent_at")
+    )
 
 
 def accept_invitation(*, invitation: Invitation, user) -> Membership:
@@ -178,27 +229,29 @@ def accept_invitation(*, invitation: Invitation, user) -> Membership:
 
 
 def join_invited_organization(*, user, token: str | None = None) -> Membership | None:
-    """On sign-in, a user without an organization joins the invitation whose link they opened
-    (`token`), else the newest pending invitation for one of their verified emails. Raises
-    OrgError with the reason when the opened invitation cannot be accepted."""
-    has_membership = Membership.objects.filter(user=user).exists()
+    """On sign-in, join the invitation whose link this browser opened (`token`), and only that
+    one: any tenant can invite any address, so an invitation nobody opened never joins anyone
+    (the welcome page offers those to accept or decline). Raises OrgError with the reason when
+    the opened invitation cannot be accepted."""
     invitation = find_invitation(token) if token else None
-    if invitation and invitation.accepted_by_id != user.pk:
-        return accept_invitation(invitation=invitation, user=user)  # or OrgError: why not
-    if has_membership:
+    if invitation is None or invitation.accepted_by_id == user.pk:
         return None
-    emails = verified_emails(user)
-    if not emails:
-        return None
-    for_any_email = Q()
-    for email in emails:
-        for_any_email |= Q(email__iexact=email)
-    for invitation in Invitation.objects.pending().filter(for_any_email).order_by("-sent_at"):
-        try:
-            return accept_invitation(invitation=invitation, user=user)
-        except OrgError:
-            continue
-    return None
+    return accept_invitation(invitation=invitation, user=user)  # or OrgError: why not
+
+
+def decline_invitation(*, invitation: Invitation, user) -> Invitation:
+    """The invited person says no: the invitation closes, and its organization's audit log says
+    so."""
+    with transaction.atomic():
+        invitation = (
+            Invitation.objects.select_for_update().select_related("org").get(pk=invitation.pk)
+        )
+        check_invitation_open(invitation)
+        _check_addressed_to(invitation, user)
+        invitation.declined_at = timezone.now()
+        invitation.save(update_fields=["declined_at"])
+        announce(actor=user, action="invitation.declined", org=invitation.org, target=invitation)
+    return invitation
 
 
 @transaction.atomic
@@ -220,6 +273,20 @@ def change_role(*, membership: Membership, role: str, actor) -> Membership:
             after={"role": role},
         )
     return membership
+
+
+@transaction.atomic
+def leave_organization(*, membership: Membership) -> None:
+    """A member leaves their organization; the last admin cannot (as they cannot be removed)."""
+    membership.ensure_not_last_admin()
+    announce(
+        actor=membership.user,
+        action="member.left",
+        org=membership.org,
+        target=membership.org,
+        before={"role": membership.role},
+    )
+    membership.delete()
 
 
 @transaction.atomic

@@ -10,9 +10,10 @@ from orgs.services import INVITATION_SESSION_KEY, join_invited_organization
 
 @receiver(user_logged_in, dispatch_uid="orgs_join_invited_organization")
 def join_invited_organization_on_sign_in(sender, request, user, **kwargs):
-    """Join the invitation whose link this browser opened before signing in (or up), else a
-    pending one for a verified email. Exactly one message says so: here, or on the name
-    question when sign-in asks it first."""
+    """Join the invitation whose link this browser opened before signing in (or up), and no
+    other: other pending invitations wait on the welcome page for the person to accept or
+    decline. Exactly one message says so: here, or on the name question when sign-in asks it
+    first."""
     token = request.session.pop(INVITATION_SESSION_KEY, None) if request is not None else None
     try:
         membership = join_invited_organization(user=user, token=token)

@@ -32,6 +32,10 @@ VIEWS = [
     ("workspace:remove-member", "membership", "post", 302, 403),
     ("workspace:resend-invitation", "invitation", "post", 302, 403),
     ("workspace:revoke-invitation", "invitation", "post", 302, 403),
+    ("workspace:leave", None, "get", 200, 200),
+    # Only the person an invitation is addressed to may answer it: to anyone else it is a 404.
+    ("workspace:accept-invitation", "invitation", "post", 404, 404),
+    ("workspace:decline-invitation", "invitation", "post", 404, 404),
     ("generation:generate", None, "get", 200, 200),
     ("generation:history", None, "get", 200, 200),
     ("gallery:index", None, "get", 200, 200),

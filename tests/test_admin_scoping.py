@@ -1,13 +1,17 @@
 """The Django admin for organization admins: their own organization's rows only, no platform
 models; members and anonymous visitors are kept out; superusers see everything."""
 
+from datetime import timedelta
+
 import pytest
 from allauth.socialaccount.models import SocialApp
 from django.contrib.auth.models import Group
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import User
+from audit.models import AuditEvent
 from orgs.models import Invitation, Membership, Organization
 from tests.factories import AdminMembershipFactory, InvitationFactory, MembershipFactory
 
@@ -239,6 +243,24 @@ def test_an_org_admin_can_rename_their_own_org(admin_client, rows):
     assert rows["org"].name == "Acme Studio"
 
 
+@pytest.mark.parametrize("who", ["admin_client", "superuser_client"])
+def test_renaming_an_org_in_the_admin_is_recorded_as_the_settings_page_records_it(
+    request, who, rows
+):
+    client = request.getfixturevalue(who)
+
+    client.post(change(rows["org"]), {"name": "Acme Studio"})
+    client.post(change(rows["org"]), {"name": "Acme Studio"})  # unchanged: nothing to record
+
+    (event,) = AuditEvent.objects.filter(org=rows["org"])
+    assert (event.action, event.before, event.after) == (
+        "org.settings_changed",
+        {"name": "Acme Creative"},
+        {"name": "Acme Studio"},
+    )
+    assert event.actor == client.get("/").wsgi_request.user
+
+
 def test_an_org_admin_can_change_a_role_in_their_own_org(admin_client, rows):
     membership = rows["membership"]
 
@@ -324,6 +346,7 @@ def run_action(client, action, *invitations):
 def test_an_org_admin_can_resend_their_orgs_invitation(admin_client, admin, rows):
     invitation = rows["invitation"]
     old_hash = invitation.token_hash
+    emailed_a_while_ago(invitation)
 
     response = run_action(admin_client, "resend", invitation)
 
@@ -333,6 +356,21 @@ def test_an_org_admin_can_resend_their_orgs_invitation(admin_client, admin, rows
     assert [m.to for m in mail.outbox] == [["new@acme.test"]]
     assert "/invite/" in mail.outbox[0].body
     assert "1 invitation(s) re-sent" in response.content.decode()
+
+
+def emailed_a_while_ago(invitation):
+    """Past the 10 minutes an invitation waits between two emails."""
+    Invitation.objects.filter(pk=invitation.pk).update(sent_at=timezone.now() - timedelta(hours=1))
+
+
+def test_the_resend_action_keeps_an_invitation_to_one_email_per_10_minutes(admin_client, rows):
+    response = run_action(admin_client, "resend", rows["invitation"])
+
+    assert not mail.outbox
+    assert [str(m) for m in response.context["messages"]] == [
+        "new@acme.test: An invitation was emailed to new@acme.test less than 10 minutes ago. "
+        "You can send it again in 10 minutes."
+    ]
 
 
 def test_an_org_admin_can_revoke_their_orgs_invitation(admin_client, rows):

@@ -4,6 +4,7 @@ events on the Audit log page, operators all of them in the read-only admin; noth
 changed or removed."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -19,7 +20,7 @@ from credits import limits
 from credits import services as credits
 from credits.models import TopUpRequest
 from orgs import services as orgs
-from orgs.models import Membership
+from orgs.models import Invitation, Membership
 from providers.models import CatalogueEntry, Provider
 from tests.factories import (
     InvitationFactory,
@@ -72,10 +73,16 @@ def recorded(event) -> tuple:
 # --- Each action is one event: who, when, on what, before and after ------------------------------
 
 
+def emailed_a_while_ago():
+    """Invitations may be emailed again 10 minutes after the last time."""
+    Invitation.objects.update(sent_at=timezone.now() - timedelta(minutes=10))
+
+
 def test_an_invitation_sent_and_sent_again_with_another_role(org, admin):
     sent = one_event(
         lambda: orgs.invite_member(org=org, email="new@acme.test", role="member", invited_by=admin)
     )
+    emailed_a_while_ago()
     again = one_event(
         lambda: orgs.invite_member(org=org, email="new@acme.test", role="admin", invited_by=admin)
     )
@@ -99,6 +106,7 @@ def test_an_invitation_resent_revoked_and_accepted(org, admin):
     revoked_one = InvitationFactory(org=org, email="two@acme.test")
     accepted_one = InvitationFactory(org=org, email="three@acme.test", role="admin")
     newcomer = UserFactory(email="three@acme.test")
+    emailed_a_while_ago()
 
     resent = one_event(lambda: orgs.resend_invitation(invitation=resent_one, invited_by=admin))
     revoked = one_event(lambda: orgs.revoke_invitation(invitation=revoked_one, actor=admin))

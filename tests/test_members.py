@@ -80,38 +80,24 @@ def test_inviting_an_existing_member_is_refused(admin_client, member):
     assert not Invitation.objects.exists()
 
 
-def test_inviting_someone_in_another_organization_is_refused_with_the_reason(
-    admin_client, other_admin
-):
-    response = admin_client.post(
-        reverse("workspace:invite"), {"email": other_admin.email, "role": "admin"}
-    )
-
-    page = response.content.decode()
-    assert response.status_code == 422
-    assert "already belongs to another organization" in page
-    assert "Rival Agency" not in page  # another organization's name is not revealed
-    assert f'value="{other_admin.email}"' in page and '<option value="admin" selected>' in page
-    assert not Invitation.objects.exists() and not mail.outbox
-
-
-def test_a_verified_second_email_of_someone_in_another_organization_is_refused(
-    org, admin, other_admin
-):
-    EmailAddress.objects.create(user=other_admin, email="rita@home.test", verified=True)
-    with pytest.raises(OrgError, match="already belongs to another organization"):
-        services.invite_member(org=org, email="RITA@home.test", role="member", invited_by=admin)
+def test_a_verified_second_email_of_a_member_is_refused_as_theirs(org, admin, member):
+    EmailAddress.objects.create(user=member, email="max@home.test", verified=True)
+    with pytest.raises(OrgError, match="already a member of Acme Creative"):
+        services.invite_member(org=org, email="MAX@home.test", role="member", invited_by=admin)
     assert not Invitation.objects.exists()
 
 
 def test_a_refused_invite_keeps_the_members_address_and_the_invite_url_answers_get(
-    admin_client, other_admin
+    admin_client, member
 ):
     response = admin_client.post(
         reverse("workspace:invite"),
-        {"email": other_admin.email, "role": "member"},
+        {"email": member.email, "role": "admin"},
         headers={"HX-Request": "true", "HX-Boosted": "true"},
     )
+    page = response.content.decode()
+    assert response.status_code == 422
+    assert f'value="{member.email}"' in page and '<option value="admin" selected>' in page
     assert response["HX-Replace-Url"] == reverse("workspace:members")
 
     reload = admin_client.get(reverse("workspace:invite"))  # e.g. a reload of the old address
@@ -121,6 +107,7 @@ def test_a_refused_invite_keeps_the_members_address_and_the_invite_url_answers_g
 
 def test_inviting_the_same_email_twice_resends_the_one_invitation(admin_client, org):
     admin_client.post(reverse("workspace:invite"), {"email": "twice@acme.test", "role": "member"})
+    Invitation.objects.update(sent_at=timezone.now() - timedelta(minutes=10))  # may be re-sent
     admin_client.post(reverse("workspace:invite"), {"email": "TWICE@acme.test", "role": "admin"})
     invitation = Invitation.objects.get(org=org)
     assert invitation.role == "admin"
@@ -296,6 +283,7 @@ def test_someone_in_another_organization_cannot_accept(client, org, other_admin)
 
 def test_resending_replaces_the_token_and_extends_the_expiry(admin_client, org):
     invitation = InvitationFactory(org=org, expires_at=timezone.now() - timedelta(days=1))
+    Invitation.objects.update(sent_at=timezone.now() - timedelta(days=8))
     old_link_token = invitation.token
 
     admin_client.post(reverse("workspace:resend-invitation", args=[invitation.public_id]))

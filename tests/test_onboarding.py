@@ -35,11 +35,18 @@ def test_a_member_cannot_create_a_second_organization(member_client, member):
     assert Membership.objects.get(user=member).org.name == "Acme Creative"
 
 
-def test_signing_in_with_a_pending_invitation_joins_that_organization(client, org):
+def test_signing_in_with_a_pending_invitation_offers_it_on_the_welcome_page(client, org):
     invitation = InvitationFactory(org=org, email="Invitee@Example.com", role="admin")
     user = UserFactory(email="invitee@example.com")
 
     client.force_login(user)  # sends user_logged_in, as allauth does after Google sign-in
+
+    assert not Membership.objects.filter(user=user).exists()  # not without their say
+    assert client.get("/")["Location"] == reverse("workspace:onboarding")
+    accept = reverse("workspace:accept-invitation", args=[invitation.public_id])
+    assert f'action="{accept}"' in client.get(reverse("workspace:onboarding")).content.decode()
+
+    client.post(accept)
 
     membership = Membership.objects.get(user=user)
     assert (membership.org, membership.role) == (org, "admin")

@@ -124,18 +124,28 @@ def test_a_new_google_user_gets_a_profile_and_names_their_organization(client):
         (Membership.Role.MEMBER, "generation:generate"),
     ],
 )
-def test_a_google_user_with_a_pending_invitation_joins_that_organization(client, org, role, home):
+def test_a_google_user_with_a_pending_invitation_accepts_it_on_the_welcome_page(
+    client, org, role, home
+):
+    """Without the link opened, signing in joins nothing: any tenant can invite any address."""
     invitation = InvitationFactory(org=org, email="Linus@Acme.test", role=role)
 
     response = sign_in_with_google(client, sub="2002", email="linus@acme.test", name="Linus")
 
     user = User.objects.get(email="linus@acme.test")
+    assert not Membership.objects.filter(user=user).exists()
+    assert landed_on(response) == f"{reverse('workspace:onboarding')}?next=%2F"
+    accept = reverse("workspace:accept-invitation", args=[invitation.public_id])
+    assert f'action="{accept}"' in response.content.decode()
+
+    response = client.post(accept, follow=True)
+
     membership = Membership.objects.get(user=user)
     assert (membership.org, membership.role) == (org, role)
     invitation.refresh_from_db()
     assert invitation.accepted_at is not None and invitation.accepted_by == user
     assert invitation.status == Invitation.Status.ACCEPTED
-    assert landed_on(response) == f"{reverse('workspace:onboarding')}?next=%2F"
+    assert landed_on(response) == reverse("workspace:onboarding")
     assert [str(m) for m in response.context["messages"]] == []  # said once, after the name
 
     response = client.post(landed_on(response), {"display_name": "Linus", "next": "/"}, follow=True)
@@ -269,8 +279,8 @@ def test_a_new_email_signs_up_without_a_password_and_names_an_organization(clien
     assert landed_on(response) == reverse("workspace:dashboard")
 
 
-def test_a_code_signup_with_a_pending_invitation_joins_that_organization(client, org):
-    InvitationFactory(org=org, email="invited@acme.test", role="member")
+def test_a_code_signup_with_a_pending_invitation_is_offered_it_on_the_welcome_page(client, org):
+    invitation = InvitationFactory(org=org, email="invited@acme.test", role="member")
     client.post(reverse("account_signup"), {"email": "invited@acme.test"})
 
     response = client.post(
@@ -278,9 +288,13 @@ def test_a_code_signup_with_a_pending_invitation_joins_that_organization(client,
     )
 
     user = User.objects.get(email="invited@acme.test")
-    assert Membership.objects.get(user=user).org == org
+    assert not Membership.objects.filter(user=user).exists()
     assert landed_on(response) == f"{reverse('workspace:onboarding')}?next=%2F"
-    response = client.post(landed_on(response), {"display_name": "Ivy", "next": "/"}, follow=True)
+    client.post(reverse("workspace:accept-invitation", args=[invitation.public_id]))
+    assert Membership.objects.get(user=user).org == org
+    response = client.post(
+        reverse("workspace:onboarding"), {"display_name": "Ivy", "next": "/"}, follow=True
+    )
     assert landed_on(response) == reverse("generation:generate")
 
 

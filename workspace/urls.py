@@ -21,6 +21,17 @@ urlpatterns = [
         name="set-monthly-limit",
     ),
     path("welcome/", views.onboarding, name="onboarding"),
+    path(
+        "welcome/invitations/<uuid:public_id>/accept/",
+        views.accept_invitation,
+        name="accept-invitation",
+    ),
+    path(
+        "welcome/invitations/<uuid:public_id>/decline/",
+        views.decline_invitation,
+        name="decline-invitation",
+    ),
+    path("leave/", views.leave_organization, name="leave"),
     path("invite/<str:token>/", views.invitation, name="invitation"),
     path("members/", views.members, name="members"),
     path("members/invite/", views.invite, name="invite"),

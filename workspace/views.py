@@ -137,7 +137,8 @@ def withdraw_credit_request(request, public_id):
 @login_required
 def onboarding(request):
     """The first sign-in step: the user's display name, asked once (prefilled when Google gave
-    one), and, without an invitation, a new organization to name and administer."""
+    one), and, without an organization, the pending invitations to their verified emails (to
+    accept or decline) beside a new organization to name and administer."""
     membership = get_membership(request)
     ask_name = first_sign_in.needs_name(request, request.user)
     if membership and not ask_name:
@@ -171,9 +172,59 @@ def onboarding(request):
         "name_form": name_form if ask_name else None,
         "form": org_form,
         "joined": membership,
+        "invitations": [] if membership else list(services.invitations_for(request.user)),
         "next": next_url,
     }
     return render(request, "workspace/onboarding.html", context)
+
+
+@require_POST
+@login_required
+def accept_invitation(request, public_id):
+    """Accept one of the invitations the welcome page offers (to the user's verified emails)."""
+    invitation = get_object_or_404(services.invitations_for(request.user), public_id=public_id)
+    try:
+        membership = services.accept_invitation(invitation=invitation, user=request.user)
+    except OrgError as exc:
+        messages.error(request, str(exc))
+        return redirect("workspace:onboarding")
+    if first_sign_in.needs_name(request, request.user):
+        return redirect("workspace:onboarding")  # the name question, then the welcome
+    messages.success(request, f"Welcome to {membership.org}!")
+    return redirect("home")
+
+
+@require_POST
+@login_required
+def decline_invitation(request, public_id):
+    invitation = get_object_or_404(services.invitations_for(request.user), public_id=public_id)
+    try:
+        services.decline_invitation(invitation=invitation, user=request.user)
+    except OrgError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"You declined the invitation to {invitation.org}.")
+    return redirect("workspace:onboarding")
+
+
+@require_http_methods(["GET", "POST"])
+@org_member_required
+def leave_organization(request):
+    """Asks to confirm, then leaves; `next` (e.g. the invitation that asked for it) follows."""
+    membership = request.membership
+    if request.method == "POST":
+        try:
+            services.leave_organization(membership=membership)
+        except OrgError as exc:
+            messages.error(request, str(exc))
+            return redirect("workspace:leave")
+        messages.success(request, f"You left {membership.org}.")
+        return redirect(_safe_next(request) or "workspace:onboarding")
+    context = {
+        "last_admin": membership.LAST_ADMIN_ERROR if membership.is_last_admin() else None,
+        "next": _safe_next(request),
+    }
+    return render(request, "workspace/leave.html", context)
 
 
 def _safe_next(request) -> str | None:
