@@ -1,10 +1,12 @@
 """Downloads of generated images: one image (inline or as an attachment), a generation's images
 as a zip, and a selection as a zip. Files are named `<organization>-<prompt>-<n>.<ext>`; anything
-the person may not see is a 404, for the whole request."""
+the person may not see is a 404, for the whole request. And the download of a result from a
+provider's server, bounded in time and size (generation/downloads.py)."""
 
 import io
 import itertools
 import os
+import time
 import uuid
 import warnings
 import zipfile
@@ -20,9 +22,12 @@ from django.utils import timezone
 
 from gallery.media import MAX_ZIP_IMAGES
 from gallery.models import Collection, CollectionItem
+from generation import downloads
+from generation.downloads import DownloadError, download_image
 from generation.models import Generation, GenerationImage
 from lib.streaming import FILE_CHUNK
 from tests.factories import GenerationFactory, MembershipFactory, finished_image, image_bytes
+from tests.hostile_server import drip, hold, read_request, serving
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
@@ -448,3 +453,77 @@ def test_under_asgi_another_organizations_image_and_zip_are_404(
         response = async_to_sync(client.get)(url)
         assert response.status_code == 404
         assert not response.streaming
+
+
+# --- A result from a provider's server: bounded in time and size, whatever the server does -----
+
+PNG = image_bytes("PNG", (4, 4))
+
+
+def result_answer(data: bytes, *, length: int | None = None, header_seconds=0.0, body_seconds=0.0):
+    """An HTTP answer with `data` as its body, its headers and body dripped over the seconds
+    given; `length` is the declared length (None: none, the body ends when the server closes)."""
+    headers = "Content-Type: image/png\r\nConnection: close\r\n"
+    if length is not None:
+        headers += f"Content-Length: {length}\r\n"
+
+    def answer(conn):
+        read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        drip(conn, f"{headers}\r\n".encode(), seconds=header_seconds)
+        drip(conn, data, seconds=body_seconds)
+        if length is not None and length > len(data):
+            hold(conn)
+
+    return answer
+
+
+@pytest.mark.usefixtures("loopback_egress")
+def test_a_result_is_downloaded_whole():
+    with serving(result_answer(PNG, length=len(PNG))) as url:
+        assert download_image(f"{url}/result.png") == PNG
+
+
+@pytest.mark.usefixtures("loopback_egress")
+def test_a_result_trickled_past_the_time_limit_is_cut_off_at_the_limit(monkeypatch):
+    monkeypatch.setattr(downloads, "TOTAL_SECONDS", 0.5)
+
+    with serving(result_answer(PNG, length=len(PNG), body_seconds=5)) as url:
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match="took too long"):
+            download_image(f"{url}/result.png")
+
+    assert time.monotonic() - started < 1  # every byte came well within any read timeout
+
+
+@pytest.mark.usefixtures("loopback_egress")
+def test_a_result_whose_headers_are_trickled_is_cut_off_at_the_time_limit(monkeypatch):
+    monkeypatch.setattr(downloads, "TOTAL_SECONDS", 0.5)
+
+    with serving(result_answer(PNG, length=len(PNG), header_seconds=5)) as url:
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match="took too long"):
+            download_image(f"{url}/result.png")
+
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.usefixtures("loopback_egress")
+def test_a_result_declared_larger_than_allowed_is_refused_before_it_is_read(settings):
+    settings.NERSTUDIO_RESULT_MAX_BYTES = 1000
+
+    with serving(result_answer(PNG, length=1001)) as url:  # the rest never comes
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match="larger than allowed"):
+            download_image(f"{url}/result.png")
+
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.usefixtures("loopback_egress")
+def test_a_result_growing_past_the_size_cap_is_cut_off(settings):
+    settings.NERSTUDIO_RESULT_MAX_BYTES = 100_000
+
+    answer = result_answer(PNG + b"\0" * 1_000_000)  # no declared length
+    with serving(answer) as url, pytest.raises(DownloadError, match="larger than allowed"):
+        download_image(f"{url}/result.png")

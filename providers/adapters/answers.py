@@ -6,6 +6,11 @@ other objects, fenced JSON, a sentence before the JSON, numbered or bulleted lis
 paragraph. The readers take the prompts out of any of these, so an answer in an unexpected shape
 does not fail a generation. The schema we send and the shapes we accept are tested together, in
 tests/providers/test_answers.py. Framework-free like the rest of the adapter layer.
+
+An answer comes from whatever endpoint an admin configured, so reading one takes time about
+linear in its length (no regex that backtracks without bound, a bounded number of JSON salvage
+tries), and an answer longer than any real one (MAX_ANSWER_CHARS) is not read at all
+(tests/providers/test_hostile_endpoints.py).
 """
 
 from __future__ import annotations
@@ -139,6 +144,17 @@ GEMINI_VISION_SCHEMA = gemini_schema(VISION_SCHEMA)
 
 # --- Reading answers ----------------------------------------------------------------------------
 
+# Real answers are a few KB (a handful of paragraphs); one longer than this is refused unread.
+MAX_ANSWER_CHARS = 64 * 1024
+TOO_LONG = f"The model's answer was longer than {MAX_ANSWER_CHARS // 1024} KB; it was not read."
+# How many places the salvage of "prose, then JSON" tries to parse JSON from before it gives up:
+# each failed try may read to the end of the answer.
+MAX_SALVAGE_TRIES = 64
+
+
+def _too_long(text: str) -> bool:
+    return len(text) > MAX_ANSWER_CHARS
+
 
 def chat_completion_text(payload: Mapping[str, Any]) -> str:
     """Text of the first choice of an OpenAI-style chat completion."""
@@ -164,7 +180,8 @@ def chat_completion_text(payload: Mapping[str, Any]) -> str:
     return content if isinstance(content, str) else ""
 
 
-FENCE = re.compile(r"```[^\n`]*\n?(.*?)```", re.DOTALL)
+# The info string is matched possessively: backtracking into it made an unclosed fence quadratic.
+FENCE = re.compile(r"```[^\n`]*+\n?(.*?)```", re.DOTALL)
 OPENER = re.compile(r"[{\[]")
 JSON_START = re.compile(r"\s*(?:\{|\[\s*[\"{\[\]])")  # not "[Scene 1] A mug ..."
 
@@ -191,12 +208,14 @@ def json_values(text: str) -> Iterator[Any]:
     if _json_block(text) is not None:
         return  # broken JSON: its inner objects are not the answer; salvage instead
     decoder = json.JSONDecoder()
-    position, size = 0, len(text.strip())
-    while match := OPENER.search(text, position):
+    position, size, misses = 0, len(text.strip()), 0
+    while misses < MAX_SALVAGE_TRIES and (match := OPENER.search(text, position)):
         try:
             value, position = decoder.raw_decode(text, match.start())
-        except (ValueError, RecursionError):
-            position = match.start() + 1
+        except RecursionError:
+            return  # nested deeper than any answer: so is everything inside it
+        except ValueError:
+            position, misses = match.start() + 1, misses + 1
             continue
         if 3 * (position - match.start()) >= size:
             yield value
@@ -329,7 +348,12 @@ def _paragraphs(body: str) -> list[str]:
     return found
 
 
-STRING = r'"((?:[^"\\]|\\.)*)"'  # a complete JSON string literal
+# A complete JSON string literal. Possessive, so a string never closed costs one pass, not one per
+# escaped quote in it.
+STRING = r'"((?:[^"\\]|\\.)*+)"'
+# A string literal, closed (group 2) or not: the strings of an array, one after another, so
+# none is read twice.
+STRING_TOKEN = re.compile(r'"((?:[^"\\]|\\.)*+)(")?')
 
 
 def _salvage(block: str, keys: Sequence[str]) -> list[str]:
@@ -338,7 +362,7 @@ def _salvage(block: str, keys: Sequence[str]) -> list[str]:
     pattern = rf'"(?:{"|".join(keys)})"\s*:\s*{STRING}'
     matches = list(re.finditer(pattern, block, flags=re.IGNORECASE))
     if not matches and re.match(r'\[\s*"', block):
-        matches = list(re.finditer(STRING, block))
+        matches = [match for match in STRING_TOKEN.finditer(block) if match.group(2)]
     found = []
     for match in matches:
         try:
@@ -383,8 +407,9 @@ def _unique(prompts: Sequence[str]) -> tuple[str, ...]:
 def read_prompts(text: Any) -> tuple[str, ...]:
     """Every usable prompt in a model's answer, in order: from JSON that follows our schema or a
     similar one, else from a numbered or bulleted list, else one prompt per paragraph. Empty and
-    repeated prompts are dropped; () when there is none (JSON too broken to read, say)."""
-    if not isinstance(text, str) or not text.strip():
+    repeated prompts are dropped; () when there is none (JSON too broken to read, say, or an
+    answer longer than MAX_ANSWER_CHARS)."""
+    if not isinstance(text, str) or not text.strip() or _too_long(text):
         return ()
     for value in json_values(text):
         if found := _unique(_prompts_in_json(value)):
@@ -438,6 +463,8 @@ def parse_vision(text: Any) -> VisionResult:
     hex colours in it are the palette."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidOutput("The model returned an empty answer.", code="empty")
+    if _too_long(text):
+        raise InvalidOutput(TOO_LONG, code="too_long")
     for value in json_values(text):
         if isinstance(value, str) and value.strip():
             return VisionResult(value.strip(), _palette(value))
@@ -562,6 +589,8 @@ def gather_variants(
     if not prompts:
         if not any(answer.strip() for answer in answers):
             raise InvalidOutput("The model returned an empty answer.", code="empty")
+        if all(_too_long(answer) for answer in answers if answer.strip()):
+            raise InvalidOutput(TOO_LONG, code="too_long")
         raise InvalidOutput("The model's answer held no usable prompt.", code="no_prompts")
     varied = n - len(prompts)
     prompts += variations(prompts, varied)

@@ -1,19 +1,18 @@
 """The one HTTP seam every adapter goes through, and reading what providers send back.
 
 Every call goes through `lib.egress` (its session refuses private addresses, redirects and
-platform keys sent elsewhere) and is bounded in time as a whole, body download included.
+platform keys sent elsewhere) and is bounded in time as a whole, from the connect to the body's
+last byte, and in size: a reply is at most MAX_REPLY_BYTES.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import requests
-import urllib3
 
 from lib import egress
 
@@ -21,6 +20,10 @@ from .errors import InvalidOutput, PermanentError, ProviderError, RetryableError
 
 USER_AGENT = "NER-Studio/0.1"
 MAX_PROVIDER_MESSAGE = 200
+# The largest reply we read: the result-download cap's default (NERSTUDIO_RESULT_MAX_BYTES), room
+# for a 4K image sent inline as base64 in a JSON reply (Gemini's generateContent, PROVIDERS.md
+# §3.1; a 25 MB PNG is 33 MB of base64). Real JSON replies are otherwise a few KB.
+MAX_REPLY_BYTES = 40 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -44,57 +47,33 @@ class HttpReply:
 def send(
     session: requests.Session, method: str, url: str, *, label: str, timeout: float, **kwargs: Any
 ) -> HttpReply:
-    """One outgoing call for the provider `label`. `timeout` bounds the whole call, body
-    download included.
-
-    requests' read timeout only bounds each socket read, so a server trickling bytes could hold
-    an attempt forever; we stream the body and stop at the deadline instead.
-    """
-    if timeout <= 0:
-        raise RetryableError(f"{label} timed out.", code="timeout")
-    deadline = time.monotonic() + timeout
+    """One outgoing call for the provider `label`. `timeout` bounds the whole call (connect,
+    sending, headers and body: egress.fetch), and the reply is at most MAX_REPLY_BYTES."""
     headers = {"User-Agent": USER_AGENT, **kwargs.pop("headers", {})}
     try:
-        response = session.request(
+        reply = egress.fetch(
             method,
             url,
+            seconds=timeout,
+            max_bytes=MAX_REPLY_BYTES,
+            session=session,
             headers=headers,
-            timeout=(min(5.0, timeout), timeout),
-            stream=True,
-            allow_redirects=False,
             **kwargs,
         )
-        try:
-            body = _read_until(response, deadline)
-        finally:
-            response.close()  # after a full read urllib3 has already pooled the connection
     except egress.EgressRefused as exc:
         raise PermanentError(f"{label}: {exc}", code="egress") from None
-    # Body reads go straight to urllib3, whose errors requests does not wrap.
-    except (requests.Timeout, urllib3.exceptions.TimeoutError):
+    except egress.TooLarge:
+        raise PermanentError(
+            f"{label} sent a reply larger than {MAX_REPLY_BYTES // (1024 * 1024)} MB; "
+            "it was not read.",
+            code="too_large",
+        ) from None
+    except requests.Timeout:
         raise RetryableError(f"{label} timed out.", code="timeout") from None
-    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+    except requests.RequestException as exc:
         reason = type(exc).__name__
         raise RetryableError(f"Could not reach {label} ({reason}).", code="network") from None
-    if body is None:
-        raise RetryableError(f"{label} timed out.", code="timeout")
-    return HttpReply(response.status_code, response.headers, body)
-
-
-def _read_until(response: requests.Response, deadline: float) -> bytes | None:
-    """The body, or None when the deadline passes first."""
-    chunks: list[bytes] = []
-    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        if sock is not None:
-            sock.settimeout(remaining)  # no single read may outlive the deadline
-        chunk = response.raw.read1(65536, decode_content=True)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+    return HttpReply(reply.status, reply.headers, reply.body)
 
 
 def loads(data: str | bytes) -> Any:
