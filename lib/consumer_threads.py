@@ -59,7 +59,7 @@ class Handshakes:
     they loaded. One per process, used from its event loop only."""
 
     QUIET = 0.01
-    LONGEST = 0.25
+    LONGEST = 0.1
 
     def __init__(self) -> None:
         self.last = 0.0

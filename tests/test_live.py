@@ -499,7 +499,7 @@ async def test_a_sockets_state_waits_until_a_burst_of_handshakes_has_passed(
 ):
     from lib.consumer_threads import Handshakes
 
-    burst = asyncio.create_task(handshakes_for(0.15))
+    burst = asyncio.create_task(handshakes_for(0.08))  # shorter than Handshakes.LONGEST
     communicator, connected = await connect(generation, owner_membership.user)
     assert connected  # the handshake itself is not held up
     state = await communicator.receive_from(timeout=TIMEOUT)
