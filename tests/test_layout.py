@@ -55,7 +55,7 @@ def header(html: str) -> str:
 def test_a_member_sees_the_four_studio_sections_and_no_manage_menu(member_client):
     html = header(member_client.get(reverse("generation:history")).content.decode())
 
-    assert [href for href, _ in links(html)][1:] == STUDIO + ["/leave/"]  # the account menu
+    assert [href for href, _ in links(html)][1:] == [*STUDIO, "/leave/"]  # the account menu
     assert "Manage" not in html
 
 
@@ -64,7 +64,7 @@ def test_an_admin_has_the_admin_pages_inline_and_in_the_manage_menu(admin_client
 
     hrefs = [href for href, _ in links(html)][1:]
     # inline (wide screens), then the manage menu, then the account menu
-    assert hrefs == STUDIO + ADMIN_PAGES + ADMIN_PAGES + ["/leave/"]
+    assert hrefs == [*STUDIO, *ADMIN_PAGES, *ADMIN_PAGES, "/leave/"]
     assert "<summary>Manage</summary>" in html
 
 
