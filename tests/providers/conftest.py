@@ -37,8 +37,9 @@ def jpeg_bytes(size=(32, 32), colour=(200, 40, 60)) -> bytes:
     return out.getvalue()
 
 
-def variants_completion(variants: list[str], finish_reason: str = "stop") -> dict:
-    """An OpenAI chat.completion object carrying our JSON answer (PROVIDERS.md §2.1)."""
+def json_completion(content: dict, finish_reason: str = "stop") -> dict:
+    """An OpenAI chat.completion object carrying `content` as its JSON answer (PROVIDERS.md
+    §2.1)."""
     return {
         "id": "chatcmpl-1",
         "object": "chat.completion",
@@ -49,7 +50,7 @@ def variants_completion(variants: list[str], finish_reason: str = "stop") -> dic
                 "index": 0,
                 "message": {
                     "role": "assistant",
-                    "content": json.dumps({"variants": variants}),
+                    "content": json.dumps(content),
                     "refusal": None,
                 },
                 "finish_reason": finish_reason,
@@ -58,6 +59,10 @@ def variants_completion(variants: list[str], finish_reason: str = "stop") -> dic
         ],
         "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30},
     }
+
+
+def variants_completion(variants: list[str], finish_reason: str = "stop") -> dict:
+    return json_completion({"variants": variants}, finish_reason)
 
 
 # --- A real HTTP server for timing tests --------------------------------------------------------

@@ -16,6 +16,8 @@ from library.models import ReferenceAnalysis
 from tests.factories import OwnKeyProviderFactory
 from tests.images import validated
 
+from .conftest import json_completion
+
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("provider_pipeline")]
 
 OPENAI_CHAT = "https://api.openai.com/v1/chat/completions"
@@ -23,22 +25,6 @@ KIE_CHAT = "https://api.kie.ai/gemini-3-pro/v1/chat/completions"
 REFERENCE = validated("#e67e22", (100, 100))
 DESCRIPTION = {"description": "Warm terracotta tones.", "palette": ["#d35400"]}
 VARIANTS = {"variants": ["Mug on linen", "Mug by a window", "Mug on slate"]}
-
-
-def completion(content: dict) -> dict:
-    return {
-        "id": "c",
-        "object": "chat.completion",
-        "created": 1767225600,
-        "model": "x",
-        "choices": [
-            {
-                "index": 0,
-                "finish_reason": "stop",
-                "message": {"role": "assistant", "content": json.dumps(content)},
-            }
-        ],
-    }
 
 
 def keys_used(mock) -> list[str]:
@@ -80,8 +66,8 @@ def generate(membership, *, credit_cost: int) -> Generation:
 
 
 def platform_answers(mock):
-    mock.post(OPENAI_CHAT, json=completion(DESCRIPTION))
-    mock.post(KIE_CHAT, json=completion(VARIANTS))
+    mock.post(OPENAI_CHAT, json=json_completion(DESCRIPTION))
+    mock.post(KIE_CHAT, json=json_completion(VARIANTS))
 
 
 def test_a_free_generation_runs_nothing_on_the_platforms_keys(admin_membership, tenant):
@@ -117,13 +103,13 @@ def test_a_free_generation_uses_the_organizations_own_key_writer_and_vision_mode
                 200,
                 {},
                 json.dumps(
-                    completion(
+                    json_completion(
                         DESCRIPTION if "T-VISION" in request.headers["Authorization"] else VARIANTS
                     )
                 ),
             ),
         )
-        mock.post(KIE_CHAT, json=completion(VARIANTS))
+        mock.post(KIE_CHAT, json=json_completion(VARIANTS))
         generation = generate(admin_membership, credit_cost=0)
         keys = keys_used(mock)
 
