@@ -65,7 +65,8 @@ class Collection(models.Model):
         return self.name
 
     def can_be_changed_by(self, membership) -> bool:
-        """Renaming and deleting: whoever made it, and the organization's admins."""
+        """Renaming, deleting and taking out any image: whoever made it, and the organization's
+        admins. Anyone else takes out only the images they added (CollectionItem)."""
         return membership.is_admin or self.created_by_id == membership.user_id
 
 
@@ -86,3 +87,7 @@ class CollectionItem(models.Model):
 
     def __str__(self):
         return f"{self.collection_id} ∋ {self.image_id}"
+
+    def can_be_removed_by(self, membership) -> bool:
+        mine = self.added_by_id == membership.user_id
+        return mine or self.collection.can_be_changed_by(membership)

@@ -66,8 +66,20 @@ def add_to_collection(*, collection: Collection, images, membership) -> int:
     return len(new)
 
 
-def remove_from_collection(*, collection: Collection, images) -> int:
-    removed, _ = CollectionItem.objects.filter(collection=collection, image__in=images).delete()
+def remove_from_collection(*, collection: Collection, images, membership) -> int:
+    """Take images out (the images stay). Whoever made the collection and the organization's
+    admins take out any; anyone else only what they added themselves, and a request naming
+    another person's addition removes nothing."""
+    items = CollectionItem.objects.filter(collection=collection, image__in=images)
+    if (
+        not collection.can_be_changed_by(membership)
+        and items.exclude(added_by_id=membership.user_id).exists()
+    ):
+        raise CollectionError(
+            f"Only whoever added an image, whoever made “{collection}” or an admin can take it "
+            "out; nothing was removed."
+        )
+    removed, _ = items.delete()
     return removed
 
 

@@ -10,7 +10,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from gallery import services
 from gallery.forms import GalleryFilterForm
-from gallery.models import Collection, Favourite
+from gallery.models import Collection, CollectionItem, Favourite
 from gallery.search import Cursor, find_images, visible_images
 from generation.models import Generation, GenerationImage
 from library.models import ReferenceAnalysis
@@ -93,9 +93,21 @@ def image_detail(request, public_id):
         .exists(),
         "is_favourite": image.pk in _favourite_ids(request, [image]),
         "collections": Collection.objects.for_org(request.org),
-        "in_collections": Collection.objects.filter(items__image=image),
+        "in_collections": _collected(image, request.membership),
     }
     return render(request, "gallery/image.html", context)
+
+
+def _collected(image, membership) -> list[CollectionItem]:
+    """The collections holding the image, each marked whether this person may take it out."""
+    items = list(
+        CollectionItem.objects.filter(image=image)
+        .select_related("collection")
+        .order_by("collection__name", "collection__pk")
+    )
+    for item in items:
+        item.removable = item.can_be_removed_by(membership)
+    return items
 
 
 def _favourite_ids(request, images) -> set[int]:
@@ -197,8 +209,14 @@ def collect(request):
     )
     images = _posted_images(request)
     if request.POST.get("remove"):
-        count = services.remove_from_collection(collection=collection, images=images)
-        messages.success(request, f"Removed {_images(count)} from “{collection}”.")
+        try:
+            count = services.remove_from_collection(
+                collection=collection, images=images, membership=request.membership
+            )
+        except services.CollectionError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Removed {_images(count)} from “{collection}”.")
     else:
         count = services.add_to_collection(
             collection=collection, images=images, membership=request.membership

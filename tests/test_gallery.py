@@ -875,6 +875,61 @@ def test_a_member_adds_their_image_to_a_colleagues_collection(
     assert collection.items.get().image == image
 
 
+def test_a_member_takes_out_only_what_they_added_to_a_colleagues_collection(
+    member_client, member_membership, org
+):
+    colleague = MembershipFactory(org=org)
+    mine, theirs = _image(member_membership), _image(colleague)
+    collection = _collection(colleague, images=[theirs])  # the colleague's, visible through it
+    CollectionItem.objects.create(
+        collection=collection, image=mine, added_by=member_membership.user
+    )
+    url = reverse("gallery:collect")
+
+    refused = member_client.post(
+        url,
+        {"collection": collection.public_id, "images": _ids(mine, theirs), "remove": "1"},
+        follow=True,
+    )
+    assert "nothing was removed" in _messages(refused)
+    assert set(collection.items.values_list("image_id", flat=True)) == {mine.pk, theirs.pk}
+
+    taken = member_client.post(
+        url, {"collection": collection.public_id, "images": _ids(mine), "remove": "1"}, follow=True
+    )
+    assert "Removed 1 image from “Spring campaign”." in _messages(taken)
+    assert list(collection.items.values_list("image_id", flat=True)) == [theirs.pk]
+
+
+def test_an_admin_takes_any_image_out_of_a_members_collection(
+    admin_client, admin_membership, member_membership
+):
+    image = _image(member_membership)
+    collection = _collection(member_membership, images=[image])
+    response = admin_client.post(
+        reverse("gallery:collect"),
+        {"collection": collection.public_id, "images": _ids(image), "remove": "1"},
+        follow=True,
+    )
+    assert "Removed 1 image" in _messages(response)
+    assert not collection.items.exists()
+
+
+def test_the_image_page_offers_remove_only_where_the_person_may_take_it_out(
+    member_client, member_membership, org
+):
+    colleague = MembershipFactory(org=org)
+    image = _image(member_membership)
+    _collection(colleague, name="Theirs", images=[image])
+    mine = _collection(member_membership, name="Mine", images=[image])
+    page = member_client.get(reverse("gallery:image", args=[image.public_id])).content.decode()
+
+    assert "Theirs" in page and "Mine" in page
+    assert 'title="Remove from Mine"' in page
+    assert 'title="Remove from Theirs"' not in page
+    assert mine.items.count() == 1
+
+
 def test_collecting_an_image_the_person_cannot_see_is_404_and_adds_nothing(
     member_client, member_membership, org, other_admin_membership
 ):

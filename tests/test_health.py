@@ -15,20 +15,28 @@ from kombu import Queue
 
 from generation.tasks import reconcile
 from nerstudio.celery import app as celery_app
+from tests.factories import UserFactory
 from workspace import health
 
 REDIS_URL = os.environ.get("REDIS_URL")
 needs_redis = pytest.mark.skipif(not REDIS_URL, reason="needs REDIS_URL (CI sets it)")
 
 
+TOKEN = "readyz-probe-token"
+
+
 @pytest.fixture(autouse=True)
-def _fresh_heartbeat(monkeypatch):
-    """The heartbeat is written at most every few seconds per process: start each test afresh."""
+def _fresh_heartbeat(monkeypatch, settings):
+    """The heartbeat is written at most every few seconds per process, and a verdict is reused
+    for a second: start each test afresh, every call a new round of checks."""
     monkeypatch.setattr(health, "_last_beat", {})
+    monkeypatch.setattr(health, "_recent", None)
+    settings.NERSTUDIO_READYZ_REUSE = 0
+    settings.NERSTUDIO_READYZ_TOKEN = TOKEN
 
 
-def readyz(client):
-    response = client.get("/readyz/")
+def readyz(client, token=TOKEN):
+    response = client.get("/readyz/", headers={"Authorization": f"Bearer {token}"})
     return response, response.json()
 
 
@@ -218,3 +226,62 @@ def test_with_redis_readyz_reports_each_queues_depth(client, settings, monkeypat
     assert queues["depths"][name] == 4
     assert isinstance(queues["unacked"], int)
     assert response.status_code == 200
+
+
+# --- Who sees what, and what a flood of probes costs ----------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("token", ["", "wrong-token", TOKEN + "x"])
+def test_without_the_token_readyz_gives_only_the_verdict(client, token):
+    response, body = readyz(client, token=token)
+
+    assert response.status_code == 200
+    assert body == {"status": "ready"}
+
+
+def test_without_the_token_a_failure_is_still_a_503_but_names_nothing(client, monkeypatch):
+    def refuse():
+        raise OperationalError("down")
+
+    monkeypatch.setattr(health, "connection", _Connection(refuse))
+
+    response, body = readyz(client, token="")
+
+    assert response.status_code == 503
+    assert body == {"status": "not ready"}
+
+
+@pytest.mark.django_db
+def test_a_signed_in_superuser_sees_the_details_without_a_token(client, settings):
+    settings.NERSTUDIO_READYZ_TOKEN = ""  # no token configured: nobody gets in with an empty one
+
+    assert readyz(client, token="")[1] == {"status": "ready"}
+    client.force_login(UserFactory(is_superuser=True, is_staff=True))
+    assert readyz(client, token="")[1]["checks"]["database"]["status"] == "ok"
+
+
+@pytest.mark.django_db
+def test_an_org_admin_sees_only_the_verdict(admin_client):
+    assert readyz(admin_client, token="")[1] == {"status": "ready"}
+
+
+@pytest.mark.django_db
+def test_a_flood_of_probes_runs_the_checks_once_per_interval(client, settings, monkeypatch):
+    settings.NERSTUDIO_READYZ_REUSE = 60
+    runs = []
+    real = health.check_database
+
+    def counted():
+        runs.append(1)
+        return real()
+
+    monkeypatch.setattr(health, "check_database", counted)
+
+    for _ in range(20):
+        assert readyz(client, token="")[0].status_code == 200
+    assert len(runs) == 1
+
+    settings.NERSTUDIO_READYZ_REUSE = 0  # the interval has passed
+    readyz(client, token="")
+    assert len(runs) == 2

@@ -12,6 +12,13 @@ check runs on its own thread with a time limit (NERSTUDIO_READYZ_TIMEOUT), so a 
 makes the answer late by at most that, never hang it. Errors are named by their type only: an
 exception's text may quote a URL with credentials.
 
+/readyz/ is public (load balancers call it without credentials), so anyone gets only the verdict
+and its status code; the checks' details — queue names and depths, heartbeats, timings — go to a
+caller with the operator's token (`Authorization: Bearer $NERSTUDIO_READYZ_TOKEN`), a signed-in
+superuser, or anyone with DEBUG on. A verdict is reused for NERSTUDIO_READYZ_REUSE seconds and
+concurrent calls share one run, so a flood of probes costs each process one round of checks per
+that interval, not one per request.
+
 Workers write the heartbeat as they finish tasks (`record_heartbeat`, on Celery's task_postrun);
 the beat's reconcile round every few seconds keeps the maintenance queue's fresh. In the embedded
 mode the web process's own task threads are the workers and write the same heartbeat.
@@ -20,6 +27,7 @@ mode the web process's own task threads are the workers and write the same heart
 import contextlib
 import logging
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -36,6 +44,7 @@ from django.core.cache import cache
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
+from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from kombu.transport import redis as redis_transport
 
@@ -57,6 +66,40 @@ def healthz(request):
 
 @never_cache
 def readyz(request):
+    body, status = _recent_readiness()
+    if not _may_see_details(request):
+        body = {"status": body["status"]}
+    return JsonResponse(body, status=status)
+
+
+def _may_see_details(request) -> bool:
+    if settings.DEBUG:
+        return True
+    token = settings.NERSTUDIO_READYZ_TOKEN
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if token and constant_time_compare(given, token):
+        return True
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_active and user.is_superuser)
+
+
+_recent: tuple[float, dict[str, Any], int] | None = None  # (when, body, status)
+_recent_lock = threading.Lock()
+
+
+def _recent_readiness() -> tuple[dict[str, Any], int]:
+    """The last verdict while it is fresh, else a new one; callers arriving during a run wait
+    for it rather than start their own."""
+    global _recent
+    with _recent_lock:
+        now = time.monotonic()
+        if _recent is None or now - _recent[0] >= settings.NERSTUDIO_READYZ_REUSE:
+            body, status = _check_readiness()
+            _recent = (time.monotonic(), body, status)
+        return _recent[1], _recent[2]
+
+
+def _check_readiness() -> tuple[dict[str, Any], int]:
     started = time.monotonic()
     broker = bool(settings.CELERY_BROKER_URL)
     checks: dict[str, tuple[Callable[[], dict[str, Any]], bool]] = {
@@ -89,7 +132,7 @@ def readyz(request):
     if not ready:
         failed = [name for name, r in results.items() if r["required"] and r["status"] != "ok"]
         logger.warning("Not ready: %s", ", ".join(failed))
-    return JsonResponse(body, status=200 if ready else 503)
+    return body, 200 if ready else 503
 
 
 def _timed(check: Callable[[], dict[str, Any]], ids: Mapping[str, Any]) -> dict[str, Any]:

@@ -600,6 +600,10 @@ USE_TZ = True
 # which the workers' heartbeat (written as they finish tasks; reconcile runs every 5 s) is stale.
 NERSTUDIO_READYZ_TIMEOUT = env.float("NERSTUDIO_READYZ_TIMEOUT", default=2.0)
 NERSTUDIO_HEARTBEAT_MAX_AGE = env.int("NERSTUDIO_HEARTBEAT_MAX_AGE", default=60)
+# Who sees /readyz/'s details (`Authorization: Bearer <token>`; superusers and DEBUG always do),
+# and how many seconds a verdict is reused (a flood of probes runs the checks once per interval).
+NERSTUDIO_READYZ_TOKEN = env.str("NERSTUDIO_READYZ_TOKEN", default="")
+NERSTUDIO_READYZ_REUSE = env.float("NERSTUDIO_READYZ_REUSE", default=1.0)
 # "json": one JSON object per line, for a log pipeline (the production default); "text": readable
 # lines (the default with DEBUG on). Both carry the request id and generation id where known.
 NERSTUDIO_LOG_FORMAT = env.str("NERSTUDIO_LOG_FORMAT", default="text" if DEBUG else "json")
