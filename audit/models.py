@@ -41,6 +41,7 @@ ACTIONS = {
     "member.left": "left",
     "member.limit_changed": "changed the monthly limit of",
     "org.settings_changed": "changed the settings of",
+    "org.deleted": "deleted the organization",
     "top_up_request.requested": "requested credits:",
     "top_up_request.withdrawn": "withdrew",
     "top_up_request.approved": "approved",

@@ -33,6 +33,7 @@ VIEWS = [
     ("workspace:resend-invitation", "invitation", "post", 302, 403),
     ("workspace:revoke-invitation", "invitation", "post", 302, 403),
     ("workspace:leave", None, "get", 200, 200),
+    ("workspace:delete-organization", None, "get", 200, 403),
     # Only the person an invitation is addressed to may answer it: to anyone else it is a 404.
     ("workspace:accept-invitation", "invitation", "post", 404, 404),
     ("workspace:decline-invitation", "invitation", "post", 404, 404),

@@ -1,4 +1,4 @@
-"""Founding an organization: the one way an organization comes to be.
+"""Founding an organization: the one way an organization comes to be; and deleting one.
 
 It sits above the apps it brings together (orgs, credits, providers), so none of them reaches up
 into another: onboarding, seed_demo and the test factories all call `open_organization`, and no
@@ -9,8 +9,13 @@ from django.db import transaction
 
 from audit.services import changes, record_event
 from credits import services as credit_services
+from credits.models import CreditAccount
+from generation.models import Generation, GenerationImage
+from lib.tasks import enqueue
+from library.models import SourceImage
 from orgs.models import Membership, Organization, OrgError
 from providers.defaults import install_default_providers
+from workspace import tasks
 
 
 @transaction.atomic
@@ -56,3 +61,41 @@ def update_organization_settings(*, org: Organization, actor, **values) -> Organ
         actor=actor, action="org.settings_changed", org=org, target=org, before=before, after=after
     )
     return org
+
+
+@transaction.atomic
+def delete_organization(*, org: Organization, actor, confirm_name: str) -> None:
+    """An admin deletes the organization for good: its members, invitations, generations,
+    library, collections, providers and own keys, credit balance and ledger. The files follow in
+    the background (workspace.tasks.delete_stored_files). Refused while a generation is running
+    (its provider may still call back and its credits are held). The audit log keeps one event,
+    with the balance given up, for the operators."""
+    org = Organization.objects.select_for_update().get(pk=org.pk)
+    if " ".join(confirm_name.split()) != org.name:
+        raise OrgError(f"Type the organization's name, “{org.name}”, to delete it.")
+    if Generation.objects.filter(org=org, finished_at__isnull=True).exists():
+        raise OrgError(
+            "A generation is still running; delete the organization once it has finished."
+        )
+    files = [
+        name
+        for model in (GenerationImage, SourceImage)
+        for pair in model.objects.filter(org=org).values_list("file", "thumbnail")
+        for name in pair
+        if name
+    ]
+    balance = CreditAccount.objects.filter(org=org).values_list("balance", flat=True).first()
+    record_event(
+        actor=actor,
+        action="org.deleted",
+        org=org,
+        target=org,
+        before={
+            "name": org.name,
+            "members": Membership.objects.filter(org=org).count(),
+            "balance": balance or 0,
+        },
+    )
+    org.delete()
+    if files:
+        enqueue(tasks.delete_stored_files, names=files)

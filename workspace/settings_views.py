@@ -1,12 +1,13 @@
-"""Organization settings (admins): the time zone, spending limits and the low-balance warning."""
+"""Organization settings (admins): the time zone, spending limits, the low-balance warning, and
+deleting the organization."""
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from credits import limits
 from orgs.access import org_admin_required
-from orgs.models import Membership
+from orgs.models import Membership, OrgError
 from workspace import services
 from workspace.forms import MonthlyLimitForm, OrganizationSettingsForm
 
@@ -55,3 +56,28 @@ def set_monthly_limit(request, public_id):
     else:
         messages.success(request, f"{membership.user} may spend {limits.credits(limit)} a month.")
     return redirect("workspace:settings")
+
+
+@require_http_methods(["GET", "POST"])
+@org_admin_required
+def delete_organization(request):
+    """Asks for the organization's name, then deletes it (workspace.services)."""
+    org, error = request.org, None
+    if request.method == "POST":
+        try:
+            services.delete_organization(
+                org=org, actor=request.user, confirm_name=request.POST.get("confirm_name", "")
+            )
+        except OrgError as exc:
+            error = str(exc)
+        else:
+            messages.success(request, f"Deleted {org} and everything in it.")
+            return redirect("workspace:onboarding")
+    context = {
+        "error": error,
+        "members": Membership.objects.filter(org=org).count(),
+        "balance": org.credits.balance,
+    }
+    return render(
+        request, "workspace/delete_organization.html", context, status=422 if error else 200
+    )

@@ -20,6 +20,7 @@ urlpatterns = [
         settings_views.set_monthly_limit,
         name="set-monthly-limit",
     ),
+    path("settings/delete/", settings_views.delete_organization, name="delete-organization"),
     path("welcome/", views.onboarding, name="onboarding"),
     path(
         "welcome/invitations/<uuid:public_id>/accept/",

@@ -202,6 +202,7 @@ CELERY_TASK_ROUTES = {
     "providers.local.image.render_local_image": {"queue": "render"},  # the offline provider's CPU
     "generation.tasks.reconcile": {"queue": "maintenance"},  # beat
     "generation.tasks.add_missing_thumbnails": {"queue": "maintenance"},  # beat
+    "workspace.tasks.delete_stored_files": {"queue": "maintenance"},  # a deleted organization's
 }
 # Celery workers' CPU priority (nice, 0–19): on a box shared with the web processes, pages go
 # first (nerstudio/celery.py).

@@ -1,0 +1,165 @@
+"""Deleting an organization: an admin types its name, and it goes for good with everything in it
+(members, invitations, generations, library, collections, providers, credits) and, in the
+background, its files. Refused while a generation runs; members and other organizations' admins
+cannot; the audit log keeps the event, with the balance given up, for the operators."""
+
+import pytest
+from django.core.files.storage import default_storage
+from django.urls import reverse
+
+from audit.models import AuditEvent
+from credits import services as credits
+from gallery.models import Collection, CollectionItem
+from generation.models import Generation, GenerationImage
+from lib import tasks as task_runner
+from library.models import SourceImage
+from orgs.models import Invitation, Membership, Organization
+from providers.models import Provider
+from tests.factories import (
+    GenerationFactory,
+    InvitationFactory,
+    MembershipFactory,
+    UserFactory,
+    finished_image,
+    stored_source_image,
+)
+
+pytestmark = pytest.mark.django_db
+
+DELETE = reverse("workspace:delete-organization")
+
+
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+def _filled(membership):
+    """An organization with something of everything: credits, a member, an invitation, an image
+    in a collection, a library upload."""
+    org = membership.org
+    credits.top_up(org=org, amount=40)
+    MembershipFactory(org=org)
+    InvitationFactory(org=org, invited_by=membership.user)
+    source = stored_source_image(org, uploaded_by=membership.user)
+    image = finished_image(membership, products=[source])
+    collection = Collection.objects.create(org=org, name="Spring", created_by=membership.user)
+    CollectionItem.objects.create(collection=collection, image=image, added_by=membership.user)
+    return [f.name for f in (image.file, image.thumbnail, source.file) if f]
+
+
+def test_the_page_says_what_goes_and_asks_for_the_name(admin_client, admin_membership):
+    _filled(admin_membership)
+
+    page = admin_client.get(DELETE).content.decode()
+
+    assert "Delete Acme Creative?" in page
+    assert "2 members" in page and "40 credits" in page
+    assert 'name="confirm_name"' in page and "csrfmiddlewaretoken" in page
+
+
+def test_a_wrong_name_deletes_nothing(admin_client, admin_membership, org):
+    files = _filled(admin_membership)
+
+    response = admin_client.post(DELETE, {"confirm_name": "Acme"})
+
+    assert response.status_code == 422
+    assert "Type the organization&#x27;s name, “Acme Creative”, to delete it." in (
+        response.content.decode()
+    )
+    assert Organization.objects.filter(pk=org.pk).exists()
+    assert Membership.objects.filter(org=org).count() == 2
+    assert all(default_storage.exists(name) for name in files)
+
+
+def test_an_admin_deletes_the_organization_with_everything_in_it(
+    admin_client, admin_membership, org, other_admin_membership, django_capture_on_commit_callbacks
+):
+    files = _filled(admin_membership)
+    rival_image = finished_image(other_admin_membership)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(DELETE, {"confirm_name": " Acme  Creative "}, follow=True)
+    assert task_runner.wait_until_idle(timeout=10)
+
+    assert response.redirect_chain[-1][0] == reverse("workspace:onboarding")
+    assert [str(m) for m in response.context["messages"]] == [
+        "Deleted Acme Creative and everything in it."
+    ]
+    assert not Organization.objects.filter(pk=org.pk).exists()
+    for model in (Membership, Invitation, Generation, GenerationImage, SourceImage, Provider):
+        assert not model.objects.filter(org_id=org.pk).exists(), model
+    assert not Collection.objects.filter(org_id=org.pk).exists()
+    assert not any(default_storage.exists(name) for name in files)
+    # Another organization keeps everything.
+    assert default_storage.exists(rival_image.file.name)
+    assert Membership.objects.filter(pk=other_admin_membership.pk).exists()
+
+
+def test_the_audit_log_keeps_who_deleted_it_and_the_balance_given_up(
+    admin_client, admin_membership, admin, org, client
+):
+    _filled(admin_membership)
+
+    admin_client.post(DELETE, {"confirm_name": "Acme Creative"})
+
+    event = AuditEvent.objects.get(action="org.deleted")
+    assert (event.org_id, event.actor, event.target_label) == (org.pk, admin, "Acme Creative")
+    assert event.before == {"name": "Acme Creative", "members": 2, "balance": 40}
+    operator = UserFactory(is_superuser=True, is_staff=True)
+    client.force_login(operator)
+    listing = client.get(reverse("admin:audit_auditevent_changelist"))
+    assert listing.status_code == 200
+    assert "org.deleted" in listing.content.decode()
+    assert "Acme Creative" in listing.content.decode()
+
+
+def test_the_former_admin_can_found_a_new_organization(admin_client, admin):
+    admin_client.post(DELETE, {"confirm_name": "Acme Creative"})
+
+    response = admin_client.get(reverse("workspace:onboarding"))
+
+    assert response.status_code == 200
+    assert not Membership.objects.filter(user=admin).exists()
+
+
+def test_a_running_generation_stops_the_deletion(admin_client, admin_membership, org):
+    GenerationFactory(org=org, user=admin_membership.user, status=Generation.Status.GENERATING)
+
+    response = admin_client.post(DELETE, {"confirm_name": "Acme Creative"})
+
+    assert response.status_code == 422
+    assert "A generation is still running" in response.content.decode()
+    assert Organization.objects.filter(pk=org.pk).exists()
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_a_member_cannot_delete_the_organization(member_client, org, method):
+    response = getattr(member_client, method)(DELETE, {"confirm_name": "Acme Creative"})
+
+    assert response.status_code == 403
+    assert Organization.objects.filter(pk=org.pk).exists()
+
+
+def test_another_organizations_admin_deletes_only_their_own(
+    client, org, admin_membership, other_admin_membership
+):
+    client.force_login(other_admin_membership.user)
+
+    response = client.post(DELETE, {"confirm_name": "Acme Creative"})
+
+    assert response.status_code == 422  # the name is not their organization's
+    assert Organization.objects.filter(pk=org.pk).exists()
+    assert Organization.objects.filter(pk=other_admin_membership.org_id).exists()
+
+
+def test_the_settings_page_links_to_the_deletion(admin_client, admin_membership):
+    page = admin_client.get(reverse("workspace:settings")).content.decode()
+
+    assert f'href="{DELETE}"' in page
+
+
+def test_the_last_admin_is_pointed_to_the_deletion_on_the_leave_page(admin_client, admin):
+    page = admin_client.get(reverse("workspace:leave")).content.decode()
+
+    assert f'href="{DELETE}"' in page
