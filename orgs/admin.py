@@ -138,6 +138,12 @@ class OrganizationAdmin(OrgScopedAdmin):
     fields = ["name", "slug", "public_id", "created_at"]
     readonly_fields = ["slug", "public_id", "created_at"]
 
+    def has_delete_permission(self, request, obj=None):
+        """Nobody here: an organization is deleted with its files and an audit event by
+        workspace.services.delete_organization (an admin's Settings page, the operators'
+        delete_organization command), never by a bare cascade."""
+        return False
+
     def save_model(self, request, obj, form, change):
         """A rename here is recorded as the settings page records it (org.settings_changed), in
         the admin's transaction: for an organization admin, and for an operator (who reads as

@@ -3,8 +3,12 @@
 background, its files. Refused while a generation runs; members and other organizations' admins
 cannot; the audit log keeps the event, with the balance given up, for the operators."""
 
+from io import StringIO
+
 import pytest
 from django.core.files.storage import default_storage
+from django.core.management import CommandError, call_command
+from django.test import Client
 from django.urls import reverse
 
 from audit.models import AuditEvent
@@ -23,6 +27,7 @@ from tests.factories import (
     finished_image,
     stored_source_image,
 )
+from workspace import services as workspace_services
 
 pytestmark = pytest.mark.django_db
 
@@ -163,3 +168,68 @@ def test_the_last_admin_is_pointed_to_the_deletion_on_the_leave_page(admin_clien
     page = admin_client.get(reverse("workspace:leave")).content.decode()
 
     assert f'href="{DELETE}"' in page
+
+
+def test_a_deletion_without_the_csrf_token_is_refused(admin, org):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin)
+
+    response = client.post(DELETE, {"confirm_name": "Acme Creative"})
+
+    assert response.status_code == 403
+    assert Organization.objects.filter(pk=org.pk).exists()
+
+
+def test_a_large_organizations_files_go_in_several_tasks(
+    admin_client, admin_membership, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(workspace_services, "FILES_PER_TASK", 2)
+    files = _filled(admin_membership)
+    assert len(files) > 2
+
+    with django_capture_on_commit_callbacks(execute=True) as sent:
+        admin_client.post(DELETE, {"confirm_name": "Acme Creative"})
+    assert task_runner.wait_until_idle(timeout=10)
+
+    assert len(sent) >= 2
+    assert not any(default_storage.exists(name) for name in files)
+
+
+def test_an_operator_deletes_an_organization_from_the_command_line(
+    admin_membership, org, django_capture_on_commit_callbacks
+):
+    files = _filled(admin_membership)
+    operator = UserFactory(is_superuser=True, is_staff=True)
+
+    with pytest.raises(CommandError, match="Type the organization"):
+        call_command("delete_organization", org.slug, "--confirm", "Acme")
+    assert Organization.objects.filter(pk=org.pk).exists()
+
+    out = StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command(
+            "delete_organization",
+            org.slug,
+            "--confirm",
+            "Acme Creative",
+            "--by",
+            operator.email,
+            stdout=out,
+        )
+    assert task_runner.wait_until_idle(timeout=10)
+
+    assert "Deleted Acme Creative (acme-creative)" in out.getvalue()
+    assert not Organization.objects.filter(pk=org.pk).exists()
+    assert not any(default_storage.exists(name) for name in files)
+    assert AuditEvent.objects.get(action="org.deleted").actor == operator
+
+
+def test_nobody_deletes_an_organization_in_the_django_admin(client, org):
+    client.force_login(UserFactory(is_superuser=True, is_staff=True))
+
+    response = client.post(
+        reverse("admin:orgs_organization_delete", args=[org.pk]), {"post": "yes"}
+    )
+
+    assert response.status_code == 403
+    assert Organization.objects.filter(pk=org.pk).exists()

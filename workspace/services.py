@@ -97,5 +97,8 @@ def delete_organization(*, org: Organization, actor, confirm_name: str) -> None:
         },
     )
     org.delete()
-    if files:
-        enqueue(tasks.delete_stored_files, names=files)
+    for start in range(0, len(files), FILES_PER_TASK):
+        enqueue(tasks.delete_stored_files, names=files[start : start + FILES_PER_TASK])
+
+
+FILES_PER_TASK = 500  # a task's message stays small however large the organization
