@@ -71,7 +71,7 @@ def delete_organization(*, org: Organization, actor, confirm_name: str) -> None:
     (its provider may still call back and its credits are held). The audit log keeps one event,
     with the balance given up, for the operators."""
     org = Organization.objects.select_for_update().get(pk=org.pk)
-    if " ".join(confirm_name.split()) != org.name:
+    if " ".join(confirm_name.split()) != " ".join(org.name.split()):
         raise OrgError(f"Type the organization's name, “{org.name}”, to delete it.")
     if Generation.objects.filter(org=org, finished_at__isnull=True).exists():
         raise OrgError(
