@@ -117,6 +117,9 @@ def test_the_audit_log_keeps_who_deleted_it_and_the_balance_given_up(
     assert listing.status_code == 200
     assert "org.deleted" in listing.content.decode()
     assert "Acme Creative" in listing.content.decode()
+    detail = client.get(reverse("admin:audit_auditevent_change", args=[event.pk]))
+    assert detail.status_code == 200
+    assert "Acme Creative" in detail.content.decode()
 
 
 def test_the_former_admin_can_found_a_new_organization(admin_client, admin):
