@@ -37,6 +37,7 @@ DELETE = reverse("workspace:delete-organization")
 @pytest.fixture(autouse=True)
 def _media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.CELERY_BROKER_URL = None  # the files' task runs on the in-process pool
 
 
 def _filled(membership):
