@@ -37,6 +37,7 @@ ROUTES = {
     "providers.local.image.render_local_image": "render",
     "generation.tasks.add_thumbnail": "results",
     "generation.tasks.reconcile": "maintenance",
+    "providers.local.image.expire_local_results": "maintenance",
     "tests.rename_org": "default",  # anything not routed
 }
 

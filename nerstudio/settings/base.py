@@ -202,6 +202,7 @@ CELERY_TASK_ROUTES = {
     "providers.local.image.render_local_image": {"queue": "render"},  # the offline provider's CPU
     "generation.tasks.reconcile": {"queue": "maintenance"},  # beat
     "generation.tasks.add_missing_thumbnails": {"queue": "maintenance"},  # beat
+    "providers.local.image.expire_local_results": {"queue": "maintenance"},  # beat
     "workspace.tasks.delete_stored_files": {"queue": "maintenance"},  # a deleted organization's
 }
 # Celery workers' CPU priority (nice, 0–19): on a box shared with the web processes, pages go
@@ -486,6 +487,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "generation.tasks.add_missing_thumbnails",
         "schedule": 300.0,
         "options": {"expires": 300.0},
+    },
+    # The offline renderer's results, kept a while as a remote provider keeps its own.
+    "expire-local-results": {
+        "task": "providers.local.image.expire_local_results",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
     },
 }
 

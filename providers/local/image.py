@@ -15,13 +15,16 @@ import re
 import threading
 import time
 import uuid
+from datetime import timedelta
 from typing import ClassVar
 
 import requests
 from celery import shared_task
 from django import forms
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.utils import timezone
 
 from lib.fetch_urls import fetch_url
 from lib.tasks import Task, enqueue
@@ -177,7 +180,44 @@ def _result_name(task_id: str) -> str:
     makes is a name (anything else could point elsewhere in storage)."""
     if not TASK_ID.fullmatch(task_id):
         raise PermanentError("Not a task of the local renderer.", code="unknown_task")
-    return f"local-provider/{task_id}.png"
+    return f"{RESULTS_FOLDER}/{task_id}.png"
+
+
+RESULTS_FOLDER = "local-provider"
+RESULT_RETENTION = timedelta(hours=1)  # at the least: see result_retention
+
+
+def result_retention() -> timedelta:
+    """How long the local provider keeps a result, as a remote provider keeps its results for a
+    while (kie.ai: 14 days) and then drops them: long after the image's deadline, by which the
+    pipeline has collected it (a copy of its own) or failed it."""
+    return max(RESULT_RETENTION, 2 * timedelta(seconds=settings.NERSTUDIO_IMAGE_DEADLINE_SECONDS))
+
+
+@shared_task
+def expire_local_results() -> int:
+    """The periodic clean-up (beat): delete the local provider's results older than
+    result_retention(). Without it every generated image stayed stored twice. Returns how many
+    were deleted."""
+    try:
+        _, names = default_storage.listdir(RESULTS_FOLDER)
+    except FileNotFoundError:
+        return 0  # nothing rendered yet
+    cutoff = timezone.now() - result_retention()
+    expired = 0
+    for name in names:
+        if not TASK_ID.fullmatch(name.removesuffix(".png")):
+            continue  # not one of ours
+        path = f"{RESULTS_FOLDER}/{name}"
+        try:
+            if default_storage.get_modified_time(path) < cutoff:
+                default_storage.delete(path)
+                expired += 1
+        except FileNotFoundError:
+            continue  # deleted meanwhile
+    if expired:
+        logger.info("Expired %d local provider results", expired)
+    return expired
 
 
 def absolute_url(name: str) -> str:
