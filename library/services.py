@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -56,20 +56,27 @@ def store_image(*, org: Organization, user, image: ValidatedImage) -> SourceImag
     probe = SourceImage(org=org, sha256=image.sha256, format=image.format)
     name = _save_once(source_image_path(probe, ""), image.content())
     thumbnail = _save_once(source_thumbnail_path(probe, ""), ContentFile(image.thumbnail))
-    source, created = SourceImage.objects.get_or_create(
-        org=org,
-        sha256=image.sha256,
-        defaults={
-            "file": name,
-            "thumbnail": thumbnail,
-            "format": image.format,
-            "width": image.width,
-            "height": image.height,
-            "size": image.size,
-            "original_name": image.name[:200],
-            "uploaded_by": user,
-        },
-    )
+    try:
+        source, created = SourceImage.objects.get_or_create(
+            org=org,
+            sha256=image.sha256,
+            defaults={
+                "file": name,
+                "thumbnail": thumbnail,
+                "format": image.format,
+                "width": image.width,
+                "height": image.height,
+                "size": image.size,
+                "original_name": image.name[:200],
+                "uploaded_by": user,
+            },
+        )
+    except IntegrityError:
+        if not Organization.objects.filter(pk=org.pk).exists():
+            # Deleted meanwhile (orgs.middleware): its files were listed without these.
+            default_storage.delete(name)
+            default_storage.delete(thumbnail)
+        raise
     if not created and (source.is_deleted or not source.file):
         SourceImage.objects.filter(pk=source.pk).update(
             file=name, thumbnail=thumbnail, deleted_at=None, archived_at=None
