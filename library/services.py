@@ -72,7 +72,7 @@ def store_image(*, org: Organization, user, image: ValidatedImage) -> SourceImag
             },
         )
     except IntegrityError:
-        if not Organization.objects.filter(pk=org.pk).exists():
+        if Organization.is_gone(org.pk):
             # Deleted meanwhile (orgs.middleware): its files were listed without these.
             default_storage.delete(name)
             default_storage.delete(thumbnail)

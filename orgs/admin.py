@@ -131,12 +131,12 @@ class OrgScopedAdmin(admin.ModelAdmin):
 @admin.register(Organization)
 class OrganizationAdmin(OrgScopedAdmin):
     org_field = "pk"
-    list_display = ["name", "slug", "public_id", "created_at"]
+    list_display = ["name", "slug", "public_id", "created_at", "deleted_at"]
     search_fields = ["name", "slug"]
     # Limits, warnings and the time zone are changed on the Organization settings page, which
-    # records each change in the audit log.
-    fields = ["name", "slug", "public_id", "created_at"]
-    readonly_fields = ["slug", "public_id", "created_at"]
+    # records each change in the audit log. "Deleted at": removed in the background since.
+    fields = ["name", "slug", "public_id", "created_at", "deleted_at"]
+    readonly_fields = ["slug", "public_id", "created_at", "deleted_at"]
 
     def has_delete_permission(self, request, obj=None):
         """Nobody here: an organization is deleted with its files and an audit event by

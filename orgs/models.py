@@ -16,8 +16,19 @@ class OrgError(Exception):
     """A refused organization change, with a message safe to show the user."""
 
 
+class OrganizationGone(Exception):
+    """The organization was deleted while a request of one of its members was under way
+    (orgs.middleware tells them)."""
+
+
 def time_zone_choices():
     return [(name, name.replace("_", " ")) for name in sorted(zoneinfo.available_timezones())]
+
+
+class OrganizationQuerySet(models.QuerySet):
+    def active(self):
+        """Not deleted: a deleted one's rows stay until its removal in the background ends."""
+        return self.filter(deleted_at__isnull=True)
 
 
 class Organization(models.Model):
@@ -48,12 +59,22 @@ class Organization(models.Model):
     # When the admins were last emailed about a low balance: once per crossing below the
     # threshold, cleared when the balance is back above it.
     low_balance_warned_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When an admin deleted it (workspace.services.delete_organization): its members are gone
+    # then, and its rows and files are removed in the background (purge_organization).
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = OrganizationQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self):
         return self.name
+
+    @classmethod
+    def is_gone(cls, pk: int) -> bool:
+        """Deleted (workspace.services.delete_organization), whether or not its row is left."""
+        return not cls.objects.active().filter(pk=pk).exists()
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:

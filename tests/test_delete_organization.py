@@ -1,8 +1,11 @@
-"""Deleting an organization: an admin types its name, and it goes for good with everything in it
-(members, invitations, generations, library, collections, providers, credits) and, in the
-background, its files. Refused while a generation runs; members and other organizations' admins
-cannot; the audit log keeps the event, with the balance given up, for the operators."""
+"""Deleting an organization: an admin types its name, and it goes for good: its members and
+invitations at once, everything else (generations, library, collections, providers, credits,
+files) in the background, in rounds. Refused while a generation runs; members and other
+organizations' admins cannot; the audit log keeps the event, with the balance given up, for the
+operators."""
 
+import re
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -10,6 +13,7 @@ from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from credits import services as credits
@@ -17,7 +21,7 @@ from gallery.models import Collection, CollectionItem
 from generation.models import Generation, GenerationImage
 from lib import tasks as task_runner
 from library.models import SourceImage
-from orgs.models import Invitation, Membership, Organization
+from orgs.models import Invitation, Membership, Organization, OrgError
 from providers.models import Provider
 from tests.factories import (
     GenerationFactory,
@@ -28,6 +32,7 @@ from tests.factories import (
     stored_source_image,
 )
 from workspace import services as workspace_services
+from workspace import tasks as workspace_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -73,11 +78,12 @@ def test_a_wrong_name_deletes_nothing(admin_client, admin_membership, org):
     assert "Type the organization&#x27;s name, “Acme Creative”, to delete it." in (
         response.content.decode()
     )
-    assert Organization.objects.filter(pk=org.pk).exists()
+    assert not Organization.is_gone(org.pk)
     assert Membership.objects.filter(org=org).count() == 2
     assert all(default_storage.exists(name) for name in files)
 
 
+@pytest.mark.django_db(transaction=True)  # the removal runs on the task pool's threads
 def test_an_admin_deletes_the_organization_with_everything_in_it(
     admin_client, admin_membership, org, other_admin_membership, django_capture_on_commit_callbacks
 ):
@@ -97,6 +103,7 @@ def test_an_admin_deletes_the_organization_with_everything_in_it(
         assert not model.objects.filter(org_id=org.pk).exists(), model
     assert not Collection.objects.filter(org_id=org.pk).exists()
     assert not any(default_storage.exists(name) for name in files)
+    assert AuditEvent.objects.filter(org_id=org.pk, action="org.deleted").exists()
     # Another organization keeps everything.
     assert default_storage.exists(rival_image.file.name)
     assert Membership.objects.filter(pk=other_admin_membership.pk).exists()
@@ -139,7 +146,7 @@ def test_a_running_generation_stops_the_deletion(admin_client, admin_membership,
 
     assert response.status_code == 422
     assert "A generation is still running" in response.content.decode()
-    assert Organization.objects.filter(pk=org.pk).exists()
+    assert not Organization.is_gone(org.pk)
 
 
 @pytest.mark.parametrize("method", ["get", "post"])
@@ -147,7 +154,7 @@ def test_a_member_cannot_delete_the_organization(member_client, org, method):
     response = getattr(member_client, method)(DELETE, {"confirm_name": "Acme Creative"})
 
     assert response.status_code == 403
-    assert Organization.objects.filter(pk=org.pk).exists()
+    assert not Organization.is_gone(org.pk)
 
 
 def test_another_organizations_admin_deletes_only_their_own(
@@ -158,8 +165,8 @@ def test_another_organizations_admin_deletes_only_their_own(
     response = client.post(DELETE, {"confirm_name": "Acme Creative"})
 
     assert response.status_code == 422  # the name is not their organization's
-    assert Organization.objects.filter(pk=org.pk).exists()
-    assert Organization.objects.filter(pk=other_admin_membership.org_id).exists()
+    assert not Organization.is_gone(org.pk)
+    assert not Organization.is_gone(other_admin_membership.org_id)
 
 
 def test_the_settings_page_links_to_the_deletion(admin_client, admin_membership):
@@ -181,24 +188,28 @@ def test_a_deletion_without_the_csrf_token_is_refused(admin, org):
     response = client.post(DELETE, {"confirm_name": "Acme Creative"})
 
     assert response.status_code == 403
-    assert Organization.objects.filter(pk=org.pk).exists()
+    assert not Organization.is_gone(org.pk)
 
 
+@pytest.mark.django_db(transaction=True)  # the removal runs on the task pool's threads
 def test_a_large_organizations_files_go_in_several_tasks(
-    admin_client, admin_membership, monkeypatch, django_capture_on_commit_callbacks
+    admin_client, admin_membership, monkeypatch, caplog
 ):
-    monkeypatch.setattr(workspace_services, "FILES_PER_TASK", 2)
+    monkeypatch.setattr(workspace_tasks, "FILES_PER_TASK", 2)
     files = _filled(admin_membership)
     assert len(files) > 2
 
-    with django_capture_on_commit_callbacks(execute=True) as sent:
+    with caplog.at_level("INFO", logger="workspace.tasks"):
         admin_client.post(DELETE, {"confirm_name": "Acme Creative"})
-    assert task_runner.wait_until_idle(timeout=10)
+        assert task_runner.wait_until_idle(timeout=10)
 
-    assert len(sent) >= 2
+    tasks = [r.getMessage() for r in caplog.records if "stored files" in r.getMessage()]
+    assert len(tasks) >= 2
+    assert all(re.match(r"Deleted ([12]) of \1 stored files", message) for message in tasks)
     assert not any(default_storage.exists(name) for name in files)
 
 
+@pytest.mark.django_db(transaction=True)  # the removal runs on the task pool's threads
 def test_an_operator_deletes_an_organization_from_the_command_line(
     admin_membership, org, django_capture_on_commit_callbacks
 ):
@@ -207,7 +218,7 @@ def test_an_operator_deletes_an_organization_from_the_command_line(
 
     with pytest.raises(CommandError, match="Type the organization"):
         call_command("delete_organization", org.slug, "--confirm", "Acme")
-    assert Organization.objects.filter(pk=org.pk).exists()
+    assert not Organization.is_gone(org.pk)
 
     out = StringIO()
     with django_capture_on_commit_callbacks(execute=True):
@@ -236,4 +247,89 @@ def test_nobody_deletes_an_organization_in_the_django_admin(client, org):
     )
 
     assert response.status_code == 403
-    assert Organization.objects.filter(pk=org.pk).exists()
+    assert not Organization.is_gone(org.pk)
+
+
+def test_members_lose_access_at_once_while_the_rest_is_removed_in_the_background(
+    admin_client, admin_membership, member_membership, org, memory_broker
+):
+    _filled(admin_membership)
+    member = Client()
+    member.force_login(member_membership.user)
+
+    admin_client.post(DELETE, {"confirm_name": "Acme Creative"})  # no worker runs the removal
+
+    assert Organization.is_gone(org.pk) and Organization.objects.get(pk=org.pk).deleted_at
+    assert not Membership.objects.filter(org=org).exists()
+    assert not Invitation.objects.filter(org=org).exists()
+    for url in ("generation:generate", "gallery:index", "library:index", "workspace:settings"):
+        assert member.get(reverse(url))["Location"] == reverse("workspace:onboarding"), url
+    assert GenerationImage.objects.filter(org=org).exists()  # not yet: the purge's work
+
+
+def test_a_large_organization_is_removed_in_rounds_of_generations(
+    admin, admin_membership, org, monkeypatch
+):
+    monkeypatch.setattr(workspace_services, "PURGE_GENERATIONS", 2)
+    files = _filled(admin_membership)
+    for _ in range(3):
+        finished_image(admin_membership)
+    workspace_services.delete_organization(org=org, actor=admin, confirm_name="Acme Creative")
+
+    rounds = []
+    while True:
+        names, more = workspace_services.purge_organization(org.pk)
+        rounds.append((len(names), Generation.objects.filter(org=org).count()))
+        if not more:
+            break
+
+    assert [left for _, left in rounds] == [2, 0, 0]  # 4 generations, 2 a round, then the rest
+    assert sum(n for n, _ in rounds) >= len(files)
+    assert not Organization.objects.filter(pk=org.pk).exists()
+    assert workspace_services.purge_organization(org.pk) == ([], False)  # a late duplicate
+
+
+def test_the_removal_leaves_an_organization_that_was_not_deleted_alone(org, admin_membership):
+    finished_image(admin_membership)
+
+    assert workspace_services.purge_organization(org.pk) == ([], False)
+
+    assert GenerationImage.objects.filter(org=org).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)  # the removal runs on the task pool's threads
+def test_an_interrupted_removal_is_taken_up_again_by_the_periodic_check(
+    admin, admin_membership, org, other_admin_membership
+):
+    files = _filled(admin_membership)
+    workspace_services.delete_organization(org=org, actor=admin, confirm_name="Acme Creative")
+    recent = other_admin_membership.org
+    workspace_services.delete_organization(
+        org=recent, actor=other_admin_membership.user, confirm_name=recent.name
+    )
+    # Deleted ten minutes ago and its purge's message lost; the other one just now.
+    Organization.objects.filter(pk=org.pk).update(deleted_at=timezone.now() - timedelta(minutes=10))
+
+    assert workspace_tasks.purge_deleted_organizations() == 1
+    assert task_runner.wait_until_idle(timeout=10)
+
+    assert not Organization.objects.filter(pk=org.pk).exists()
+    assert not any(default_storage.exists(name) for name in files)
+    assert Organization.objects.filter(pk=recent.pk).exists()  # its own purge is under way
+
+
+def test_a_second_deletion_says_the_first_is_under_way(admin, org):
+    workspace_services.delete_organization(org=org, actor=admin, confirm_name="Acme Creative")
+
+    with pytest.raises(OrgError, match="Acme Creative is already being deleted"):
+        workspace_services.delete_organization(org=org, actor=admin, confirm_name="Acme Creative")
+
+
+def test_operators_commands_no_longer_find_a_deleted_organization(admin, org):
+    workspace_services.delete_organization(org=org, actor=admin, confirm_name="Acme Creative")
+
+    with pytest.raises(CommandError, match='No organization matches "acme-creative"'):
+        call_command("topup_credits", "acme-creative", "100")
+    out = StringIO()
+    call_command("list_organizations", stdout=out)
+    assert "Acme Creative" not in out.getvalue()

@@ -38,6 +38,8 @@ ROUTES = {
     "generation.tasks.add_thumbnail": "results",
     "generation.tasks.reconcile": "maintenance",
     "providers.local.image.expire_local_results": "maintenance",
+    "workspace.tasks.purge_organization": "maintenance",
+    "workspace.tasks.purge_deleted_organizations": "maintenance",
     "tests.rename_org": "default",  # anything not routed
 }
 

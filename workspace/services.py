@@ -6,17 +6,16 @@ signal does this behind the scenes.
 """
 
 from django.db import transaction
+from django.utils import timezone
 
 from audit.services import changes, record_event
 from credits import services as credit_services
 from credits.models import CreditAccount, LedgerEntry
 from generation.models import Generation, GenerationImage
-from lib.tasks import enqueue
 from library.models import SourceImage
-from orgs.models import Membership, Organization, OrgError
+from orgs.models import Invitation, Membership, Organization, OrgError
 from providers.defaults import install_default_providers
 from providers.models import ProviderAttempt
-from workspace import tasks
 
 
 @transaction.atomic
@@ -66,26 +65,31 @@ def update_organization_settings(*, org: Organization, actor, **values) -> Organ
 
 @transaction.atomic
 def delete_organization(*, org: Organization, actor, confirm_name: str) -> None:
-    """An admin deletes the organization for good: its members, invitations, generations,
-    library, collections, providers and own keys, credit balance and ledger. The files follow in
-    the background (workspace.tasks.delete_stored_files). Refused while a generation is running
-    (its provider may still call back and its credits are held). The audit log keeps one event,
-    with the balance given up, for the operators."""
-    org = Organization.objects.select_for_update().get(pk=org.pk)
+    """An admin deletes the organization for good. At once: its members and invitations go (no
+    one can reach it any more) and it is marked deleted; its generations, library, collections,
+    providers, credits and files are then removed in the background, in rounds
+    (purge_organization, which workspace.tasks.delete_organization queues), however large it
+    is. Refused while a generation is running (its provider may still call back and its
+    credits are held). The audit log keeps one event, with the balance given up, for the
+    operators."""
+    org = Organization.objects.select_for_update(no_key=True).get(pk=org.pk)
+    if org.deleted_at is not None:
+        raise OrgError(f"{org.name} is already being deleted.")
     if " ".join(confirm_name.split()) != " ".join(org.name.split()):
         raise OrgError(f"Type the organization's name, “{org.name}”, to delete it.")
+    # A generation starting holds this lock from its credit hold to its commit
+    # (generation.pipeline.start): one that got there first is seen running below, one that
+    # comes after sees the organization deleted.
+    balance = (
+        CreditAccount.objects.select_for_update()
+        .filter(org=org)
+        .values_list("balance", flat=True)
+        .first()
+    )
     if Generation.objects.filter(org=org, finished_at__isnull=True).exists():
         raise OrgError(
             "A generation is still running; delete the organization once it has finished."
         )
-    files = [
-        name
-        for model in (GenerationImage, SourceImage)
-        for pair in model.objects.filter(org=org).values_list("file", "thumbnail")
-        for name in pair
-        if name
-    ]
-    balance = CreditAccount.objects.filter(org=org).values_list("balance", flat=True).first()
     record_event(
         actor=actor,
         action="org.deleted",
@@ -97,19 +101,48 @@ def delete_organization(*, org: Organization, actor, confirm_name: str) -> None:
             "balance": balance or 0,
         },
     )
-    _delete_in_bulk(org)
-    for start in range(0, len(files), FILES_PER_TASK):
-        enqueue(tasks.delete_stored_files, names=files[start : start + FILES_PER_TASK])
+    Invitation.objects.filter(org=org).delete()
+    Membership.objects.filter(org=org).delete()
+    org.deleted_at = timezone.now()
+    org.save(update_fields=["deleted_at"])
 
 
-FILES_PER_TASK = 500  # a task's message stays small however large the organization
+PURGE_GENERATIONS = 1_000  # per round: each round is one short transaction
 
 
-def _delete_in_bulk(org: Organization) -> None:
-    """The cascade, largest tables first and each in one statement: left to the organization's
-    own cascade, deleting its providers first set every generation's and image's provider to
-    NULL (rewriting rows about to go) and every ledger entry's generation and image too."""
-    LedgerEntry.objects.filter(org=org).delete()
-    ProviderAttempt.objects.filter(provider__org=org).delete()
-    Generation.objects.filter(org=org).delete()
-    org.delete()
+def purge_organization(org_id: int) -> tuple[list[str], bool]:
+    """One round of removing a deleted organization: up to PURGE_GENERATIONS generations with
+    their images and ledger entries, or, once none are left, everything else and the
+    organization itself. Returns the stored files the round's rows named (to delete once it
+    has committed) and whether another round is needed. Nothing for an organization not
+    deleted, or gone."""
+    with transaction.atomic():
+        org = (
+            Organization.objects.select_for_update()
+            .filter(pk=org_id, deleted_at__isnull=False)
+            .first()
+        )
+        if org is None:
+            return [], False
+        batch = list(
+            Generation.objects.filter(org=org)
+            .order_by()
+            .values_list("pk", flat=True)[:PURGE_GENERATIONS]
+        )
+        if batch:
+            files = _stored_files(GenerationImage.objects.filter(generation_id__in=batch))
+            # Largest tables first, each in one statement: left to the generations' cascade,
+            # every ledger entry of theirs would be updated (its generation set to NULL) first.
+            LedgerEntry.objects.filter(generation_id__in=batch).delete()
+            ProviderAttempt.objects.filter(generation_id__in=batch).delete()
+            Generation.objects.filter(pk__in=batch).delete()
+            return files, True
+        files = _stored_files(SourceImage.objects.filter(org=org))
+        LedgerEntry.objects.filter(org=org).delete()
+        ProviderAttempt.objects.filter(provider__org=org).delete()
+        org.delete()
+        return files, False
+
+
+def _stored_files(images) -> list[str]:
+    return [name for pair in images.values_list("file", "thumbnail") for name in pair if name]

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from credits import limits
 from orgs.access import org_admin_required
 from orgs.models import Membership, OrgError
-from workspace import services
+from workspace import services, tasks
 from workspace.forms import MonthlyLimitForm, OrganizationSettingsForm
 
 
@@ -61,11 +61,11 @@ def set_monthly_limit(request, public_id):
 @require_http_methods(["GET", "POST"])
 @org_admin_required
 def delete_organization(request):
-    """Asks for the organization's name, then deletes it (workspace.services)."""
+    """Asks for the organization's name, then deletes it (workspace.tasks)."""
     org, error = request.org, None
     if request.method == "POST":
         try:
-            services.delete_organization(
+            tasks.delete_organization(
                 org=org, actor=request.user, confirm_name=request.POST.get("confirm_name", "")
             )
         except OrgError as exc:

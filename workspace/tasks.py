@@ -1,13 +1,49 @@
-"""Background work of the workspace: the files of a deleted organization."""
+"""Background work of the workspace: removing a deleted organization's rows and files."""
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.core.files.storage import default_storage
+from django.utils import timezone
 
-from lib.tasks import Task
+from lib.tasks import Task, enqueue
+from orgs.models import Organization
+from workspace import services
 
 logger = logging.getLogger(__name__)
+
+FILES_PER_TASK = 500  # a task's message stays small however large the organization
+# The safety net's wait: a deletion's own purge (queued as it commits) has begun by then.
+PURGE_AFTER = timedelta(minutes=5)
+
+
+def delete_organization(*, org: Organization, actor, confirm_name: str) -> None:
+    """An admin's or an operator's deletion (services.delete_organization: its arguments and
+    errors), then the removal of the rest in the background once that has committed."""
+    services.delete_organization(org=org, actor=actor, confirm_name=confirm_name)
+    enqueue(purge_organization, org_id=org.pk)
+
+
+@shared_task(base=Task, acks_late=True)
+def purge_organization(org_id: int) -> None:
+    """One round (services.purge_organization), its files, and the next round if any."""
+    files, more = services.purge_organization(org_id)
+    for start in range(0, len(files), FILES_PER_TASK):
+        enqueue(delete_stored_files, names=files[start : start + FILES_PER_TASK])
+    if more:
+        enqueue(purge_organization, org_id=org_id)
+
+
+@shared_task
+def purge_deleted_organizations() -> int:
+    """The safety net (periodic): a deleted organization still there some minutes later (its
+    purge's message lost, or a worker stopped in a round) is purged again. Returns how many."""
+    stale = Organization.objects.filter(deleted_at__lt=timezone.now() - PURGE_AFTER)
+    ids = list(stale.values_list("pk", flat=True))
+    for org_id in ids:
+        enqueue(purge_organization, org_id=org_id)
+    return len(ids)
 
 
 @shared_task(base=Task, acks_late=True)

@@ -35,7 +35,7 @@ def find_organization(ref: str) -> Organization:
         condition |= Q(pk=int(ref))
     with contextlib.suppress(ValueError):
         condition |= Q(public_id=uuid.UUID(ref))
-    matches = list(Organization.objects.filter(condition).order_by("pk"))
+    matches = list(Organization.objects.active().filter(condition).order_by("pk"))
     if len(matches) == 1:
         return matches[0]
     if matches:
@@ -56,7 +56,7 @@ def close_matches(ref: str, limit: int = 5) -> list[Organization]:
     """Organizations whose name or slug is close to `ref` (difflib), or contains it."""
     wanted = ref.lower()
     by_word: dict[str, set[int]] = {}
-    for pk, name, slug in Organization.objects.values_list("pk", "name", "slug"):
+    for pk, name, slug in Organization.objects.active().values_list("pk", "name", "slug"):
         for word in (name.lower(), slug):
             by_word.setdefault(word, set()).add(pk)
     close = difflib.get_close_matches(wanted, by_word, n=limit, cutoff=0.6)

@@ -16,7 +16,7 @@ from lib import ratelimit
 from library import services as library
 from library.models import SourceImage
 from library.uploads import CheckedUpload, ValidatedImage, ingest_image
-from orgs.models import Membership
+from orgs.models import Membership, Organization, OrganizationGone
 from providers.models import Provider
 
 Source = CheckedUpload | ValidatedImage | SourceImage
@@ -65,8 +65,8 @@ def start_generation(
     decoded here only after every cheaper check passed, or an image already in the library
     (SourceImage: picked on Generate, or reused). Raises credits.services.InsufficientCredits,
     credits.limits.MonthlyLimitReached or GenerationError (a rule of generation/rules.py broken,
-    a file that cannot be decoded, a library image of another organization or deleted); nothing
-    is charged then.
+    a file that cannot be decoded, a library image of another organization or deleted) or
+    orgs.models.OrganizationGone (deleted meanwhile); nothing is charged then.
     """
     offered = provider.enabled and provider.kind == "image" and provider.is_runnable
     visible = membership.is_admin or provider.visible_to_members
@@ -114,6 +114,9 @@ def start_generation(
         GenerationImage.objects.bulk_create(generation.new_images(count))
         # Raises InsufficientCredits when another request took the credits: all rolled back.
         credit_services.hold(generation=generation)
+        # Under the hold's lock, which a deletion of the organization takes too.
+        if Organization.is_gone(membership.org_id):
+            raise OrganizationGone
     library.mark_used(sources)
     return generation
 

@@ -204,7 +204,10 @@ CELERY_TASK_ROUTES = {
     "generation.tasks.reconcile": {"queue": "maintenance"},  # beat
     "generation.tasks.add_missing_thumbnails": {"queue": "maintenance"},  # beat
     "providers.local.image.expire_local_results": {"queue": "maintenance"},  # beat
-    "workspace.tasks.delete_stored_files": {"queue": "maintenance"},  # a deleted organization's
+    # A deleted organization's rows (in rounds) and files, and the periodic safety net (beat).
+    "workspace.tasks.purge_organization": {"queue": "maintenance"},
+    "workspace.tasks.delete_stored_files": {"queue": "maintenance"},
+    "workspace.tasks.purge_deleted_organizations": {"queue": "maintenance"},
 }
 # Celery workers' CPU priority (nice, 0–19): on a box shared with the web processes, pages go
 # first (nerstudio/celery.py).
@@ -494,6 +497,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "providers.local.image.expire_local_results",
         "schedule": 3600.0,
         "options": {"expires": 3600.0},
+    },
+    # A deleted organization whose background removal was interrupted is taken up again.
+    "purge-deleted-organizations": {
+        "task": "workspace.tasks.purge_deleted_organizations",
+        "schedule": 600.0,
+        "options": {"expires": 600.0},
     },
 }
 

@@ -31,11 +31,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, search, pending, **options):
         pending_requests = Q(top_up_requests__status=TopUpRequest.Status.PENDING)
-        orgs = Organization.objects.annotate(
-            members=Count("memberships", distinct=True),
-            pending=Count("top_up_requests", filter=pending_requests, distinct=True),
-            balance=Coalesce(F("credits__balance"), 0),
-        ).order_by("name", "pk")
+        orgs = (
+            Organization.objects.active()
+            .annotate(
+                members=Count("memberships", distinct=True),
+                pending=Count("top_up_requests", filter=pending_requests, distinct=True),
+                balance=Coalesce(F("credits__balance"), 0),
+            )
+            .order_by("name", "pk")
+        )
         if search.strip():
             orgs = orgs.filter(
                 Q(name__icontains=search.strip()) | Q(slug__icontains=search.strip())
@@ -61,4 +65,6 @@ class Command(BaseCommand):
         headers = ("Name", "Slug", "Public id", "Members", "Balance", "Pending")
         self.stdout.write(table(rows, headers))
         if search or pending:
-            self.stdout.write(f"{len(rows)} of {Organization.objects.count()} organizations.")
+            self.stdout.write(
+                f"{len(rows)} of {Organization.objects.active().count()} organizations."
+            )

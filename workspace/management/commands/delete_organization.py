@@ -1,6 +1,7 @@
 """Delete an organization and everything in it from the command line (platform operators): the
-same deletion as an admin's on the Settings page (workspace.services.delete_organization), so the
-files go too and the audit log keeps the event. `--confirm` must repeat the organization's name.
+same deletion as an admin's on the Settings page (workspace.tasks.delete_organization): its
+members at once, its rows and files in the background, and the audit log keeps the event.
+`--confirm` must repeat the organization's name.
 
     manage.py delete_organization acme-creative --confirm "Acme Creative" --by root@example.com
 """
@@ -9,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from credits.management.operator import find_operator, find_organization
 from orgs.models import OrgError
-from workspace import services
+from workspace import tasks
 
 
 class Command(BaseCommand):
@@ -31,9 +32,11 @@ class Command(BaseCommand):
         organization = find_organization(org)
         operator = find_operator(by) if by.strip() else None
         try:
-            services.delete_organization(org=organization, actor=operator, confirm_name=confirm)
+            tasks.delete_organization(org=organization, actor=operator, confirm_name=confirm)
         except OrgError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(
-            self.style.SUCCESS(f"Deleted {organization} ({organization.slug}); its files follow.")
+            self.style.SUCCESS(
+                f"Deleted {organization} ({organization.slug}); its data and files follow."
+            )
         )
