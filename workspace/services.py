@@ -72,20 +72,16 @@ def delete_organization(*, org: Organization, actor, confirm_name: str) -> None:
     is. Refused while a generation is running (its provider may still call back and its
     credits are held). The audit log keeps one event, with the balance given up, for the
     operators."""
+    # The credit account first, then the organization, the order a credit movement takes them
+    # in (its low-balance warning updates the organization). A generation starting holds the
+    # account from its credit hold to its commit (generation.pipeline.start): one that got
+    # there first is seen running below, one that comes after sees the organization deleted.
+    balance = _lock_account(org.pk)
     org = Organization.objects.select_for_update(no_key=True).get(pk=org.pk)
     if org.deleted_at is not None:
         raise OrgError(f"{org.name} is already being deleted.")
     if " ".join(confirm_name.split()) != " ".join(org.name.split()):
         raise OrgError(f"Type the organization's name, “{org.name}”, to delete it.")
-    # A generation starting holds this lock from its credit hold to its commit
-    # (generation.pipeline.start): one that got there first is seen running below, one that
-    # comes after sees the organization deleted.
-    balance = (
-        CreditAccount.objects.select_for_update()
-        .filter(org=org)
-        .values_list("balance", flat=True)
-        .first()
-    )
     if Generation.objects.filter(org=org, finished_at__isnull=True).exists():
         raise OrgError(
             "A generation is still running; delete the organization once it has finished."
@@ -117,6 +113,7 @@ def purge_organization(org_id: int) -> tuple[list[str], bool]:
     has committed) and whether another round is needed. Nothing for an organization not
     deleted, or gone."""
     with transaction.atomic():
+        _lock_account(org_id)  # as delete_organization: the account, then the organization
         org = (
             Organization.objects.select_for_update()
             .filter(pk=org_id, deleted_at__isnull=False)
@@ -146,3 +143,13 @@ def purge_organization(org_id: int) -> tuple[list[str], bool]:
 
 def _stored_files(images) -> list[str]:
     return [name for pair in images.values_list("file", "thumbnail") for name in pair if name]
+
+
+def _lock_account(org_id: int) -> int | None:
+    """Lock the organization's credit account; its balance (None without one)."""
+    return (
+        CreditAccount.objects.select_for_update()
+        .filter(org_id=org_id)
+        .values_list("balance", flat=True)
+        .first()
+    )
