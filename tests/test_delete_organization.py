@@ -333,3 +333,38 @@ def test_operators_commands_no_longer_find_a_deleted_organization(admin, org):
     out = StringIO()
     call_command("list_organizations", stdout=out)
     assert "Acme Creative" not in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)  # the email goes from the task pool's threads
+def test_every_other_member_is_emailed_that_the_organization_was_deleted(
+    admin_client, admin, admin_membership, org, mailoutbox, settings
+):
+    others = [MembershipFactory(org=org).user for _ in range(2)]
+    org.name = "Acme\nCreative  Studio"  # a tenant's name: quoted, on one line
+    org.save(update_fields=["name"])
+
+    admin_client.post(DELETE, {"confirm_name": "Acme Creative Studio"})
+    assert task_runner.wait_until_idle(timeout=10)
+
+    assert sorted(m.to[0] for m in mailoutbox) == sorted(u.email for u in others)
+    assert all(len(m.to) == 1 for m in mailoutbox)  # nobody learns the others' addresses
+    message = mailoutbox[0]
+    assert message.subject == "Your NER Studio organization was deleted"
+    assert f"{admin.email}, an admin of the organization named “Acme Creative Studio”" in (
+        message.body
+    )
+    assert f"{settings.NERSTUDIO_PUBLIC_URL}/welcome/" in message.body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_members_read_that_the_operators_deleted_it_when_an_operator_did(
+    admin_membership, member_membership, org, mailoutbox
+):
+    operator = UserFactory(is_superuser=True, is_staff=True)
+
+    call_command("delete_organization", org.slug, "--confirm", org.name, "--by", operator.email)
+    assert task_runner.wait_until_idle(timeout=10)
+
+    assert len(mailoutbox) == 2  # both members; the operator was not one
+    assert "The NER Studio operators deleted the organization named" in mailoutbox[0].body
+    assert operator.email not in mailoutbox[0].body

@@ -64,14 +64,14 @@ def update_organization_settings(*, org: Organization, actor, **values) -> Organ
 
 
 @transaction.atomic
-def delete_organization(*, org: Organization, actor, confirm_name: str) -> None:
+def delete_organization(*, org: Organization, actor, confirm_name: str) -> list[str]:
     """An admin deletes the organization for good. At once: its members and invitations go (no
     one can reach it any more) and it is marked deleted; its generations, library, collections,
     providers, credits and files are then removed in the background, in rounds
     (purge_organization, which workspace.tasks.delete_organization queues), however large it
     is. Refused while a generation is running (its provider may still call back and its
     credits are held). The audit log keeps one event, with the balance given up, for the
-    operators."""
+    operators. Returns the email addresses of the members removed, the actor's aside."""
     # The credit account first, then the organization, the order a credit movement takes them
     # in (its low-balance warning updates the organization). A generation starting holds the
     # account from its credit hold to its commit (generation.pipeline.start): one that got
@@ -97,10 +97,13 @@ def delete_organization(*, org: Organization, actor, confirm_name: str) -> None:
             "balance": balance or 0,
         },
     )
+    members = Membership.objects.filter(org=org)
+    emails = list(members.exclude(user=actor).values_list("user__email", flat=True))
     Invitation.objects.filter(org=org).delete()
-    Membership.objects.filter(org=org).delete()
+    members.delete()
     org.deleted_at = timezone.now()
     org.save(update_fields=["deleted_at"])
+    return emails
 
 
 PURGE_GENERATIONS = 1_000  # per round: each round is one short transaction

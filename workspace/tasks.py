@@ -1,10 +1,15 @@
-"""Background work of the workspace: removing a deleted organization's rows and files."""
+"""Background work of the workspace: a deleted organization's rows and files removed and its
+members told."""
 
 import logging
 from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.core.files.storage import default_storage
+from django.core.mail import send_mass_mail
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from lib.tasks import Task, enqueue
@@ -20,9 +25,34 @@ PURGE_AFTER = timedelta(minutes=5)
 
 def delete_organization(*, org: Organization, actor, confirm_name: str) -> None:
     """An admin's or an operator's deletion (services.delete_organization: its arguments and
-    errors), then the removal of the rest in the background once that has committed."""
-    services.delete_organization(org=org, actor=actor, confirm_name=confirm_name)
+    errors), then, once that has committed, the removal of the rest and an email to each member
+    removed."""
+    emails = services.delete_organization(org=org, actor=actor, confirm_name=confirm_name)
     enqueue(purge_organization, org_id=org.pk)
+    if emails:
+        enqueue(
+            tell_members_of_deletion,
+            org_name=org.name,
+            deleted_by=actor.email if actor is not None and not actor.is_superuser else "",
+            emails=emails,
+        )
+
+
+@shared_task(base=Task, acks_late=True)
+def tell_members_of_deletion(*, org_name: str, deleted_by: str, emails: list[str]) -> None:
+    """One email to each member of a deleted organization (not the one who deleted it). As the
+    invitations do, the platform writes it: a fixed subject, the organization's name quoted on
+    one line, the admin named by their (verified) address, not their chosen name."""
+    context = {
+        "org_name": " ".join(org_name.split()),
+        "deleted_by": deleted_by,
+        "deleted_at": timezone.now(),
+        "url": settings.NERSTUDIO_PUBLIC_URL + reverse("workspace:onboarding"),
+    }
+    body = render_to_string("workspace/email/organization_deleted.txt", context)
+    send_mass_mail(
+        [("Your NER Studio organization was deleted", body, None, [email]) for email in emails]
+    )
 
 
 @shared_task(base=Task, acks_late=True)
