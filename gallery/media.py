@@ -1,8 +1,10 @@
 """Generated images leave the server through these views: the image, its thumbnail, and zips
-of a generation or of a selection. Each checks that the signed-in person may see the image
-(gallery.search.visible_images); everyone else — anonymous visitors, other organizations, other
-members — gets 404, never a sign-in redirect or 403, so a URL reveals nothing about what exists.
-lib.serving then hands the file over (a presigned URL with a bucket, streamed without one).
+of a generation, of a selection or of the whole organization. Each checks that the signed-in
+person may see the image (gallery.search.visible_images); everyone else — anonymous visitors,
+other organizations, other members — gets 404, never a sign-in redirect or 403, so a URL reveals
+nothing about what exists. (The organization's zip has one fixed URL, which names nothing: it is
+an admin's page like the others, 403 to members.) lib.serving then hands the file over (a
+presigned URL with a bucket, streamed without one).
 
 Downloads are attachments named `<organization>-<prompt>-<n>.<ext>`; zips are streamed as they
 are written, one stored file at a time, never built in memory.
@@ -12,13 +14,16 @@ local provider's result) get a fetch URL (lib.fetch_urls): presigned with a buck
 to `signed_file` whose token is signed over the exact storage name and its lifetime.
 """
 
+import math
+from collections.abc import Iterable
 from pathlib import PurePosixPath
 
+from django.contrib import messages
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.http import Http404, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.utils.http import content_disposition_header
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST, require_safe
@@ -26,11 +31,13 @@ from zipstream import ZIP_STORED, ZipStream
 
 from gallery.search import visible_images
 from generation.models import Generation, GenerationImage
+from lib import ratelimit
 from lib.fetch_urls import fetched_name
 from lib.serving import file_response, serve_file
-from orgs.access import org_member_or_404
+from orgs.access import org_admin_required, org_member_or_404
 
 MAX_ZIP_IMAGES = 200  # a selection larger than this is refused (the grid selects at most a page)
+ARCHIVES_PER_HOUR = 3  # whole-organization zips, per organization
 ZIP_CHUNK = 256 * 1024
 
 
@@ -132,7 +139,28 @@ def selection_zip(request):
     return _zip_response(images, f"{org_slug(request.org)}-{len(images)}-images.zip")
 
 
-def _zip_response(images: list[GenerationImage], filename: str) -> StreamingHttpResponse:
+@require_safe
+@org_admin_required
+def organization_zip(request):
+    """Every finished image of the organization, for its admins: to keep before deleting it, or
+    as an archive. Each reads every stored image, so an organization gets ARCHIVES_PER_HOUR."""
+    org = request.org
+    images = _done_images(request.membership).order_by("generation_id", "index")
+    if not images.exists():
+        messages.info(request, "No finished images to download yet.")
+        return redirect("workspace:settings")
+    if wait := ratelimit.hit(f"org-archive:{org.pk}", limit=ARCHIVES_PER_HOUR, window=3600):
+        minutes = math.ceil(wait / 60)
+        messages.error(
+            request,
+            f"All of {org}'s images were downloaded {ARCHIVES_PER_HOUR} times this hour, the "
+            f"most allowed; try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+        )
+        return redirect("workspace:settings")
+    return _zip_response(images.iterator(chunk_size=2000), f"{org_slug(org)}-images.zip")
+
+
+def _zip_response(images: Iterable[GenerationImage], filename: str) -> StreamingHttpResponse:
     archive = ZipStream(compress_type=ZIP_STORED)  # images are compressed already
     used: set[str] = set()
     for image in images:

@@ -19,6 +19,7 @@ urlpatterns = [
     path("images/<uuid:public_id>/file/", media.image_file, name="image-file"),
     path("images/<uuid:public_id>/thumbnail/", media.image_thumbnail, name="image-thumbnail"),
     path("images/download/", media.selection_zip, name="download-images"),
+    path("images/download/all/", media.organization_zip, name="download-organization"),
     path(
         "generations/<uuid:public_id>/download/", media.generation_zip, name="download-generation"
     ),

@@ -20,6 +20,7 @@ from django.test import AsyncClient, Client
 from django.urls import reverse
 from django.utils import timezone
 
+from gallery import media
 from gallery.media import MAX_ZIP_IMAGES
 from gallery.models import Collection, CollectionItem
 from generation import downloads
@@ -365,6 +366,72 @@ def test_a_member_may_zip_another_members_image_once_it_is_in_a_collection(
         "acme-creative-mine-1.png": stored(mine.file.name),
         "acme-creative-theirs-1.png": stored(theirs.file.name),
     }
+
+
+# --- The whole organization's images (admins) -----------------------------------------------------
+
+ARCHIVE = reverse("gallery:download-organization")
+
+
+def test_an_admin_downloads_every_finished_image_of_the_organization(
+    admin_client, admin_membership, member_membership, other_admin_membership
+):
+    mine = finished_image(admin_membership, prompt="Mug")
+    theirs = finished_image(member_membership, prompt="Mug")  # the same name: told apart
+    add_image(theirs.generation, 1, status=GenerationImage.Status.FAILED)
+    finished_image(other_admin_membership, prompt="Rival")
+
+    response = admin_client.get(ARCHIVE)
+
+    assert response.status_code == 200 and response.streaming
+    assert response["Content-Disposition"] == 'attachment; filename="acme-creative-images.zip"'
+    files = unzip(response)
+    assert sorted(files.values()) == sorted([stored(mine.file.name), stored(theirs.file.name)])
+    assert "acme-creative-mug-1.png" in files and len(files) == 2
+
+
+def test_the_organization_archive_is_read_in_a_fixed_number_of_queries(
+    admin_client, admin_membership, django_assert_max_num_queries
+):
+    for n in range(5):
+        finished_image(admin_membership, prompt=f"Mug {n}")
+
+    with django_assert_max_num_queries(8):
+        assert len(unzip(admin_client.get(ARCHIVE))) == 5
+
+
+def test_the_settings_and_delete_pages_offer_the_archive(admin_client):
+    for page in ("workspace:settings", "workspace:delete-organization"):
+        assert f'href="{ARCHIVE}"' in admin_client.get(reverse(page)).content.decode(), page
+
+
+def test_a_member_cannot_download_the_organization_archive(member_client, member_membership):
+    finished_image(member_membership)
+
+    assert member_client.get(ARCHIVE).status_code == 403
+
+
+def test_an_organization_without_images_is_told_there_is_nothing_to_download(admin_client):
+    response = admin_client.get(ARCHIVE, follow=True)
+
+    assert response.redirect_chain[-1][0] == reverse("workspace:settings")
+    assert "No finished images to download yet." in response.content.decode()
+
+
+def test_the_organization_archive_is_limited_to_a_few_an_hour(
+    admin_client, admin_membership, monkeypatch
+):
+    finished_image(admin_membership)
+    monkeypatch.setattr(media, "ARCHIVES_PER_HOUR", 2)
+    for _ in range(2):
+        assert admin_client.get(ARCHIVE).status_code == 200
+
+    response = admin_client.get(ARCHIVE, follow=True)
+
+    assert response.redirect_chain[-1][0] == reverse("workspace:settings")
+    assert "All of Acme Creative&#x27;s images were downloaded 2 times this hour" in (
+        response.content.decode()
+    )
 
 
 # --- Under ASGI (the web server's protocol): streamed, never read whole first -------------------

@@ -58,6 +58,8 @@ MATRIX = [
     ("gallery:image-thumbnail",     "GET",  404,    404,        404,       404,         200,   200),
     ("gallery:download-images",     "POST", 404,    404,        404,       404,         200,   200),
     ("gallery:download-generation", "GET",  404,    404,        404,       404,         200,   200),
+    # Admins only; another organization's admin gets their own (none: sent back to Settings).
+    ("gallery:download-organization", "GET", LOGIN, ONBOARDING, 302,       403,         403,   200),
     ("library:index",               "GET",  LOGIN,  ONBOARDING, 200,       200,         200,   200),
     ("library:upload",              "POST", LOGIN,  ONBOARDING, 302,       302,         302,   302),
     ("library:picker",              "GET",  LOGIN,  ONBOARDING, 200,       200,         200,   200),
