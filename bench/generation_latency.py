@@ -17,8 +17,10 @@ Two modes, each in its own process (settings are fixed once Django is set up):
   embedded    no broker: tasks on the web process's thread pools, SQLite, a threaded WSGI server
   production  the Procfile's stack (bench/load.py's Stack): gunicorn + 2 uvicorn workers on
               nerstudio.asgi, the worker-* Celery processes and beat, on Redis (db 5, flushed) and
-              PostgreSQL (database nerstudio_bench_latency, recreated). DEBUG is on only so the
-              egress policy lets the pipeline reach the fake providers on 127.0.0.1.
+              PostgreSQL (database nerstudio_bench_latency, recreated). DEBUG is off once the
+              settings have loaded with the development allowance that lets the pipeline reach
+              the fake providers on 127.0.0.1 (bench/latency_settings.py); the embedded mode
+              keeps DEBUG on, as `make run` does.
 
 Ideal time = vision L + prompts L + images L (the N images run in parallel). Overhead = measured
 − ideal. Goals: overhead ≤ 50 ms per generation at N = 4, and ≤ 5 ms per extra image, i.e.
@@ -399,7 +401,13 @@ def run_production() -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="nerstudio-latency-"))
     fake_url = start_fake()
     env = {**load.server_env(tmp), **provider_env(fake_url)}
-    env.update({"DATABASE_URL": DATABASE, "REDIS_URL": REDIS})
+    env.update(
+        {
+            "DATABASE_URL": DATABASE,
+            "REDIS_URL": REDIS,
+            "DJANGO_SETTINGS_MODULE": "bench.latency_settings",
+        }
+    )
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
     stack.recreate_database(DATABASE)
