@@ -368,3 +368,14 @@ def test_members_read_that_the_operators_deleted_it_when_an_operator_did(
     assert len(mailoutbox) == 2  # both members; the operator was not one
     assert "The NER Studio operators deleted the organization named" in mailoutbox[0].body
     assert operator.email not in mailoutbox[0].body
+
+
+def test_the_email_gives_the_time_of_the_deletion_not_of_its_sending(mailoutbox):
+    workspace_tasks.tell_members_of_deletion(
+        org_name="Acme Creative",
+        deleted_by="ada@acme.test",
+        deleted_at="2026-01-02T03:04:00+00:00",
+        emails=["max@acme.test"],
+    )
+
+    assert "deleted it on 2 January 2026, 03:04 UTC." in mailoutbox[0].body

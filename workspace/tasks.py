@@ -2,7 +2,7 @@
 members told."""
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -34,19 +34,22 @@ def delete_organization(*, org: Organization, actor, confirm_name: str) -> None:
             tell_members_of_deletion,
             org_name=org.name,
             deleted_by=actor.email if actor is not None and not actor.is_superuser else "",
+            deleted_at=timezone.now().isoformat(),  # not when a worker gets to it
             emails=emails,
         )
 
 
 @shared_task(base=Task, acks_late=True)
-def tell_members_of_deletion(*, org_name: str, deleted_by: str, emails: list[str]) -> None:
+def tell_members_of_deletion(
+    *, org_name: str, deleted_by: str, deleted_at: str, emails: list[str]
+) -> None:
     """One email to each member of a deleted organization (not the one who deleted it). As the
     invitations do, the platform writes it: a fixed subject, the organization's name quoted on
     one line, the admin named by their (verified) address, not their chosen name."""
     context = {
         "org_name": " ".join(org_name.split()),
         "deleted_by": deleted_by,
-        "deleted_at": timezone.now(),
+        "deleted_at": datetime.fromisoformat(deleted_at),
         "url": settings.NERSTUDIO_PUBLIC_URL + reverse("workspace:onboarding"),
     }
     body = render_to_string("workspace/email/organization_deleted.txt", context)
