@@ -1,8 +1,9 @@
 """Issue 10's path in a real browser: find an image in the gallery, look at it in the lightbox
 (keyboard), download it with a readable name, and vary it on the same product photo without
-uploading anything."""
+uploading anything. And an admin's download of every image, from Settings."""
 
 import re
+import zipfile
 
 import pytest
 
@@ -77,3 +78,26 @@ def test_the_favourites_filter_is_a_checkbox_one_can_see_and_tick(e2e_server, ad
     assert box["width"] >= 16 and box["height"] >= 16, box  # the filters' sizing made it a sliver
     favourites.check()
     page.wait_for_url(re.compile(r"[?&]favourites=on"), timeout=WAIT_MS)
+
+
+def test_an_admin_downloads_every_image_of_the_organization_from_settings(
+    e2e_server, admin_page, tmp_path
+):
+    page = admin_page
+    try:
+        generate_from_photo(page, e2e_server, tmp_path, "A green mug for the archive")
+        page.wait_for_selector('#generation-status[data-status="done"]', timeout=WAIT_MS)
+
+        page.goto(f"{e2e_server.url}/settings/")
+        with page.expect_download(timeout=WAIT_MS) as download:
+            page.get_by_role("button", name="Download all images (zip)").click()
+
+        assert download.value.suggested_filename == "demo-studio-images.zip"
+        with zipfile.ZipFile(download.value.path()) as archive:
+            names = archive.namelist()
+        assert (
+            sum(name.startswith("demo-studio-a-green-mug-for-the-archive-") for name in names) == 3
+        )
+        assert page.url == f"{e2e_server.url}/settings/"  # the page stays as it was
+    except Exception as exc:
+        pytest.fail(f"{exc}\n\n--- server log ---\n{e2e_server.log_text()}")
