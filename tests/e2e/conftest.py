@@ -120,6 +120,8 @@ def pytest_runtest_makereport(item, call):
         if paths:
             report.sections.append(("e2e screenshots", "\n".join(paths)))
             print(f"\nScreenshots of {item.nodeid}: {', '.join(paths)}")
+    if report.failed and report.when == "call" and (server := item.funcargs.get("e2e_server")):
+        report.sections.append(("e2e server log (last 5,000 characters)", server.log_text()))
     return report
 
 

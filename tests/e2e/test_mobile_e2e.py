@@ -3,8 +3,6 @@ the start (it stays at the bottom while the fields scroll) and works from there.
 
 import re
 
-import pytest
-
 from tests.e2e.flows import WAIT_MS, product_photo
 
 PHONE = {"width": 390, "height": 844}
@@ -42,30 +40,27 @@ def test_the_sign_in_pages_fit_a_phone(e2e_server, browser):
 def test_no_page_scrolls_sideways_and_generate_is_on_screen(e2e_server, admin_page, tmp_path):
     page = admin_page
     page.set_viewport_size(PHONE)
-    try:
-        wide = {url: overflow(page, e2e_server.url + url) for url in PAGES}
-        assert {url: px for url, px in wide.items() if px > 0} == {}
+    wide = {url: overflow(page, e2e_server.url + url) for url in PAGES}
+    assert {url: px for url, px in wide.items() if px > 0} == {}
 
-        page.goto(f"{e2e_server.url}/generate/")
-        button = page.locator("#estimate button[type=submit]")
-        box = button.bounding_box()
-        assert box["y"] >= 0 and box["y"] + box["height"] <= PHONE["height"], box
-        on_top = page.evaluate(
-            "([x, y]) => document.elementFromPoint(x, y).closest('.generate-button') !== null",
-            [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
-        )
-        assert on_top, "something covers the Generate button"
+    page.goto(f"{e2e_server.url}/generate/")
+    button = page.locator("#estimate button[type=submit]")
+    box = button.bounding_box()
+    assert box["y"] >= 0 and box["y"] + box["height"] <= PHONE["height"], box
+    on_top = page.evaluate(
+        "([x, y]) => document.elementFromPoint(x, y).closest('.generate-button') !== null",
+        [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
+    )
+    assert on_top, "something covers the Generate button"
 
-        # Fill the form from the top and generate from the button at the bottom of the screen.
-        page.set_input_files("#id_products", product_photo(tmp_path / "mug.png"))
-        page.fill("#id_prompt", "A blue ceramic mug on linen")
-        page.fill("#id_count", "1")
-        page.locator("#estimate button[type=submit]:not([disabled])").click()
-        page.wait_for_url(re.compile(r"/generations/[0-9a-f-]{36}/$"), timeout=WAIT_MS)
-        assert page.evaluate(OVERFLOW) <= 0, "the generation page"
+    # Fill the form from the top and generate from the button at the bottom of the screen.
+    page.set_input_files("#id_products", product_photo(tmp_path / "mug.png"))
+    page.fill("#id_prompt", "A blue ceramic mug on linen")
+    page.fill("#id_count", "1")
+    page.locator("#estimate button[type=submit]:not([disabled])").click()
+    page.wait_for_url(re.compile(r"/generations/[0-9a-f-]{36}/$"), timeout=WAIT_MS)
+    assert page.evaluate(OVERFLOW) <= 0, "the generation page"
 
-        image = page.locator("#generation-live .gen-card a.gen-frame").first
-        image.wait_for(timeout=WAIT_MS)
-        assert overflow(page, e2e_server.url + image.get_attribute("href")) <= 0, "an image page"
-    except Exception as exc:
-        pytest.fail(f"{exc}\n\n--- server log ---\n{e2e_server.log_text()}")
+    image = page.locator("#generation-live .gen-card a.gen-frame").first
+    image.wait_for(timeout=WAIT_MS)
+    assert overflow(page, e2e_server.url + image.get_attribute("href")) <= 0, "an image page"

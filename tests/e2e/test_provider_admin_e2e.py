@@ -54,31 +54,28 @@ def test_a_model_made_the_default_in_the_admin_runs_the_next_generation(
     e2e_server, admin_page, wide_model, tmp_path
 ):
     page = admin_page
-    try:
-        page.goto(f"{e2e_server.url}/admin/providers/platformmodel/")
-        page.get_by_role("link", name=wide_model, exact=True).click()
-        page.check("#id_enabled")
-        page.check("#id_is_default")
-        page.click("input[name=_save]")
-        page.wait_for_url(f"{e2e_server.url}/admin/providers/platformmodel/")
-        assert "was changed successfully" in page.locator(".messagelist").inner_text()
+    page.goto(f"{e2e_server.url}/admin/providers/platformmodel/")
+    page.get_by_role("link", name=wide_model, exact=True).click()
+    page.check("#id_enabled")
+    page.check("#id_is_default")
+    page.click("input[name=_save]")
+    page.wait_for_url(f"{e2e_server.url}/admin/providers/platformmodel/")
+    assert "was changed successfully" in page.locator(".messagelist").inner_text()
 
-        page.goto(f"{e2e_server.url}/generate/")
-        assert page.locator("#id_model option:checked").inner_text().startswith(wide_model)
-        assert page.locator("#id_aspect_ratio").input_value() == "16:9"
-        page.set_input_files("#id_products", product_photo(tmp_path / "mug.png"))
-        page.fill("#id_prompt", "A blue ceramic mug on a wide linen table")
-        page.fill("#id_count", "2")
-        page.wait_for_function(
-            "() => document.querySelector('#estimate .estimate-total').textContent.includes('4')"
-        )
-        page.locator("#estimate button[type=submit]:not([disabled])").click()
-        page.wait_for_url(re.compile(r"/generations/[0-9a-f-]{36}/$"), timeout=WAIT_MS)
+    page.goto(f"{e2e_server.url}/generate/")
+    assert page.locator("#id_model option:checked").inner_text().startswith(wide_model)
+    assert page.locator("#id_aspect_ratio").input_value() == "16:9"
+    page.set_input_files("#id_products", product_photo(tmp_path / "mug.png"))
+    page.fill("#id_prompt", "A blue ceramic mug on a wide linen table")
+    page.fill("#id_count", "2")
+    page.wait_for_function(
+        "() => document.querySelector('#estimate .estimate-total').textContent.includes('4')"
+    )
+    page.locator("#estimate button[type=submit]:not([disabled])").click()
+    page.wait_for_url(re.compile(r"/generations/[0-9a-f-]{36}/$"), timeout=WAIT_MS)
 
-        facts = page.locator(".gen-facts").inner_text()
-        assert wide_model in facts and "16:9" in facts and "4 credits" in facts
-        page.wait_for_selector('#generation-status[data-status="done"]', timeout=WAIT_MS)
-        frame = page.locator("#generation-live .gen-card .gen-frame").first.bounding_box()
-        assert frame["width"] / frame["height"] == pytest.approx(16 / 9, rel=0.02)
-    except Exception as exc:
-        pytest.fail(f"{exc}\n\n--- server log ---\n{e2e_server.log_text()}")
+    facts = page.locator(".gen-facts").inner_text()
+    assert wide_model in facts and "16:9" in facts and "4 credits" in facts
+    page.wait_for_selector('#generation-status[data-status="done"]', timeout=WAIT_MS)
+    frame = page.locator("#generation-live .gen-card .gen-frame").first.bounding_box()
+    assert frame["width"] / frame["height"] == pytest.approx(16 / 9, rel=0.02)
