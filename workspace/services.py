@@ -149,7 +149,9 @@ def _stored_files(images) -> list[str]:
 
 
 def _lock_account(org_id: int) -> int | None:
-    """Lock the organization's credit account; its balance (None without one)."""
+    """Lock the organization's credit account; its balance (None without one). Not
+    credits.services' own locking, which opens an account that is missing: the removal's last
+    round has deleted it, and a late round must not open one for an organization gone."""
     return (
         CreditAccount.objects.select_for_update()
         .filter(org_id=org_id)
