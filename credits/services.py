@@ -57,9 +57,10 @@ def _post(*, org_id: int, kind: str, delta: int, amount: int, account=None, **re
     entry = LedgerEntry.objects.create(
         org_id=org_id, kind=kind, delta=delta, amount=amount, balance_after=new_balance, **refs
     )
-    CreditAccount.objects.filter(pk=account.pk).update(
-        balance=new_balance, updated_at=timezone.now()
-    )
+    if delta:  # a capture (delta 0, one per image done) leaves the account as it is
+        CreditAccount.objects.filter(pk=account.pk).update(
+            balance=new_balance, updated_at=timezone.now()
+        )
     limits.watch_low_balance(org_id, new_balance, delta)
     return entry
 

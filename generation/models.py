@@ -45,6 +45,9 @@ class Generation(models.Model):
     products = models.ManyToManyField(SourceImage, related_name="used_as_product")
     references = models.ManyToManyField(SourceImage, related_name="used_as_reference", blank=True)
     reference_notes = models.JSONField(default=list, blank=True)
+    # "#rrggbb" colours of the references (their analyses, most dominant first), sent to the
+    # image model with every image as a hint; written with the notes, read by each submission.
+    palette = models.JSONField(default=list, blank=True)
     # Who wrote the image prompts (a provider's name, or the built-in variations when every
     # prompt writer failed), and what the member should know about degraded work.
     prompt_writer = models.CharField(max_length=80, blank=True)

@@ -107,6 +107,23 @@ def test_the_same_reference_is_analysed_once(studio):
     assert ReferenceAnalysis.objects.count() == 1
 
 
+def test_every_image_is_drawn_in_the_colours_of_the_references(studio):
+    membership, local = studio
+    palettes = []
+    original = local_image.render_image
+
+    def spying(*args, **kwargs):
+        palettes.append(args[2])  # the palette the renderer was given
+        return original(*args, **kwargs)
+
+    with mock.patch.object(local_image, "render_image", spying):
+        generation = _wait_until_finished(_start(membership, local, count=2))
+
+    analysed = ReferenceAnalysis.objects.get(org=membership.org).palette
+    assert analysed and generation.palette == analysed[:6]
+    assert palettes == [generation.palette] * 2
+
+
 def test_ledger_and_balance_agree_after_generations(studio):
     membership, local = studio
     for _ in range(2):

@@ -26,6 +26,7 @@ from generation import tasks
 from generation.models import Generation, GenerationImage
 from generation.pipeline import prompts, reconcile, results, start, submit
 from lib.tasks import TryLater
+from library.models import ReferenceAnalysis
 from providers.health import result_latency_p50
 from providers.models import ProviderAttempt
 from providers.org_registry import clear_registry
@@ -915,13 +916,51 @@ def test_the_sweep_is_scheduled_on_the_maintenance_queue(settings):
     assert tasks.add_missing_thumbnails.name == entry["task"]
 
 
+def test_submitting_an_image_costs_a_fixed_number_of_queries(
+    fake, kie_org, django_assert_num_queries
+):
+    """The image with its generation and model, its claim, the product photos, the provider's
+    time on record, the submitted state: 5 statements. The references' palette was written on
+    the generation with the prompts; the product's upload URL and the provider's time to a
+    result come from the cache."""
+    membership, seedream = kie_org
+    generation = run_until_submitted(membership, seedream, count=1)  # the caches filled
+    generation = start.start_generation(
+        membership=membership,
+        provider=seedream,
+        prompt="A ceramic mug",
+        count=3,
+        aspect_ratio="1:1",
+        quality="basic",
+        products=list(generation.products.all()),
+        references=list(generation.references.all()),
+    )
+    prompts.write_prompts(generation.pk)
+
+    for image in generation.images.order_by("index"):
+        with django_assert_num_queries(5):
+            submit.submit_image(image.pk)
+
+    assert set(generation.images.values_list("status", flat=True)) == {"generating"}
+
+
+def test_the_references_palette_is_written_once_with_the_prompts(fake, kie_org):
+    membership, seedream = kie_org
+
+    generation = run_until_submitted(membership, seedream, count=1)
+
+    generation.refresh_from_db()
+    assert generation.palette == ["#d35400"]  # the vision model's answer (fixture)
+    assert ReferenceAnalysis.objects.get(org=membership.org).palette == ["#d35400"]
+
+
 def test_collecting_results_costs_a_fixed_number_of_queries(
     fake, kie_org, django_assert_num_queries
 ):
-    """The image, its claim, storing it, paying for it (the account, the ledger entry, the
-    balance), finishing the generation once the last one is in, the provider's time: 8
-    statements, and the savepoints of the payment's transaction (4 inside a test's). The
-    thumbnail is a task of its own."""
+    """The image, its claim, storing it, paying for it (the account, the ledger entry; a
+    capture leaves the balance as it is), finishing the generation once the last one is in,
+    the provider's time: 7 statements, and the savepoints of the payment's transaction (4
+    inside a test's). The thumbnail is a task of its own."""
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=2)
     images = list(generation.images.order_by("index"))
@@ -942,7 +981,7 @@ def test_collecting_results_costs_a_fixed_number_of_queries(
     )
 
     for image in images:
-        with django_assert_num_queries(12):
+        with django_assert_num_queries(11):
             results.collect_result(image.pk)
 
     generation.refresh_from_db()

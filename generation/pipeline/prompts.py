@@ -29,6 +29,7 @@ from providers.models import Provider
 
 Status = Generation.Status
 BUILT_IN_WRITER = "Built-in variations"
+PALETTE_COLOURS = 6  # sent to the image model
 
 
 def write_prompts(generation_id: int) -> list[int]:
@@ -57,9 +58,13 @@ def _write_prompts(generation_id: int) -> list[int]:
         return []  # already past these stages: a redelivered message
     live.push_generation(generation)
 
-    notes, notices = _analyse_references(generation)
+    notes, palette, notices = _analyse_references(generation)
     Generation.objects.filter(pk=generation.pk).update(
-        status=Status.WRITING, reference_notes=notes, notices=notices, updated_at=timezone.now()
+        status=Status.WRITING,
+        reference_notes=notes,
+        palette=palette,
+        notices=notices,
+        updated_at=timezone.now(),
     )
     live.push_generation(generation)
 
@@ -128,14 +133,15 @@ def _variants(generation: Generation, notes: list[str]) -> tuple[tuple[str, ...]
     return result.value.variants, writer.first() or "", notices
 
 
-def _analyse_references(generation: Generation) -> tuple[list[str], list[str]]:
+def _analyse_references(generation: Generation) -> tuple[list[str], list[str], list[str]]:
     """Descriptions of the references, from the per-org cache or the vision chain (in parallel),
-    and a notice for each reference no vision provider could describe: it is used without its
-    description rather than failing the whole generation."""
+    their palette (at most PALETTE_COLOURS, the first reference's first), and a notice for each
+    reference no vision provider could describe: it is used without its description rather than
+    failing the whole generation."""
     through = Generation.references.through.objects.filter(generation_id=generation.pk)
     references = [row.sourceimage for row in through.select_related("sourceimage").order_by("pk")]
     cached = {
-        a.sha256: a.description
+        a.sha256: (a.description, a.palette)
         for a in ReferenceAnalysis.objects.filter(
             org_id=generation.org_id, sha256__in=[r.sha256 for r in references]
         )
@@ -164,7 +170,7 @@ def _analyse_references(generation: Generation) -> tuple[list[str], list[str]]:
                 "provider_id": outcome.provider_id,
             },
         )
-        cached[reference.sha256] = outcome.value.description
+        cached[reference.sha256] = (outcome.value.description, list(outcome.value.palette))
     why = (
         " (free image models use only your organization's own vision models, on its own API keys)"
         if own_keys_only
@@ -175,4 +181,8 @@ def _analyse_references(generation: Generation) -> tuple[list[str], list[str]]:
         for number, r in enumerate(references, start=1)
         if r.sha256 not in cached
     ]
-    return [cached[r.sha256] for r in references if r.sha256 in cached], notices
+    described = [cached[r.sha256] for r in references if r.sha256 in cached]
+    # A stored entry that is not a string is a [colour, …] pair: its colour.
+    colours = (c if isinstance(c, str) else c[0] for _, palette in described for c in palette)
+    palette = list(dict.fromkeys(colours))[:PALETTE_COLOURS]
+    return [description for description, _ in described], palette, notices

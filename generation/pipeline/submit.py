@@ -21,7 +21,7 @@ from generation.pipeline.results import fail_image, member_reason, ms_since
 from lib import fetch_urls
 from lib.tasks import TryLater
 from lib.tokens import hash_token, new_token
-from library.models import ReferenceAnalysis, SourceImage
+from library.models import SourceImage
 from providers import attempts, health
 from providers.adapters.errors import ProviderError
 from providers.adapters.types import ImageJobRequest
@@ -39,34 +39,32 @@ UPLOAD_REUSE_SECONDS = 24 * 3600
 def submit_image(image_id: int) -> None:
     """Submit a waiting image, within the organization's share of provider calls (or TryLater).
     Does nothing for an image submitted before (a redelivered message) or already finished."""
-    org_id = (
-        GenerationImage.objects.filter(pk=image_id, status=ImageStatus.WAITING)
-        .values_list("generation__org_id", flat=True)
+    image = (
+        GenerationImage.objects.select_related("generation__provider__catalogue")
+        .filter(pk=image_id, status=ImageStatus.WAITING)
         .first()
     )
-    if org_id is None:
+    if image is None:
         return  # submitted before (redelivery) or already finished
-    with provider_slot(org_id):
-        _submit_image(image_id)
+    with provider_slot(image.generation.org_id):
+        _submit_image(image)
 
 
-def _submit_image(image_id: int) -> None:
+def _submit_image(image: GenerationImage) -> None:
     token = new_token()
     now = timezone.now()
-    claimed = GenerationImage.objects.filter(pk=image_id, status=ImageStatus.WAITING).update(
+    # The first submission sets the deadline; retries live within it.
+    deadline = image.deadline_at or now + timedelta(
+        seconds=settings.NERSTUDIO_IMAGE_DEADLINE_SECONDS
+    )
+    claimed = GenerationImage.objects.filter(pk=image.pk, status=ImageStatus.WAITING).update(
         status=ImageStatus.SUBMITTING,
         callback_token_hash=hash_token(token),
         submitted_at=now,
-        # The first submission sets the deadline; retries live within it.
-        deadline_at=Coalesce(
-            "deadline_at", Value(now + timedelta(seconds=settings.NERSTUDIO_IMAGE_DEADLINE_SECONDS))
-        ),
+        deadline_at=Coalesce("deadline_at", Value(deadline)),
     )
     if not claimed:
-        return  # submitted before (redelivery) or already finished
-    image = GenerationImage.objects.select_related("generation__provider__catalogue").get(
-        pk=image_id
-    )
+        return  # submitted meanwhile (a redelivery, reconcile) or already finished
     generation = image.generation
     provider = generation.provider
     if provider is None:
@@ -83,7 +81,7 @@ def _submit_image(image_id: int) -> None:
                 aspect_ratio=generation.aspect_ratio,
                 quality=generation.quality or None,
                 callback_url=callback_url(image, token),
-                palette=_reference_palette(generation),
+                palette=tuple(generation.palette),
             )
         )
     except ProviderError as exc:
@@ -91,8 +89,7 @@ def _submit_image(image_id: int) -> None:
             provider, "image", exc, latency_ms=ms_since(started), generation_id=generation.pk
         )
         wait = retry_delay(image.submit_attempts, exc.retry_after)
-        deadline = image.deadline_at  # set when the image was claimed above
-        if exc.retryable and deadline and timezone.now() + timedelta(seconds=wait) < deadline:
+        if exc.retryable and timezone.now() + timedelta(seconds=wait) < deadline:
             # A transient error (network, 429, 5xx): back to waiting, and again after a backoff
             # (or the provider's Retry-After) for as long as the image's deadline allows.
             GenerationImage.objects.filter(pk=image.pk, status=ImageStatus.SUBMITTING).update(
@@ -145,13 +142,6 @@ def first_poll_after(provider: Provider) -> float:
     return min(
         max(after, settings.NERSTUDIO_POLL_MIN_SECONDS), settings.NERSTUDIO_POLL_AFTER_SECONDS
     )
-
-
-def _reference_palette(generation: Generation) -> tuple[str, ...]:
-    shas = [r.sha256 for r in generation.references.all()]
-    palettes = ReferenceAnalysis.objects.filter(org_id=generation.org_id, sha256__in=shas)
-    colours = [colour for p in palettes.values_list("palette", flat=True) for colour in p]
-    return tuple(dict.fromkeys(c if isinstance(c, str) else c[0] for c in colours))[:6]
 
 
 def _product_url(adapter, source: SourceImage) -> str:
