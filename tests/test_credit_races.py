@@ -232,3 +232,20 @@ def test_concurrent_failures_of_one_image_release_it_once(generating):
     assert outcomes.count(True) == 1
     assert assert_consistent(org) == 13
     assert LedgerEntry.objects.filter(image=image).count() == 1
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_the_last_images_ending_at_once_still_end_their_generation(generating, attempt):
+    """The deadline sweep failing the last two images at once: the generation ends, failed,
+    with every image's credits back once."""
+    org, generation = generating
+    first, second, *last = generation.images.order_by("index").values_list("pk", flat=True)
+    for image_id in (first, second):
+        fail_image(image_id, "Failed before")
+
+    race([lambda image_id=image_id: fail_image(image_id, "Timed out") for image_id in last])
+
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.FAILED
+    assert generation.finished_at is not None
+    assert assert_consistent(org) == 22  # every image's credits back, once
