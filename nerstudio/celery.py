@@ -1,8 +1,9 @@
 import contextlib
+import gc
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nerstudio.settings.base")
 
@@ -32,3 +33,12 @@ def yield_the_cpu_to_the_web(**_kwargs) -> None:
         # Without autogroup (no such file) the niceness is all it takes.
         with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
             group.write(str(niceness))
+
+
+@worker_process_init.connect  # in each prefork pool process (results, render)
+@worker_ready.connect  # in the main process, where a thread pool's tasks run (pipeline, submit)
+def freeze_startup_objects(**_kwargs) -> None:
+    """What the worker made to start (Django, the tasks, the app: as in the web processes,
+    nerstudio/asgi.py) lives as long as the process: frozen, full garbage collections no longer
+    walk it."""
+    gc.freeze()

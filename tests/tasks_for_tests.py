@@ -32,3 +32,13 @@ def report_backend_pid(redis_url: str, key: str) -> None:
         cursor.execute("SELECT pg_backend_pid()")
         (pid,) = cursor.fetchone()
     redis.Redis.from_url(redis_url).rpush(key, pid)
+
+
+@app.task(name="tests.report_frozen_objects")
+def report_frozen_objects(redis_url: str, key: str) -> None:
+    """Push how many objects the garbage collector leaves alone in the process running this."""
+    import gc
+
+    import redis
+
+    redis.Redis.from_url(redis_url).rpush(key, gc.get_freeze_count())

@@ -146,6 +146,45 @@ def test_with_redis_pushes_from_sync_threads_arrive_over_one_reused_connection()
     assert connections_after == connections_before
 
 
+def run_in_a_real_worker(task: str, pool: str, reports: int, database=None) -> list[bytes]:
+    """Start a real worker (production settings, one process or thread on a queue of its own),
+    send it `task` `reports` times, one after the other, and return what the runs pushed to a
+    Redis list (each task is given the Redis URL and the list's key)."""
+    from celery import Celery
+
+    queue = f"test-{pool}-{uuid.uuid4().hex[:8]}"
+    key = f"nerstudio:test:{queue}"
+    client = redis.Redis.from_url(REDIS_URL)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "nerstudio.settings.base", "DEBUG": "true"}
+    if database:
+        env["DATABASE_URL"] = (
+            f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+        )
+    worker = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "celery", "-A", "nerstudio", "worker", "--pool", pool),
+            *("--concurrency", "1", "-Q", queue, "--include", "tests.tasks_for_tests"),
+            *("--without-mingle", "--without-gossip", "--loglevel", "warning"),
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    # A bare app: sending with the project's would add the queue to its list of queues.
+    sender = Celery("sender", broker=REDIS_URL, set_as_current=False, fixups=[])
+    try:
+        for _ in range(reports):
+            sender.send_task(task, (REDIS_URL, key), queue=queue)
+        deadline = time.monotonic() + 60
+        while client.llen(key) < reports and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return client.lrange(key, 0, -1)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        client.delete(key)
+
+
 @needs_redis
 @pytest.mark.django_db(transaction=True)
 def test_a_prefork_worker_runs_its_tasks_on_its_pooled_database_connections():
@@ -153,43 +192,42 @@ def test_a_prefork_worker_runs_its_tasks_on_its_pooled_database_connections():
     (celery/celery#10554), so every task connected anew: lib/celery_fixup.py keeps the pool. A
     real prefork worker with the production settings (pool on) runs six tasks in a row; they
     share the pool's one or two connections."""
-    from celery import Celery
     from django.db import connection
 
     if connection.vendor != "postgresql":
         pytest.skip("the database pool is PostgreSQL's")
-    queue = f"test-pool-{uuid.uuid4().hex[:8]}"
-    key = f"nerstudio:test:{queue}"
-    client = redis.Redis.from_url(REDIS_URL)
-    database = connection.settings_dict
-    worker = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "celery", "-A", "nerstudio", "worker", "--pool", "prefork"),
-            *("--concurrency", "1", "-Q", queue, "--include", "tests.tasks_for_tests"),
-            *("--without-mingle", "--without-gossip", "--loglevel", "warning"),
-        ],
-        cwd=Path(__file__).resolve().parent.parent,
-        env={
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "nerstudio.settings.base",
-            "DEBUG": "true",
-            "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:"
-            f"{database['PORT']}/{database['NAME']}",
-        },
-        stdout=subprocess.DEVNULL,
+
+    pids = run_in_a_real_worker(
+        "tests.report_backend_pid", "prefork", 6, database=connection.settings_dict
     )
-    # A bare app: sending with the project's would add the queue to its list of queues.
-    sender = Celery("sender", broker=REDIS_URL, set_as_current=False, fixups=[])
-    try:
-        for _ in range(6):  # one after the other: the worker has one process
-            sender.send_task("tests.report_backend_pid", (REDIS_URL, key), queue=queue)
-        deadline = time.monotonic() + 60
-        while client.llen(key) < 6 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        pids = client.lrange(key, 0, -1)
-    finally:
-        worker.terminate()
-        worker.wait(30)
-        client.delete(key)
+
     assert len(pids) == 6
     assert len(set(pids)) <= 2, f"the tasks connected anew: {pids}"
+
+
+@needs_redis
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_a_worker_runs_its_tasks_with_its_startup_objects_frozen(pool):
+    """The objects a worker made to start are left out of full garbage collections (as in the
+    web processes): in the prefork pool's process and in a thread pool's worker alike."""
+    (frozen,) = run_in_a_real_worker("tests.report_frozen_objects", pool, 1)
+
+    assert int(frozen) > 50_000
+
+
+def test_the_web_process_freezes_its_startup_objects():
+    """nerstudio.asgi, which every web process (and `make run`) loads, freezes what its start
+    made: a full garbage collection then leaves those objects alone."""
+    code = "import gc, nerstudio.asgi; print(gc.get_freeze_count())"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "nerstudio.settings.base", "DEBUG": "true"}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert int(out.stdout.split()[-1]) > 50_000
