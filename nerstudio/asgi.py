@@ -39,7 +39,7 @@ application = ProtocolTypeRouter(
 # Everything made so far (modules, models, settings, URL patterns: ~160,000 objects) lives as
 # long as the process. Frozen, the garbage collector's full collections no longer walk it: in
 # the 50-member load bench (5 in 3 minutes across 2 web processes) each had stopped its process
-# for 90–125 ms, every request and socket of it waiting; frozen, 13–24 ms (docs/scaling.md).
+# for 91–124 ms, every request and socket of it waiting; frozen, 13–24 ms (docs/scaling.md).
 gc.freeze()
 
 if settings.NERSTUDIO_EMBEDDED_BEAT:

@@ -291,8 +291,10 @@ def _finish_generation_if_complete(generation: Generation) -> None:
     ended. A plain look for an unfinished image first: it costs a third of the conditional
     update, which only that last call then runs."""
     ended = [ImageStatus.DONE, ImageStatus.FAILED]
-    images = GenerationImage.objects.filter(generation_id=generation.pk)
-    if images.exclude(status__in=ended).exists():
+    unfinished = GenerationImage.objects.filter(generation_id=generation.pk).exclude(
+        status__in=ended
+    )
+    if unfinished.exists():
         return
     images = GenerationImage.objects.filter(generation_id=OuterRef("pk"))
     any_done = Exists(images.filter(status=ImageStatus.DONE))
