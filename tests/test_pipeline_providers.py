@@ -150,17 +150,23 @@ def fake(kie_org):
         yield mock
 
 
-def run_until_submitted(membership, provider, count=3):
-    generation = start.start_generation(
+def started(membership, provider, count=3, *, products=None, references=()):
+    """A generation of `count` images of a ceramic mug, started as the Generate form does:
+    credits held, one new product photo unless `products` are given."""
+    return start.start_generation(
         membership=membership,
         provider=provider,
         prompt="A ceramic mug",
         count=count,
         aspect_ratio="1:1",
         quality="basic",
-        products=[validated()],
-        references=[validated("#e67e22", (100, 100))],
+        products=[validated()] if products is None else products,
+        references=list(references),
     )
+
+
+def run_until_submitted(membership, provider, count=3):
+    generation = started(membership, provider, count, references=[validated("#e67e22", (100, 100))])
     prompts.write_prompts(generation.pk)
     for image in generation.images.all():
         submit.submit_image(image.pk)
@@ -239,16 +245,7 @@ def test_the_pipeline_with_kie_and_openai_delivers_and_captures(client, fake, ki
 
 def test_a_product_photo_is_uploaded_once_ahead_of_the_prompts_for_every_image(fake, kie_org):
     membership, seedream = kie_org
-    generation = start.start_generation(
-        membership=membership,
-        provider=seedream,
-        prompt="A ceramic mug",
-        count=3,
-        aspect_ratio="1:1",
-        quality="basic",
-        products=[validated()],
-        references=[],
-    )
+    generation = started(membership, seedream, 3)
     submit.stage_products(generation.pk)
     assert [c.request.url for c in fake.calls] == [UPLOAD]
 
@@ -492,16 +489,7 @@ def test_a_restarted_worker_neither_resubmits_nor_charges_twice(fake, kie_org):
 
 def test_a_generation_stopped_mid_pipeline_resumes(fake, kie_org):
     membership, seedream = kie_org
-    generation = start.start_generation(
-        membership=membership,
-        provider=seedream,
-        prompt="A ceramic mug",
-        count=1,
-        aspect_ratio="1:1",
-        quality="basic",
-        products=[validated()],
-        references=[],
-    )
+    generation = started(membership, seedream, 1)
     Generation.objects.filter(pk=generation.pk).update(status="writing")  # the worker died here
     later = timezone.now() + timedelta(minutes=3)
 
@@ -516,16 +504,7 @@ def test_images_left_unsubmitted_by_a_dead_worker_are_submitted_or_failed(
     fake, kie_org, django_capture_on_commit_callbacks
 ):
     membership, seedream = kie_org
-    generation = start.start_generation(
-        membership=membership,
-        provider=seedream,
-        prompt="A ceramic mug",
-        count=2,
-        aspect_ratio="1:1",
-        quality="basic",
-        products=[validated()],
-        references=[],
-    )
+    generation = started(membership, seedream, 2)
     prompts.write_prompts(generation.pk)  # prompts written; the submissions were never sent
     Generation.objects.filter(pk=generation.pk).update(
         updated_at=timezone.now() - timedelta(minutes=5)
@@ -577,16 +556,7 @@ def submit_until_settled(image_id, attempts=10):
 
 
 def prepared(membership, provider, count=1):
-    generation = start.start_generation(
-        membership=membership,
-        provider=provider,
-        prompt="A ceramic mug",
-        count=count,
-        aspect_ratio="1:1",
-        quality="basic",
-        products=[validated()],
-        references=[],
-    )
+    generation = started(membership, provider, count)
     prompts.write_prompts(generation.pk)
     return generation
 
@@ -925,13 +895,10 @@ def test_submitting_an_image_costs_a_fixed_number_of_queries(
     result come from the cache."""
     membership, seedream = kie_org
     generation = run_until_submitted(membership, seedream, count=1)  # the caches filled
-    generation = start.start_generation(
-        membership=membership,
-        provider=seedream,
-        prompt="A ceramic mug",
-        count=3,
-        aspect_ratio="1:1",
-        quality="basic",
+    generation = started(
+        membership,
+        seedream,
+        3,
         products=list(generation.products.all()),
         references=list(generation.references.all()),
     )
