@@ -153,6 +153,18 @@ def _status_fragment(generation: Generation, images: list[GenerationImage]) -> s
     return render_to_string("generation/_status.html", context).strip()
 
 
+def _facts_fragment(generation: Generation) -> str:
+    return render_to_string(
+        "generation/_facts.html", {"generation": generation, "oob": True}
+    ).strip()
+
+
+def _download_fragment(generation: Generation, images: list[GenerationImage]) -> str:
+    done = sum(1 for i in images if i.status == GenerationImage.Status.DONE)
+    context = {"generation": generation, "done_count": done, "oob": True}
+    return render_to_string("generation/_download.html", context).strip()
+
+
 def _card_fragment(generation: Generation, image: GenerationImage) -> str:
     context = {
         "generation": generation,
@@ -227,20 +239,35 @@ def current_state(generation_id: int) -> tuple[Generation | None, list[Generatio
 
 
 def render_generation(generation_id: int) -> str:
-    """The status line and every card as out-of-band fragments: the whole current state."""
+    """The status line, the facts (who wrote the prompts), "Download all" and every card as
+    out-of-band fragments: the whole current state."""
     generation, images = current_state(generation_id)
     if generation is None:
         return ""
     cards = [_card_fragment(generation, image) for image in images]
-    return "\n".join([_status_fragment(generation, images), *cards])
+    return "\n".join(
+        [
+            _status_fragment(generation, images),
+            _facts_fragment(generation),
+            _download_fragment(generation, images),
+            *cards,
+        ]
+    )
 
 
 def render_image(generation_id: int, image_id: int) -> str:
-    """One card, plus the status line (its counts change with every card)."""
+    """One card, plus the status line (its counts change with every card) and "Download all"
+    (there once an image is done)."""
     generation, images = current_state(generation_id)
     if generation is None:
         return ""
     card = next((i for i in images if i.pk == image_id), None)
     if card is None:
         return ""
-    return "\n".join([_card_fragment(generation, card), _status_fragment(generation, images)])
+    return "\n".join(
+        [
+            _card_fragment(generation, card),
+            _status_fragment(generation, images),
+            _download_fragment(generation, images),
+        ]
+    )

@@ -334,7 +334,8 @@ async def test_the_owner_and_the_org_admin_receive_the_current_state_on_connect(
     html = await communicator.receive_from(timeout=TIMEOUT)
     await communicator.disconnect()
 
-    assert html.count('hx-swap-oob="true"') == 1 + 3  # the status line and every card
+    # The status line, the facts, "Download all" and every card.
+    assert html.count('hx-swap-oob="true"') == 3 + 3
     assert 'id="generation-status"' in html
     assert "Generating images: 0 of 3 done, 1 failed" in html
     async for card in generation.images.all():
@@ -361,7 +362,7 @@ def test_the_access_check_is_the_pages_rule_in_one_query(
 def test_the_current_state_is_read_in_one_query(generation, django_assert_num_queries):
     with django_assert_num_queries(1):
         html = live.render_generation(generation.pk)
-    assert html.count('hx-swap-oob="true"') == 1 + 3
+    assert html.count('hx-swap-oob="true"') == 3 + 3
     assert live.render_generation(999_999) == ""
 
 
@@ -389,11 +390,29 @@ def test_the_current_state_reads_every_field_as_the_orm_does(
 
 
 @pytest.mark.django_db
+def test_who_wrote_the_prompts_and_download_all_appear_on_the_live_page(generation):
+    """The page may have loaded before the prompts were written and before any image was done:
+    the facts and "Download all" come with the updates, not only on a reload."""
+    download = reverse("gallery:download-generation", args=[generation.public_id])
+    before = live.render_generation(generation.pk)
+    assert "Prompts by" not in before and download not in before
+
+    Generation.objects.filter(pk=generation.pk).update(prompt_writer="Gemini 3 Pro (kie.ai)")
+    first = generation.images.get(index=0)
+    finish_image(first, "done", file="generated/a.png")
+
+    assert "<dt>Prompts by</dt><dd>Gemini 3 Pro (kie.ai)</dd>" in live.render_generation(
+        generation.pk
+    )
+    assert download in live.render_image(generation.pk, first.pk)
+
+
+@pytest.mark.django_db
 def test_the_current_state_of_a_generation_without_images(owner_membership):
     empty = make_generation(owner_membership, count=0, status=Generation.Status.QUEUED)
     state, images = live.current_state(empty.pk)
     assert (state.pk, images) == (empty.pk, [])
-    assert live.render_generation(empty.pk).count('hx-swap-oob="true"') == 1
+    assert live.render_generation(empty.pk).count('hx-swap-oob="true"') == 3
 
 
 @pytest.mark.asyncio

@@ -35,6 +35,9 @@ def test_generated_images_appear_live_on_the_generation_page(e2e_server, admin_p
     assert page.evaluate("window.e2eWsMessages") >= 1
     assert images_at_start < 3, "the images were there before the page could show them live"
     assert "Done: 3 of 3 images" in page.locator("#generation-status").inner_text()
+    # What came while the page was open, besides the images: who wrote the prompts, the zip.
+    assert "Prompts by" in page.locator("#generation-facts").text_content()
+    assert page.get_by_role("button", name="Download all (zip)").is_visible()
     page.screenshot(path=SCREENSHOT, full_page=True)
 
     page.reload()  # the state survives a reload, rendered from the database
