@@ -179,7 +179,7 @@ class GenerationConsumer(AsyncWebsocketConsumer):
         """The page sends nothing; ignore anything that arrives."""
 
     async def generation_changed(self, event):
-        await self._send_html(live.render_generation)
+        await self._send_html(live.render_generation, event.get("sources", False))
 
     async def image_changed(self, event):
         await self._send_html(live.render_image, event["image_id"])

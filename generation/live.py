@@ -37,6 +37,7 @@ from django.template.loader import render_to_string
 from redis.exceptions import RedisError
 
 from generation.models import Generation, GenerationImage
+from library.models import SourceImage
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +65,14 @@ def group_name(public_id: uuid.UUID) -> str:
 # --- Pushing (sync code: pipeline threads, Celery workers) ---------------------------------------
 
 
-def push_generation(generation: Generation) -> None:
-    """Send the generation's current status (header + every image card) to its viewers."""
-    _push_after_commit(
-        generation.public_id, {"type": "generation.changed", "generation_id": generation.pk}
-    )
+def push_generation(generation: Generation, *, sources: bool = False) -> None:
+    """Send the generation's current status (header + every image card) to its viewers; with
+    `sources`, the images it uses too (their descriptions are new: the references were just
+    analysed)."""
+    message = {"type": "generation.changed", "generation_id": generation.pk}
+    if sources:
+        message["sources"] = True
+    _push_after_commit(generation.public_id, message)
 
 
 def push_image(image: GenerationImage) -> None:
@@ -165,6 +169,16 @@ def _download_fragment(generation: Generation, images: list[GenerationImage]) ->
     return render_to_string("generation/_download.html", context).strip()
 
 
+def _sources_fragment(generation: Generation) -> str:
+    described = SourceImage.objects.with_descriptions().order_by("pk")
+    context = {
+        "products": described.filter(used_as_product=generation.pk),
+        "references": described.filter(used_as_reference=generation.pk),
+        "oob": True,
+    }
+    return render_to_string("generation/_sources.html", context).strip()
+
+
 def _card_fragment(generation: Generation, image: GenerationImage) -> str:
     context = {
         "generation": generation,
@@ -238,21 +252,22 @@ def current_state(generation_id: int) -> tuple[Generation | None, list[Generatio
     return generation, images
 
 
-def render_generation(generation_id: int) -> str:
+def render_generation(generation_id: int, sources: bool = False) -> str:
     """The status line, the facts (who wrote the prompts), "Download all" and every card as
-    out-of-band fragments: the whole current state."""
+    out-of-band fragments: the whole current state, in one query. With `sources`, the images
+    the generation uses too (two queries more: only after its references were analysed)."""
     generation, images = current_state(generation_id)
     if generation is None:
         return ""
-    cards = [_card_fragment(generation, image) for image in images]
-    return "\n".join(
-        [
-            _status_fragment(generation, images),
-            _facts_fragment(generation),
-            _download_fragment(generation, images),
-            *cards,
-        ]
-    )
+    fragments = [
+        _status_fragment(generation, images),
+        _facts_fragment(generation),
+        _download_fragment(generation, images),
+        *(_card_fragment(generation, image) for image in images),
+    ]
+    if sources:
+        fragments.append(_sources_fragment(generation))
+    return "\n".join(fragments)
 
 
 def render_image(generation_id: int, image_id: int) -> str:

@@ -20,8 +20,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from generation import consumers, live
 from generation.models import Generation, GenerationImage
+from library.models import ReferenceAnalysis
 from nerstudio.asgi import application
-from tests.factories import AdminMembershipFactory, MembershipFactory
+from tests.factories import AdminMembershipFactory, MembershipFactory, stored_source_image
 
 TIMEOUT = 5
 
@@ -593,6 +594,39 @@ async def test_a_push_from_sync_code_reaches_the_connected_browser(generation, o
     assert f'src="/images/{image.public_id}/thumbnail/"' in html
     assert f'href="/images/{image.public_id}/"' in html
     assert "Generating images: 1 of 3 done" in html  # the status line follows the cards
+
+
+def analysed_reference(generation, description):
+    """A reference of `generation` whose vision description is `description`."""
+    reference = stored_source_image(generation.org)
+    generation.references.add(reference)
+    ReferenceAnalysis.objects.create(
+        org=generation.org, sha256=reference.sha256, description=description
+    )
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_the_references_descriptions_arrive_once_they_are_analysed(
+    generation, owner_membership
+):
+    """The page opened before the vision model answered: what it saw in each reference comes
+    with the update the pipeline sends after the analysis (and only with that one: a connect's
+    state stays one query)."""
+    communicator, connected = await connect(generation, owner_membership.user)
+    assert connected
+    await communicator.receive_from(timeout=TIMEOUT)  # the initial state
+    await database_sync_to_async(analysed_reference)(generation, "Warm terracotta tones.")
+
+    await sync_to_async(live.push_generation)(generation)
+    plain = await communicator.receive_from(timeout=TIMEOUT)
+    await sync_to_async(live.push_generation)(generation, sources=True)
+    with_sources = await communicator.receive_from(timeout=TIMEOUT)
+    await communicator.disconnect()
+
+    assert "Warm terracotta tones." not in plain
+    assert 'id="generation-sources"' in with_sources
+    assert "Warm terracotta tones." in with_sources
 
 
 @pytest.mark.asyncio

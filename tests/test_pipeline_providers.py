@@ -22,7 +22,7 @@ from PIL import Image
 
 from credits import services as credits
 from credits.models import LedgerEntry
-from generation import tasks
+from generation import live, tasks
 from generation.models import Generation, GenerationImage
 from generation.pipeline import prompts, reconcile, results, start, submit
 from lib.tasks import TryLater
@@ -919,6 +919,21 @@ def test_the_references_palette_is_written_once_with_the_prompts(fake, kie_org):
     generation.refresh_from_db()
     assert generation.palette == ["#d35400"]  # the vision model's answer (fixture)
     assert ReferenceAnalysis.objects.get(org=membership.org).palette == ["#d35400"]
+
+
+def test_the_page_is_sent_the_references_descriptions_once_they_are_analysed(
+    fake, kie_org, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent = []
+    monkeypatch.setattr(live, "_send", lambda public_id, message: sent.append(message))
+    membership, seedream = kie_org
+    generation = started(membership, seedream, 1, references=[validated("#e67e22", (100, 100))])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        prompts.write_prompts(generation.pk)
+
+    # Analysing, writing (the descriptions are in), generating.
+    assert [m.get("sources", False) for m in sent] == [False, True, False]
 
 
 def test_collecting_results_costs_a_fixed_number_of_queries(

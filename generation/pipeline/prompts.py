@@ -66,7 +66,7 @@ def _write_prompts(generation_id: int) -> list[int]:
         notices=notices,
         updated_at=timezone.now(),
     )
-    live.push_generation(generation)
+    live.push_generation(generation, sources=True)  # the references' descriptions are in
 
     variants, writer, more_notices = _variants(generation, notes)
     images = list(generation.images.order_by("index"))
