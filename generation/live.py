@@ -29,11 +29,13 @@ import os
 import re
 import threading
 import uuid
+from datetime import timedelta
 
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import connection, transaction
 from django.template.loader import render_to_string
+from django.utils import timezone
 from redis.exceptions import RedisError
 
 from generation.models import Generation, GenerationImage
@@ -45,6 +47,9 @@ _server_loop: asyncio.AbstractEventLoop | None = None
 _sending: tuple[int, asyncio.AbstractEventLoop] | None = None  # (its process, the loop)
 _sending_lock = threading.Lock()
 SEND_TIMEOUT = 10  # seconds; Redis's socket timeouts (settings) end a stuck send before this
+# How long after its start a generation's page may predate its references' analysis (the vision
+# chain's fallbacks included): a connect until then is sent the sources with their descriptions.
+SOURCES_FRESH = timedelta(minutes=2)
 
 # What sending can raise without a bug: a full channel, Redis unreachable or failing (channels-
 # redis), a socket error or timeout.
@@ -252,10 +257,12 @@ def current_state(generation_id: int) -> tuple[Generation | None, list[Generatio
     return generation, images
 
 
-def render_generation(generation_id: int, sources: bool = False) -> str:
+def render_generation(generation_id: int, sources: bool | None = None) -> str:
     """The status line, the facts (who wrote the prompts), "Download all" and every card as
     out-of-band fragments: the whole current state, in one query. With `sources`, the images
-    the generation uses too (two queries more: only after its references were analysed)."""
+    the generation uses too, with what the vision model saw in each (two queries more): sent
+    after the references were analysed, and by default (a connect) for a generation young
+    enough that its page may have been rendered before that."""
     generation, images = current_state(generation_id)
     if generation is None:
         return ""
@@ -265,6 +272,9 @@ def render_generation(generation_id: int, sources: bool = False) -> str:
         _download_fragment(generation, images),
         *(_card_fragment(generation, image) for image in images),
     ]
+    if sources is None:
+        young = timezone.now() - generation.created_at < SOURCES_FRESH
+        sources = young and bool(generation.reference_notes)
     if sources:
         fragments.append(_sources_fragment(generation))
     return "\n".join(fragments)

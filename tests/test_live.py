@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -16,6 +17,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from generation import consumers, live
@@ -627,6 +629,25 @@ async def test_the_references_descriptions_arrive_once_they_are_analysed(
     assert "Warm terracotta tones." not in plain
     assert 'id="generation-sources"' in with_sources
     assert "Warm terracotta tones." in with_sources
+
+
+@pytest.mark.django_db
+def test_a_connect_soon_after_the_start_is_sent_the_references_descriptions(
+    generation, django_assert_num_queries
+):
+    """The pipeline's update may have gone before the page's socket connected (the local vision
+    model answers at once): for a young generation with described references, the connect's
+    state has them too. An older page was rendered with them: its connects stay one query."""
+    analysed_reference(generation, "Warm terracotta tones.")
+    Generation.objects.filter(pk=generation.pk).update(reference_notes=["Warm terracotta tones."])
+
+    assert "Warm terracotta tones." in live.render_generation(generation.pk)
+
+    Generation.objects.filter(pk=generation.pk).update(
+        created_at=timezone.now() - live.SOURCES_FRESH - timedelta(seconds=1)
+    )
+    with django_assert_num_queries(1):
+        assert "Warm terracotta tones." not in live.render_generation(generation.pk)
 
 
 @pytest.mark.asyncio
