@@ -27,3 +27,8 @@ def generate_from_photo(page, server, tmp_path, prompt="A blue ceramic mug on li
     page.fill("#id_count", "3")
     page.locator("#estimate button[type=submit]:not([disabled])").click()
     page.wait_for_url(re.compile(r"/generations/[0-9a-f-]{36}/$"), timeout=WAIT_MS)
+
+
+def wait_until_done(page) -> None:
+    """On a generation's page: until its status line says done (the live updates brought it)."""
+    page.wait_for_selector('#generation-status[data-status="done"]', timeout=WAIT_MS)

@@ -5,7 +5,7 @@ uploading anything. And an admin's download of every image, from Settings."""
 import re
 import zipfile
 
-from tests.e2e.flows import WAIT_MS, generate_from_photo
+from tests.e2e.flows import WAIT_MS, generate_from_photo, wait_until_done
 
 SCREENSHOT = "/tmp/e2e-lightbox.png"
 
@@ -15,7 +15,7 @@ def test_an_image_is_found_inspected_downloaded_and_varied_without_uploading(
 ):
     page = admin_page
     generate_from_photo(page, e2e_server, tmp_path, "A teal mug for the lightbox test")
-    page.wait_for_selector('#generation-status[data-status="done"]', timeout=WAIT_MS)
+    wait_until_done(page)
 
     page.goto(f"{e2e_server.url}/gallery/?q=teal+mug")
     items = page.locator("[data-lightbox-item]")
@@ -60,7 +60,7 @@ def test_an_image_is_found_inspected_downloaded_and_varied_without_uploading(
     assert page.locator("#id_products").evaluate("input => input.files.length") == 0
     page.locator("#estimate button[type=submit]:not([disabled])").click()
     page.wait_for_url(re.compile(r"/generations/[0-9a-f-]{36}/$"), timeout=WAIT_MS)
-    page.wait_for_selector('#generation-status[data-status="done"]', timeout=WAIT_MS)
+    wait_until_done(page)
     assert page.locator(".source-list .source").count() == 1  # the same one photo
 
 
@@ -80,7 +80,7 @@ def test_an_admin_downloads_every_image_of_the_organization_from_settings(
 ):
     page = admin_page
     generate_from_photo(page, e2e_server, tmp_path, "A green mug for the archive")
-    page.wait_for_selector('#generation-status[data-status="done"]', timeout=WAIT_MS)
+    wait_until_done(page)
 
     page.goto(f"{e2e_server.url}/settings/")
     with page.expect_download(timeout=WAIT_MS) as download:

@@ -1,7 +1,7 @@
 """The product's main path in a real browser: sign in, upload a product photo, generate three
 images with the local providers and watch them arrive over the websocket without a reload."""
 
-from tests.e2e.flows import WAIT_MS, generate_from_photo
+from tests.e2e.flows import WAIT_MS, generate_from_photo, wait_until_done
 
 SCREENSHOT = "/tmp/e2e-detail.png"
 
@@ -29,7 +29,7 @@ def test_generated_images_appear_live_on_the_generation_page(e2e_server, admin_p
         }""",
         timeout=WAIT_MS,
     )
-    page.wait_for_selector('#generation-status[data-status="done"]', timeout=WAIT_MS)
+    wait_until_done(page)
 
     assert page.evaluate("window.e2eSamePage") is True, "the page reloaded or navigated"
     assert page.evaluate("window.e2eWsMessages") >= 1

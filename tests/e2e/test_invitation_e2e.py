@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.flows import WAIT_MS, generate_from_photo
+from tests.e2e.flows import WAIT_MS, generate_from_photo, wait_until_done
 
 INVITE_LINK = re.compile(r"(http://\S+/invite/\S+/)")
 SCREENSHOTS = "/tmp/e2e-invitation-{}.png"
@@ -113,7 +113,7 @@ def test_a_new_person_joins_from_the_link_and_generates_within_two_minutes(
         assert "Nora Lindqvist" in page.locator("header .account-name").inner_text()
 
         generate_from_photo(page, e2e_server, tmp_path, "A blue ceramic mug on linen")
-        page.wait_for_selector('#generation-status[data-status="done"]', timeout=WAIT_MS)
+        wait_until_done(page)
         generating_after = time.monotonic() - started
         print(
             f"\ninvitee joined after {joined_after:.1f} s, "

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.e2e.flows import WAIT_MS, product_photo
+from tests.e2e.flows import WAIT_MS, product_photo, wait_until_done
 
 WIDE = "Wide renderer (offline)"
 ORG = "Demo Studio"
@@ -76,6 +76,6 @@ def test_a_model_made_the_default_in_the_admin_runs_the_next_generation(
 
     facts = page.locator(".gen-facts").inner_text()
     assert wide_model in facts and "16:9" in facts and "4 credits" in facts
-    page.wait_for_selector('#generation-status[data-status="done"]', timeout=WAIT_MS)
+    wait_until_done(page)
     frame = page.locator("#generation-live .gen-card .gen-frame").first.bounding_box()
     assert frame["width"] / frame["height"] == pytest.approx(16 / 9, rel=0.02)
