@@ -157,9 +157,8 @@ def status_context(generation: Generation, images: list[GenerationImage]) -> dic
     }
 
 
-def _status_fragment(generation: Generation, images: list[GenerationImage]) -> str:
-    context = {**status_context(generation, images), "oob": True}
-    return render_to_string("generation/_status.html", context).strip()
+def _status_fragment(state: dict) -> str:
+    return render_to_string("generation/_status.html", {**state, "oob": True}).strip()
 
 
 def _facts_fragment(generation: Generation) -> str:
@@ -168,10 +167,8 @@ def _facts_fragment(generation: Generation) -> str:
     ).strip()
 
 
-def _download_fragment(generation: Generation, images: list[GenerationImage]) -> str:
-    done = sum(1 for i in images if i.status == GenerationImage.Status.DONE)
-    context = {"generation": generation, "done_count": done, "oob": True}
-    return render_to_string("generation/_download.html", context).strip()
+def _download_fragment(state: dict) -> str:
+    return render_to_string("generation/_download.html", {**state, "oob": True}).strip()
 
 
 def _sources_fragment(generation: Generation) -> str:
@@ -266,10 +263,11 @@ def render_generation(generation_id: int, sources: bool | None = None) -> str:
     generation, images = current_state(generation_id)
     if generation is None:
         return ""
+    state = status_context(generation, images)
     fragments = [
-        _status_fragment(generation, images),
+        _status_fragment(state),
         _facts_fragment(generation),
-        _download_fragment(generation, images),
+        _download_fragment(state),
         *(_card_fragment(generation, image) for image in images),
     ]
     if sources is None:
@@ -289,10 +287,7 @@ def render_image(generation_id: int, image_id: int) -> str:
     card = next((i for i in images if i.pk == image_id), None)
     if card is None:
         return ""
+    state = status_context(generation, images)
     return "\n".join(
-        [
-            _card_fragment(generation, card),
-            _status_fragment(generation, images),
-            _download_fragment(generation, images),
-        ]
+        [_card_fragment(generation, card), _status_fragment(state), _download_fragment(state)]
     )

@@ -182,7 +182,6 @@ def _analyse_references(generation: Generation) -> tuple[list[str], list[str], l
         if r.sha256 not in cached
     ]
     described = [cached[r.sha256] for r in references if r.sha256 in cached]
-    # A stored entry that is not a string is a [colour, …] pair: its colour.
-    colours = (c if isinstance(c, str) else c[0] for _, palette in described for c in palette)
+    colours = (colour for _, palette in described for colour in palette)  # "#rrggbb" each
     palette = list(dict.fromkeys(colours))[:PALETTE_COLOURS]
     return [description for description, _ in described], palette, notices
